@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# The project's test command (README.md; .ci/run calls exactly this). Installs what it needs,
+# checks that the CUDA build compiles (no GPU needed), then runs every test.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+if [ -n "${CI:-}" ]; then
+  # In CI the shared data must be present: tests that need it fail instead of skipping.
+  export MIXPROBE_REQUIRE_SHARED=1
+  [ -d ../shared/data ] || { echo "CI: ../shared/data is missing" >&2; exit 1; }
+fi
+echo "== cargo check --features cuda (the CUDA path must keep compiling)"
+cargo check --features cuda --lib --bins --quiet
+echo "== cargo test"
+cargo test --all-targets --no-fail-fast "$@"

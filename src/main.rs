@@ -1,0 +1,71 @@
+//! The `mixprobe` binary: a thin layer over the library. Errors caused by the user's input
+//! (files, flags, recipes) exit with code 2; anything else with 1.
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+mod cli;
+
+#[derive(Parser)]
+#[command(
+    name = "mixprobe",
+    version,
+    about = "How SFT data composition shapes LLM abilities: compose recipes, train, evaluate, probe, report",
+    long_about = "mixprobe reproduces and extends Dong et al. (ACL 2024), \"How Abilities in Large Language \
+Models are Affected by Supervised Fine-tuning Data Composition\": math (GSM8K), code (Code Alpaca / \
+HumanEval) and general alignment (ShareGPT / MT-Bench). It composes data recipes (fractions, mixtures, \
+ratios, multi-stage strategies such as DMT), reads and validates the real data formats, and exports \
+recipes for external trainers.\n\nExit codes: 0 success, 2 bad input (file, record, flag, recipe), 1 \
+other failures."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Read, inspect, fetch and filter datasets.
+    #[command(subcommand)]
+    Data(cli::DataCmd),
+    /// Train a byte-level BPE tokenizer for from-scratch models.
+    #[command(subcommand)]
+    Tokenizer(cli::TokenizerCmd),
+    /// Materialize a recipe: per-stage datasets plus manifest.json.
+    Compose(cli::compose::Args),
+    /// Export a recipe's stages for an external trainer (LLaMA-Factory, Alpaca, ShareGPT).
+    Export(cli::export::Args),
+    /// Inspect, import and run LLaMA-family models.
+    #[command(subcommand)]
+    Model(cli::ModelCmd),
+    /// Score externally generated completions (HumanEval in the sandbox, GSM8K answers).
+    #[command(subcommand)]
+    Score(cli::score::ScoreCmd),
+    /// The embedded default: runs end to end on a fresh clone with no downloads.
+    Demo(cli::demo::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Data(cmd) => cli::run_data(cmd),
+        Command::Tokenizer(cmd) => cli::run_tokenizer(cmd),
+        Command::Compose(args) => cli::compose::run(args),
+        Command::Export(args) => cli::export::run(args),
+        Command::Model(cmd) => cli::run_model(cmd),
+        Command::Score(cmd) => cli::score::run(cmd),
+        Command::Demo(args) => cli::demo::run(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            let user = err
+                .chain()
+                .find_map(|e| e.downcast_ref::<mixprobe::Error>())
+                .map(|e| e.is_user_error())
+                .unwrap_or(false)
+                || err.chain().any(|e| e.downcast_ref::<cli::UserError>().is_some());
+            ExitCode::from(if user { 2 } else { 1 })
+        }
+    }
+}
