@@ -6,7 +6,8 @@ use half::{bf16, f16};
 /// Elements per super-block of the k-quants.
 const QK_K: usize = 256;
 
-/// The ggml tensor types this importer de-quantizes.
+/// The ggml tensor types this importer de-quantizes (named as in ggml).
+#[allow(non_camel_case_types)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
 pub enum GgmlType {
     F32,

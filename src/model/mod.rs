@@ -1,1 +1,25 @@
-//! LLaMA-family decoder on burn.
+//! LLaMA-family decoder on burn: configuration ([`config`]), the model ([`llama`]), Hugging Face
+//! checkpoints ([`checkpoint`]), generation ([`generate`]) and backend selection ([`device`]).
+//!
+//! Everything is generic over `B: Backend`; [`CpuBackend`] is the default and [`CpuAutodiff`]
+//! the training backend.
+pub mod checkpoint;
+pub mod config;
+pub mod device;
+pub mod generate;
+pub mod host;
+pub mod llama;
+
+pub use checkpoint::{LoadedModel, load_hf_dir, save_hf_dir};
+pub use config::{Arch, LlamaConfig, Preset};
+pub use generate::{GenerateConfig, generate};
+pub use host::HostTensor;
+pub use llama::{
+    ForwardOptions, ForwardOutput, HiddenSelect, Llama, LogitsSelect, ParamView, TokenBatch,
+    causal_lm_loss,
+};
+
+/// The default CPU backend.
+pub type CpuBackend = burn::backend::NdArray<f32>;
+/// The CPU backend with autodiff (training).
+pub type CpuAutodiff = burn::backend::Autodiff<CpuBackend>;

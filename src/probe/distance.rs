@@ -41,10 +41,6 @@ impl Points {
         self.x.nrows()
     }
 
-    pub fn view(&self) -> ArrayView2<'_, f64> {
-        self.x.view()
-    }
-
     /// Squared distances from rows `start..end` to every row, `[end - start, n]`, via
     /// `|a|² + |b|² - 2 a·b` (clamped at 0; a row's distance to itself is exactly 0).
     fn sq_dist_block(&self, start: usize, end: usize) -> Array2<f64> {

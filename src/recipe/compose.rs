@@ -9,7 +9,7 @@
 //! a DMT replay lies inside stage 1's pool. Each stage's examples are then shuffled with
 //! `util::rng(seed, "stage-<name>")`.
 use crate::data::Example;
-use crate::data::ablate::{Category, Detector, RuleDetector, ablate};
+use crate::data::ablate::{Detector, RuleDetector, ablate};
 use crate::data::read::{Loaded, ReadOptions, Skipped, read_file};
 use crate::error::{Error, Result};
 use crate::recipe::sample::{permutation, shuffle};
@@ -135,6 +135,8 @@ pub struct AblationInfo {
     /// Removed examples per category.
     pub removed: BTreeMap<String, usize>,
     pub kept: usize,
+    /// Examples the detector could not classify (neither kept nor removed; 0 for the rules).
+    pub failed: usize,
 }
 
 /// The held-out slice of a source (the end of its permutation).
@@ -192,13 +194,6 @@ struct Prepared {
     heldout: Vec<Example>,
 }
 
-fn category_name(c: Category) -> &'static str {
-    match c {
-        Category::Code => "code",
-        Category::Math => "math",
-    }
-}
-
 fn display(path: &Path) -> String {
     path.to_string_lossy().into_owned()
 }
@@ -248,15 +243,16 @@ pub fn compose(recipe: &Recipe, opts: &ComposeOptions) -> Result<Composition> {
             let detector = RuleDetector::default();
             let result = ablate(examples, &spec.ablate, &detector);
             let mut removed: BTreeMap<String, usize> =
-                spec.ablate.iter().map(|c| (category_name(*c).to_string(), 0)).collect();
+                spec.ablate.iter().map(|c| (c.as_str().to_string(), 0)).collect();
             for (_, c) in &result.removed {
-                *removed.entry(category_name(*c).to_string()).or_default() += 1;
+                *removed.entry(c.as_str().to_string()).or_default() += 1;
             }
             let info = AblationInfo {
                 detector: detector.name(),
-                remove: spec.ablate.iter().map(|c| category_name(*c).to_string()).collect(),
+                remove: spec.ablate.iter().map(|c| c.as_str().to_string()).collect(),
                 removed,
                 kept: result.kept.len(),
+                failed: result.failed.len(),
             };
             (result.kept, Some(info))
         };

@@ -16,7 +16,6 @@ use crate::recipe::compose::Composition;
 use crate::util::{write_atomic, write_json};
 use serde::Serialize;
 use serde_json::{Value, json};
-use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::Path;
 

@@ -13,9 +13,15 @@ pub fn shared() -> Option<PathBuf> {
         return Some(dir);
     }
     if std::env::var_os("MIXPROBE_REQUIRE_SHARED").is_some() {
-        panic!("MIXPROBE_REQUIRE_SHARED is set but {} has no data/", dir.display());
+        panic!(
+            "MIXPROBE_REQUIRE_SHARED is set but {} has no data/",
+            dir.display()
+        );
     }
-    eprintln!("SKIP: {} not found; tests that need ../shared are skipped", dir.display());
+    eprintln!(
+        "SKIP: {} not found; tests that need ../shared are skipped",
+        dir.display()
+    );
     None
 }
 

@@ -36,7 +36,9 @@ fn calc(a: i64, op: char, b: i64, c: i64) -> String {
 
 fn cap(s: &str) -> String {
     let mut c = s.chars();
-    c.next().map(|f| f.to_ascii_uppercase().to_string() + c.as_str()).unwrap_or_default()
+    c.next()
+        .map(|f| f.to_ascii_uppercase().to_string() + c.as_str())
+        .unwrap_or_default()
 }
 
 /// Draw one problem.
@@ -45,7 +47,15 @@ pub(super) fn draw(rng: &mut Rng) -> MathItem {
     let friends: Vec<&str> = PEOPLE.iter().map(|p| p.0).filter(|f| *f != name).collect();
     let friend = friends.choose(rng).copied().unwrap_or("a friend");
     let &(plural, single, container) = THINGS.choose(rng).unwrap_or(&THINGS[0]);
-    let st = Story { name, subj, poss, friend, plural, single, container };
+    let st = Story {
+        name,
+        subj,
+        poss,
+        friend,
+        plural,
+        single,
+        container,
+    };
     let target = rng.random_range(2..=4);
 
     let mut key = Vec::new();
@@ -57,8 +67,16 @@ pub(super) fn draw(rng: &mut Rng) -> MathItem {
         v = k * m;
         steps += 1;
         key.push(format!("g{k}x{m}"));
-        lines.push(format!("{} starts with {} {}.", st.name, calc(k, '*', m, v), st.plural));
-        format!("{} buys {k} {} with {m} {} in each.", st.name, st.container, st.plural)
+        lines.push(format!(
+            "{} starts with {} {}.",
+            st.name,
+            calc(k, '*', m, v),
+            st.plural
+        ));
+        format!(
+            "{} buys {k} {} with {m} {} in each.",
+            st.name, st.container, st.plural
+        )
     } else {
         v = rng.random_range(6..=60);
         key.push(format!("s{v}"));
@@ -88,9 +106,22 @@ pub(super) fn draw(rng: &mut Rng) -> MathItem {
                 let (k, m) = (rng.random_range(2..=5), rng.random_range(2..=10));
                 let p = k * m;
                 key.push(format!("+g{k}x{m}"));
-                clauses.push(format!("buys {k} more {} with {m} {} in each", st.container, st.plural));
-                lines.push(format!("The {} hold {} {}.", st.container, calc(k, '*', m, p), st.plural));
-                lines.push(format!("Now {} has {} {}.", st.subj, calc(v, '+', p, v + p), st.plural));
+                clauses.push(format!(
+                    "buys {k} more {} with {m} {} in each",
+                    st.container, st.plural
+                ));
+                lines.push(format!(
+                    "The {} hold {} {}.",
+                    st.container,
+                    calc(k, '*', m, p),
+                    st.plural
+                ));
+                lines.push(format!(
+                    "Now {} has {} {}.",
+                    st.subj,
+                    calc(v, '+', p, v + p),
+                    st.plural
+                ));
                 v += p;
                 steps += 2;
             }
@@ -98,29 +129,55 @@ pub(super) fn draw(rng: &mut Rng) -> MathItem {
                 let k = rng.random_range(2..=20);
                 key.push(format!("+{k}"));
                 clauses.push(format!("gets {k} more {} from {}", st.plural, st.friend));
-                lines.push(format!("{} now has {} {}.", st.name, calc(v, '+', k, v + k), st.plural));
+                lines.push(format!(
+                    "{} now has {} {}.",
+                    st.name,
+                    calc(v, '+', k, v + k),
+                    st.plural
+                ));
                 v += k;
                 steps += 1;
             }
-            2 if v >= 2 => {
-                let k = rng.random_range(1..v.min(30));
+            2 if v >= 3 => {
+                let k = rng.random_range(2..v.min(30));
                 key.push(format!("-{k}"));
                 clauses.push(format!("gives {k} {} to {}", st.plural, st.friend));
-                lines.push(format!("{} has {} {} left.", st.name, calc(v, '-', k, v - k), st.plural));
+                lines.push(format!(
+                    "{} has {} {} left.",
+                    st.name,
+                    calc(v, '-', k, v - k),
+                    st.plural
+                ));
                 v -= k;
                 steps += 1;
             }
             3 => {
                 key.push("h".into());
-                clauses.push(format!("gives half of {} {} to {}", st.poss, st.plural, st.friend));
-                lines.push(format!("{} keeps {} {}.", st.name, calc(v, '/', 2, v / 2), st.plural));
+                clauses.push(format!(
+                    "gives half of {} {} to {}",
+                    st.poss, st.plural, st.friend
+                ));
+                lines.push(format!(
+                    "{} keeps {} {}.",
+                    st.name,
+                    calc(v, '/', 2, v / 2),
+                    st.plural
+                ));
                 v /= 2;
                 steps += 1;
             }
             4 => {
                 key.push("d".into());
-                clauses.push(format!("doubles the number of {} {} has", st.plural, st.subj));
-                lines.push(format!("{} now has {} {}.", st.name, calc(v, '*', 2, v * 2), st.plural));
+                clauses.push(format!(
+                    "doubles the number of {} {} has",
+                    st.plural, st.subj
+                ));
+                lines.push(format!(
+                    "{} now has {} {}.",
+                    st.name,
+                    calc(v, '*', 2, v * 2),
+                    st.plural
+                ));
                 v *= 2;
                 steps += 1;
             }
@@ -131,7 +188,11 @@ pub(super) fn draw(rng: &mut Rng) -> MathItem {
                     "If {} sells each {} for ${p}, how much money does {} make?",
                     st.subj, st.single, st.subj
                 ));
-                lines.push(format!("{} makes {}.", st.name, calc(v, '*', p, v * p).replace("<<", "$<<")));
+                lines.push(format!(
+                    "{} makes {}.",
+                    st.name,
+                    calc(v, '*', p, v * p).replace("<<", "$<<")
+                ));
                 v *= p;
                 steps += 1;
             }
@@ -143,19 +204,28 @@ pub(super) fn draw(rng: &mut Rng) -> MathItem {
                     "If {} shares the {} equally among {k} friends, how many does each friend get?",
                     st.subj, st.plural
                 ));
-                lines.push(format!("Each friend gets {} {}.", calc(v, '/', k, v / k), st.plural));
+                lines.push(format!(
+                    "Each friend gets {} {}.",
+                    calc(v, '/', k, v / k),
+                    st.plural
+                ));
                 v /= k;
                 steps += 1;
             }
             _ => continue,
         }
     }
-    let question = question.unwrap_or_else(|| format!("How many {} does {} have now?", st.plural, st.name));
+    let question =
+        question.unwrap_or_else(|| format!("How many {} does {} have now?", st.plural, st.name));
     let mut q = vec![intro];
     if !clauses.is_empty() {
         q.push(format!("Then {} {}.", st.subj, clauses.join(", then ")));
     }
     q.push(cap(&question));
     lines.push(format!("#### {v}"));
-    MathItem { question: q.join(" "), answer: lines.join("\n"), key: key.join("|") }
+    MathItem {
+        question: q.join(" "),
+        answer: lines.join("\n"),
+        key: key.join("|"),
+    }
 }

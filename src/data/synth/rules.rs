@@ -58,11 +58,17 @@ impl Flavour {
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Rule {
     /// A transformation with one right answer.
-    Exact { expected: String, case_sensitive: bool },
+    Exact {
+        expected: String,
+        case_sensitive: bool,
+    },
     /// An integer answer (the last number in the reply).
     Number { expected: i64 },
     /// One of a closed set of answers.
-    Choice { expected: String, options: Vec<String> },
+    Choice {
+        expected: String,
+        options: Vec<String>,
+    },
     /// `count` distinct items from `allowed`.
     List { count: usize, allowed: Vec<String> },
     /// A sentence of exactly `count` words mentioning `topic`.
@@ -78,10 +84,16 @@ pub struct Message {
 
 impl Message {
     pub fn human(value: impl Into<String>) -> Self {
-        Message { from: "human".into(), value: value.into() }
+        Message {
+            from: "human".into(),
+            value: value.into(),
+        }
     }
     pub fn gpt(value: impl Into<String>) -> Self {
-        Message { from: "gpt".into(), value: value.into() }
+        Message {
+            from: "gpt".into(),
+            value: value.into(),
+        }
     }
 }
 
@@ -106,7 +118,10 @@ impl GeneralEvalItem {
 
     /// The reference answer (the final `gpt` turn).
     pub fn reference(&self) -> &str {
-        self.conversations.last().map(|m| m.value.as_str()).unwrap_or("")
+        self.conversations
+            .last()
+            .map(|m| m.value.as_str())
+            .unwrap_or("")
     }
 
     /// The item as a general [`Example`] (reference as the last assistant turn, the task as
@@ -132,21 +147,35 @@ impl GeneralEvalItem {
         }
         let n = self.conversations.len();
         if n < 2 || n % 2 != 0 {
-            return Some(format!("expected alternating human/gpt turns ending with gpt, got {n} turn(s)"));
+            return Some(format!(
+                "expected alternating human/gpt turns ending with gpt, got {n} turn(s)"
+            ));
         }
         for (i, m) in self.conversations.iter().enumerate() {
             let want = if i % 2 == 0 { "human" } else { "gpt" };
             if m.from != want {
-                return Some(format!("turn {i}: expected from={want:?}, got {:?}", m.from));
+                return Some(format!(
+                    "turn {i}: expected from={want:?}, got {:?}",
+                    m.from
+                ));
             }
         }
         match &self.rule {
-            Rule::Exact { expected, .. } if norm(expected).is_empty() => Some("exact rule with empty expected".into()),
-            Rule::Choice { expected, options } if !options.iter().any(|o| o.eq_ignore_ascii_case(expected)) => {
-                Some(format!("choice rule: expected {expected:?} is not among the options"))
+            Rule::Exact { expected, .. } if norm(expected).is_empty() => {
+                Some("exact rule with empty expected".into())
+            }
+            Rule::Choice { expected, options }
+                if !options.iter().any(|o| o.eq_ignore_ascii_case(expected)) =>
+            {
+                Some(format!(
+                    "choice rule: expected {expected:?} is not among the options"
+                ))
             }
             Rule::List { count, allowed } if *count == 0 || allowed.len() < *count => {
-                Some(format!("list rule: count {count} with {} allowed item(s)", allowed.len()))
+                Some(format!(
+                    "list rule: count {count} with {} allowed item(s)",
+                    allowed.len()
+                ))
             }
             Rule::Words { count, topic } if *count == 0 || topic.trim().is_empty() => {
                 Some("words rule needs a positive count and a topic".into())
@@ -157,7 +186,11 @@ impl GeneralEvalItem {
 }
 
 fn to_turn(m: &Message) -> Turn {
-    if m.from == "human" { Turn::user(m.value.clone()) } else { Turn::assistant(m.value.clone()) }
+    if m.from == "human" {
+        Turn::user(m.value.clone())
+    } else {
+        Turn::assistant(m.value.clone())
+    }
 }
 
 /// Score a model reply to a general evaluation item, 1..=10 (rubric in the module docs).
@@ -173,7 +206,10 @@ impl Rule {
             return 1;
         }
         match self {
-            Rule::Exact { expected, case_sensitive } => score_exact(&r, expected, *case_sensitive),
+            Rule::Exact {
+                expected,
+                case_sensitive,
+            } => score_exact(&r, expected, *case_sensitive),
             Rule::Number { expected } => score_number(&r, *expected),
             Rule::Choice { expected, options } => score_choice(&r, expected, options),
             Rule::List { count, allowed } => score_list(reply, *count, allowed),
@@ -199,7 +235,11 @@ fn norm(s: &str) -> String {
 }
 
 fn fold(s: &str, case_sensitive: bool) -> String {
-    if case_sensitive { s.to_string() } else { s.to_lowercase() }
+    if case_sensitive {
+        s.to_string()
+    } else {
+        s.to_lowercase()
+    }
 }
 
 fn score_exact(reply: &str, expected: &str, case_sensitive: bool) -> u8 {
@@ -214,7 +254,11 @@ fn score_exact(reply: &str, expected: &str, case_sensitive: bool) -> u8 {
         return 9;
     }
     let lcs = lcs_len(&rt, &et) as f64;
-    let f1 = if lcs == 0.0 { 0.0 } else { 2.0 * lcs / (rt.len() + et.len()) as f64 };
+    let f1 = if lcs == 0.0 {
+        0.0
+    } else {
+        2.0 * lcs / (rt.len() + et.len()) as f64
+    };
     1 + (7.0 * f1).round() as u8
 }
 
@@ -228,7 +272,11 @@ fn lcs_len(a: &[&str], b: &[&str]) -> usize {
     for x in a {
         let mut cur = vec![0usize; b.len() + 1];
         for (j, y) in b.iter().enumerate() {
-            cur[j + 1] = if x == y { prev[j] + 1 } else { cur[j].max(prev[j + 1]) };
+            cur[j + 1] = if x == y {
+                prev[j] + 1
+            } else {
+                cur[j].max(prev[j + 1])
+            };
         }
         prev = cur;
     }
@@ -262,7 +310,9 @@ fn numbers(s: &str) -> Vec<i64> {
 
 /// Whether `rest` (the bytes after a comma) starts with exactly three digits.
 fn is_thousands_group(rest: &[u8]) -> bool {
-    rest.len() >= 3 && rest[..3].iter().all(u8::is_ascii_digit) && rest.get(3).is_none_or(|c| !c.is_ascii_digit())
+    rest.len() >= 3
+        && rest[..3].iter().all(u8::is_ascii_digit)
+        && rest.get(3).is_none_or(|c| !c.is_ascii_digit())
 }
 
 fn score_number(reply: &str, expected: i64) -> u8 {
@@ -298,8 +348,11 @@ fn has_word(text: &str, word: &str) -> bool {
 
 fn score_choice(reply: &str, expected: &str, options: &[String]) -> u8 {
     let r = reply.to_lowercase();
-    let named: HashSet<String> =
-        options.iter().map(|o| o.to_lowercase()).filter(|o| has_word(&r, o)).collect();
+    let named: HashSet<String> = options
+        .iter()
+        .map(|o| o.to_lowercase())
+        .filter(|o| has_word(&r, o))
+        .collect();
     let exp = expected.to_lowercase();
     match (named.contains(&exp), named.len()) {
         (true, 1) => 10,
@@ -316,10 +369,16 @@ fn list_items(reply: &str) -> Vec<String> {
         .lines()
         .map(str::trim)
         .filter_map(|l| {
-            l.strip_prefix("- ").or_else(|| l.strip_prefix("* ")).or_else(|| {
-                let d = l.find(|c: char| !c.is_ascii_digit())?;
-                if d > 0 { l[d..].strip_prefix(". ") } else { None }
-            })
+            l.strip_prefix("- ")
+                .or_else(|| l.strip_prefix("* "))
+                .or_else(|| {
+                    let d = l.find(|c: char| !c.is_ascii_digit())?;
+                    if d > 0 {
+                        l[d..].strip_prefix(". ")
+                    } else {
+                        None
+                    }
+                })
         })
         .map(clean)
         .collect();
@@ -350,7 +409,10 @@ fn score_list(reply: &str, count: usize, allowed: &[String]) -> u8 {
 fn score_words(reply: &str, count: usize, topic: &str) -> u8 {
     let words: Vec<String> = reply
         .split(' ')
-        .map(|w| w.trim_matches(|c: char| !c.is_ascii_alphanumeric()).to_lowercase())
+        .map(|w| {
+            w.trim_matches(|c: char| !c.is_ascii_alphanumeric())
+                .to_lowercase()
+        })
         .filter(|w| !w.is_empty())
         .collect();
     if words.is_empty() {
@@ -379,12 +441,20 @@ pub fn load_general_eval(path: &Path) -> Result<Vec<GeneralEvalItem>> {
         }
         let loc = Location::Line(i + 1);
         match serde_json::from_str::<GeneralEvalItem>(line) {
-            Err(e) => bad.push(Error::record(path, loc, format!("not a general eval item: {e}"))),
+            Err(e) => bad.push(Error::record(
+                path,
+                loc,
+                format!("not a general eval item: {e}"),
+            )),
             Ok(item) => {
                 if let Some(p) = item.problem() {
                     bad.push(Error::record(path, loc, p));
                 } else if !ids.insert(item.id.clone()) {
-                    bad.push(Error::record(path, loc, format!("duplicate id {:?}", item.id)));
+                    bad.push(Error::record(
+                        path,
+                        loc,
+                        format!("duplicate id {:?}", item.id),
+                    ));
                 } else {
                     items.push(item);
                 }
@@ -414,7 +484,10 @@ mod tests {
 
     #[test]
     fn exact_rubric() {
-        let r = Rule::Exact { expected: "fox red the".into(), case_sensitive: false };
+        let r = Rule::Exact {
+            expected: "fox red the".into(),
+            case_sensitive: false,
+        };
         assert_eq!(r.score("fox red the"), 10);
         assert_eq!(r.score("`Fox red the.`"), 10);
         assert_eq!(r.score("Reversed: fox red the."), 9);
@@ -422,7 +495,10 @@ mod tests {
         assert_eq!(r.score("the red fox"), 3);
         assert_eq!(r.score("banana"), 1);
         assert_eq!(r.score("   "), 1);
-        let cs = Rule::Exact { expected: "HELLO WORLD".into(), case_sensitive: true };
+        let cs = Rule::Exact {
+            expected: "HELLO WORLD".into(),
+            case_sensitive: true,
+        };
         assert_eq!(cs.score("hello world"), 1);
         assert_eq!(cs.score("HELLO WORLD"), 10);
     }
@@ -435,23 +511,35 @@ mod tests {
         assert_eq!(r.score("about 1200"), 3);
         assert_eq!(r.score("7"), 2);
         assert_eq!(r.score("no idea"), 1);
-        assert_eq!(numbers("x-3 and -4, 1,2,3 5,000"), vec![3, -4, 1, 2, 3, 5000]);
+        assert_eq!(
+            numbers("x-3 and -4, 1,2,3 5,000"),
+            vec![3, -4, 1, 2, 3, 5000]
+        );
     }
 
     #[test]
     fn choice_list_words_rubric() {
-        let c = Rule::Choice { expected: "even".into(), options: s(&["even", "odd"]) };
+        let c = Rule::Choice {
+            expected: "even".into(),
+            options: s(&["even", "odd"]),
+        };
         assert_eq!(c.score("14 is even."), 10);
         assert_eq!(c.score("even or odd"), 5);
         assert_eq!(c.score("It is odd"), 2);
         assert_eq!(c.score("eventually"), 1);
-        let l = Rule::List { count: 3, allowed: s(&["apple", "pear", "fig", "plum"]) };
+        let l = Rule::List {
+            count: 3,
+            allowed: s(&["apple", "pear", "fig", "plum"]),
+        };
         assert_eq!(l.score("- apple\n- fig\n- pear"), 10);
         assert_eq!(l.score("apple, fig and pear."), 10);
         assert_eq!(l.score("- apple\n- apple\n- pear"), 6);
         assert_eq!(l.score("- apple"), 2);
         assert_eq!(l.score("hello"), 1);
-        let w = Rule::Words { count: 5, topic: "cat".into() };
+        let w = Rule::Words {
+            count: 5,
+            topic: "cat".into(),
+        };
         assert_eq!(w.score("The small cat is quiet."), 10);
         assert_eq!(w.score("The small cats are very quiet."), 8);
         assert_eq!(w.score("The small dog is quiet."), 6);

@@ -84,42 +84,67 @@ pub(super) const CATEGORIES: &[(&str, &str, &[&str])] = &[
     (
         "fruits",
         "fruit",
-        &["apple", "banana", "cherry", "grape", "lemon", "mango", "peach", "pear", "plum", "kiwi", "melon", "fig"],
+        &[
+            "apple", "banana", "cherry", "grape", "lemon", "mango", "peach", "pear", "plum",
+            "kiwi", "melon", "fig",
+        ],
     ),
     (
         "colors",
         "color",
-        &["red", "blue", "green", "yellow", "pink", "brown", "black", "white", "purple", "gray"],
+        &[
+            "red", "blue", "green", "yellow", "pink", "brown", "black", "white", "purple", "gray",
+        ],
     ),
     (
         "animals",
         "animal",
-        &["cat", "dog", "horse", "cow", "sheep", "goat", "lion", "tiger", "bear", "wolf", "fox", "rabbit"],
+        &[
+            "cat", "dog", "horse", "cow", "sheep", "goat", "lion", "tiger", "bear", "wolf", "fox",
+            "rabbit",
+        ],
     ),
     (
         "vegetables",
         "vegetable",
-        &["carrot", "potato", "onion", "pea", "bean", "corn", "cabbage", "lettuce", "leek", "spinach"],
+        &[
+            "carrot", "potato", "onion", "pea", "bean", "corn", "cabbage", "lettuce", "leek",
+            "spinach",
+        ],
     ),
     (
         "tools",
         "tool",
-        &["hammer", "saw", "drill", "wrench", "screwdriver", "pliers", "chisel", "shovel", "rake", "axe"],
+        &[
+            "hammer",
+            "saw",
+            "drill",
+            "wrench",
+            "screwdriver",
+            "pliers",
+            "chisel",
+            "shovel",
+            "rake",
+            "axe",
+        ],
     ),
     (
         "instruments",
         "instrument",
-        &["piano", "guitar", "violin", "drum", "flute", "harp", "trumpet", "cello", "banjo", "oboe"],
+        &[
+            "piano", "guitar", "violin", "drum", "flute", "harp", "trumpet", "cello", "banjo",
+            "oboe",
+        ],
     ),
 ];
 
-/// Colors for in-context lookups (the same list as the "colors" category).
-pub(super) const COLORS: &[&str] =
-    &["red", "blue", "green", "yellow", "pink", "brown", "black", "white", "purple", "gray"];
+/// Colors for in-context lookups (the "colors" category).
+pub(super) const COLORS: &[&str] = CATEGORIES[1].2;
 
 /// Objects that have a color in in-context lookups.
-pub(super) const OBJECTS: &[&str] =
-    &["kite", "bike", "hat", "cup", "ball", "scarf", "car", "bag", "lamp", "chair", "boat", "coat"];
+pub(super) const OBJECTS: &[&str] = &[
+    "kite", "bike", "hat", "cup", "ball", "scarf", "car", "bag", "lamp", "chair", "boat", "coat",
+];
 
 /// Antonym pairs.
 pub(super) const OPPOSITES: &[(&str, &str)] = &[
@@ -150,15 +175,27 @@ pub(super) const OPPOSITES: &[(&str, &str)] = &[
 ];
 
 /// Topics and adjectives for length-constrained sentences.
-pub(super) const TOPICS: &[&str] =
-    &["cat", "dog", "rain", "sun", "tree", "river", "bird", "garden", "train", "book", "song", "winter"];
-pub(super) const ADJECTIVES: &[&str] =
-    &["small", "old", "quiet", "bright", "happy", "little", "calm", "lovely", "strange", "gentle"];
+pub(super) const TOPICS: &[&str] = &[
+    "cat", "dog", "rain", "sun", "tree", "river", "bird", "garden", "train", "book", "song",
+    "winter",
+];
+pub(super) const ADJECTIVES: &[&str] = &[
+    "small", "old", "quiet", "bright", "happy", "little", "calm", "lovely", "strange", "gentle",
+];
 
 /// Directories and files for shell-command tasks.
-pub(super) const DIRS: &[&str] = &["docs", "src", "photos", "notes", "music", "backup", "logs", "data"];
+pub(super) const DIRS: &[&str] = &[
+    "docs", "src", "photos", "notes", "music", "backup", "logs", "data",
+];
 pub(super) const FILES: &[&str] = &[
-    "notes.txt", "todo.txt", "log.txt", "data.csv", "report.md", "list.txt", "main.py", "config.ini",
+    "notes.txt",
+    "todo.txt",
+    "log.txt",
+    "data.csv",
+    "report.md",
+    "list.txt",
+    "main.py",
+    "config.ini",
 ];
 
 /// Identifier parts for snake_case and Python how-to tasks.
@@ -178,7 +215,10 @@ pub(super) const SYLLABLES: &[&str] = &[
 pub(super) const CITY_SUFFIXES: &[&str] = &["ton", "by", "ford", "dale", "port", "wick"];
 
 /// Jobs and pets in the generated world.
-pub(super) const JOBS: &[&str] =
-    &["baker", "farmer", "teacher", "painter", "doctor", "sailor", "tailor", "miner", "pilot", "singer"];
-pub(super) const PETS: &[&str] =
-    &["cat", "dog", "parrot", "rabbit", "hamster", "turtle", "goldfish", "lizard"];
+pub(super) const JOBS: &[&str] = &[
+    "baker", "farmer", "teacher", "painter", "doctor", "sailor", "tailor", "miner", "pilot",
+    "singer",
+];
+pub(super) const PETS: &[&str] = &[
+    "cat", "dog", "parrot", "rabbit", "hamster", "turtle", "goldfish", "lizard",
+];

@@ -81,8 +81,13 @@ impl Affinities {
         self.vals.len()
     }
 
-    /// Row `i`: neighbour indices and their `p_ij`.
-    pub(super) fn row(&self, i: usize) -> (&[usize], &[f64]) {
+    /// Row `i`: its neighbours' indices (ascending) and their `p_ij`; None when `i >= len()`.
+    pub fn row(&self, i: usize) -> Option<(&[usize], &[f64])> {
+        (i < self.len()).then(|| self.entries(i))
+    }
+
+    /// Row `i < len()`.
+    pub(super) fn entries(&self, i: usize) -> (&[usize], &[f64]) {
         let r = self.offsets[i]..self.offsets[i + 1];
         (&self.cols[r.clone()], &self.vals[r])
     }
@@ -108,7 +113,7 @@ impl Affinities {
             .into_par_iter()
             .map(|i| {
                 let z: f64 = y[i + 1..].iter().map(|&b| w(y[i], b)).sum();
-                let (cols, vals) = self.row(i);
+                let (cols, vals) = self.entries(i);
                 let pl: f64 = cols.iter().zip(vals).map(|(&j, &p)| p * (p / w(y[i], y[j])).ln()).sum();
                 (z, pl)
             })

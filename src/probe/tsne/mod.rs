@@ -223,7 +223,7 @@ fn gradient(p: &Affinities, y: &[[f64; 2]], exaggeration: f64, theta: f64) -> Ve
         .into_par_iter()
         .with_min_len(64)
         .map(|i| {
-            let (cols, vals) = p.row(i);
+            let (cols, vals) = p.entries(i);
             let (mut ax, mut ay) = (0.0, 0.0);
             for (&j, &pij) in cols.iter().zip(vals) {
                 let (dx, dy) = (y[i][0] - y[j][0], y[i][1] - y[j][1]);
