@@ -71,7 +71,11 @@ fn main() -> Result<()> {
         let t = Instant::now();
         let out = tsne(x.view(), &params)?;
         let secs = t.elapsed().as_secs_f64();
-        println!("ours run {}: {secs:.3} s, exact KL {:.5}", r + 1, out.kl_divergence);
+        println!(
+            "ours run {}: {secs:.3} s, exact KL {:.5}",
+            r + 1,
+            out.kl_divergence
+        );
         times.push(secs);
         first.get_or_insert(out);
     }
@@ -79,7 +83,11 @@ fn main() -> Result<()> {
     std::fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
     write_npy(&a.out.join("ours.npy"), &first.embedding)?;
     let min = times.iter().copied().fold(f64::INFINITY, f64::min);
-    println!("ours: min {min:.3} s over {} runs, exact KL {:.5}", times.len(), first.kl_divergence);
+    println!(
+        "ours: min {min:.3} s over {} runs, exact KL {:.5}",
+        times.len(),
+        first.kl_divergence
+    );
 
     let p = Affinities::new(x.view(), a.perplexity)?;
     let mut others = serde_json::Map::new();
@@ -112,11 +120,12 @@ fn run_linfa(x: &Array2<f32>, p: &Affinities, a: &Args) -> Result<(f64, f64)> {
     use rand_xoshiro::rand_core::SeedableRng;
     let data = x.mapv(f64::from);
     let t = Instant::now();
-    let y = linfa_tsne::TSneParams::embedding_size_with_rng(2, Xoshiro256Plus::seed_from_u64(a.seed))
-        .perplexity(a.perplexity)
-        .approx_threshold(a.theta)
-        .max_iter(1000)
-        .transform(data)?;
+    let y =
+        linfa_tsne::TSneParams::embedding_size_with_rng(2, Xoshiro256Plus::seed_from_u64(a.seed))
+            .perplexity(a.perplexity)
+            .approx_threshold(a.theta)
+            .max_iter(1000)
+            .transform(data)?;
     let secs = t.elapsed().as_secs_f64();
     Ok((secs, p.kl_divergence(y.mapv(|v| v as f32).view())?))
 }
@@ -131,17 +140,37 @@ fn read_matrix(path: &Path, tensor: Option<&str>) -> Result<Array2<f32>> {
             Some(t) => t.to_string(),
             None => match st.names().as_slice() {
                 [only] => only.to_string(),
-                names => bail!("{}: has {} tensors, pick one with --tensor", path.display(), names.len()),
+                names => bail!(
+                    "{}: has {} tensors, pick one with --tensor",
+                    path.display(),
+                    names.len()
+                ),
             },
         };
-        let t = st.tensor(&name).with_context(|| format!("{}: no tensor {name}", path.display()))?;
+        let t = st
+            .tensor(&name)
+            .with_context(|| format!("{}: no tensor {name}", path.display()))?;
         if t.dtype() != safetensors::Dtype::F32 || t.shape().len() != 2 {
-            bail!("{}: tensor {name} must be 2-D F32, is {:?} {:?}", path.display(), t.dtype(), t.shape());
+            bail!(
+                "{}: tensor {name} must be 2-D F32, is {:?} {:?}",
+                path.display(),
+                t.dtype(),
+                t.shape()
+            );
         }
-        let v = t.data().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+        let v = t
+            .data()
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect();
         return Ok(Array2::from_shape_vec((t.shape()[0], t.shape()[1]), v)?);
     }
-    parse_npy(&bytes).with_context(|| format!("{}: expected a 2-D little-endian f4/f8 C-order .npy", path.display()))
+    parse_npy(&bytes).with_context(|| {
+        format!(
+            "{}: expected a 2-D little-endian f4/f8 C-order .npy",
+            path.display()
+        )
+    })
 }
 
 fn parse_npy(bytes: &[u8]) -> Result<Array2<f32>> {
@@ -150,7 +179,10 @@ fn parse_npy(bytes: &[u8]) -> Result<Array2<f32>> {
     }
     let (hlen, start) = match bytes[6] {
         1 => (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10),
-        _ if bytes.len() >= 12 => (u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize, 12),
+        _ if bytes.len() >= 12 => (
+            u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize,
+            12,
+        ),
         _ => bail!("truncated header"),
     };
     let header = std::str::from_utf8(bytes.get(start..start + hlen).context("truncated header")?)?;
@@ -166,12 +198,18 @@ fn parse_npy(bytes: &[u8]) -> Result<Array2<f32>> {
         .filter(|s| !s.trim().is_empty())
         .map(|s| s.trim().parse())
         .collect::<Result<_, _>>()?;
-    let [n, d] = dims[..] else { bail!("shape {dims:?} is not 2-D") };
+    let [n, d] = dims[..] else {
+        bail!("shape {dims:?} is not 2-D")
+    };
     let data = &bytes[start + hlen..];
     let v: Vec<f32> = if header.contains("'<f4'") {
-        data.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()
+        data.chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect()
     } else if header.contains("'<f8'") {
-        data.chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().unwrap_or([0; 8])) as f32).collect()
+        data.chunks_exact(8)
+            .map(|c| f64::from_le_bytes(c.try_into().unwrap_or([0; 8])) as f32)
+            .collect()
     } else {
         bail!("dtype is not <f4 or <f8");
     };
@@ -182,7 +220,11 @@ fn parse_npy(bytes: &[u8]) -> Result<Array2<f32>> {
 }
 
 fn write_npy(path: &Path, y: &Array2<f32>) -> Result<()> {
-    let mut header = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': ({}, {}), }}", y.nrows(), y.ncols());
+    let mut header = format!(
+        "{{'descr': '<f4', 'fortran_order': False, 'shape': ({}, {}), }}",
+        y.nrows(),
+        y.ncols()
+    );
     while (10 + header.len() + 1) % 64 != 0 {
         header.push(' ');
     }

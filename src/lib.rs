@@ -10,6 +10,7 @@ pub mod gguf;
 pub mod model;
 pub mod probe;
 pub mod recipe;
+pub mod train;
 pub mod util;
 
 pub use error::{Error, Location, Result};

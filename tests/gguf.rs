@@ -5,7 +5,9 @@
 //! here from the imported weights).
 mod common;
 
-use mixprobe::gguf::{GgmlType, GgufFile, Header, dequantize, import_gguf, permute_qk, unpermute_qk};
+use mixprobe::gguf::{
+    GgmlType, GgufFile, Header, dequantize, import_gguf, permute_qk, unpermute_qk,
+};
 use safetensors::SafeTensors;
 use serde_json::Value as Json;
 use std::path::Path;
@@ -36,7 +38,14 @@ fn put_str(buf: &mut Vec<u8>, s: &str) {
 
 impl Gguf {
     fn new() -> Self {
-        Gguf { version: 3, kv: Vec::new(), n_kv: 0, infos: Vec::new(), n_tensors: 0, data: Vec::new() }
+        Gguf {
+            version: 3,
+            kv: Vec::new(),
+            n_kv: 0,
+            infos: Vec::new(),
+            n_tensors: 0,
+            data: Vec::new(),
+        }
     }
     fn key(&mut self, k: &str, ty: u32) {
         put_str(&mut self.kv, k);
@@ -141,13 +150,22 @@ fn parse_err(bytes: &[u8]) -> String {
 #[test]
 fn dequantize_float_types() {
     let f32s = f32_bytes(&[1.5, -2.25]);
-    assert_eq!(dequantize(GgmlType::F32, &f32s, 2).unwrap(), vec![1.5, -2.25]);
+    assert_eq!(
+        dequantize(GgmlType::F32, &f32s, 2).unwrap(),
+        vec![1.5, -2.25]
+    );
     // f16 0x3C00 = 1.0, 0xC100 = -2.5, 0x3555 ≈ 0.33325195
     let f16s = [0x00, 0x3C, 0x00, 0xC1, 0x55, 0x35];
-    assert_eq!(dequantize(GgmlType::F16, &f16s, 3).unwrap(), vec![1.0, -2.5, 0.333_251_95]);
+    assert_eq!(
+        dequantize(GgmlType::F16, &f16s, 3).unwrap(),
+        vec![1.0, -2.5, 0.333_251_95]
+    );
     // bf16 0x3FC0 = 1.5, 0xC080 = -4.0
     let bf16s = [0xC0, 0x3F, 0x80, 0xC0];
-    assert_eq!(dequantize(GgmlType::BF16, &bf16s, 2).unwrap(), vec![1.5, -4.0]);
+    assert_eq!(
+        dequantize(GgmlType::BF16, &bf16s, 2).unwrap(),
+        vec![1.5, -4.0]
+    );
 }
 
 #[test]
@@ -158,8 +176,8 @@ fn dequantize_q8_0() {
     b.extend(f16_bits(-2.0));
     b.extend([127u8, 0x80].iter().chain([0u8; 30].iter()));
     let y = dequantize(GgmlType::Q8_0, &b, 64).unwrap();
-    for j in 0..32 {
-        assert_eq!(y[j], (j as f32 - 16.0) * 0.5, "element {j}");
+    for (j, &v) in y[..32].iter().enumerate() {
+        assert_eq!(v, (j as f32 - 16.0) * 0.5, "element {j}");
     }
     assert_eq!(&y[32..35], &[-254.0, 256.0, -0.0]);
 }
@@ -188,7 +206,10 @@ fn dequantize_q4_1() {
     b.extend(f16_bits(-1.0));
     b.extend((0..16u8).map(|j| j | ((15 - j) << 4)));
     let y = dequantize(GgmlType::Q4_1, &b, 32).unwrap();
-    assert_eq!((y[0], y[1], y[15], y[16], y[31]), (-1.0, -0.5, 6.5, 6.5, -1.0));
+    assert_eq!(
+        (y[0], y[1], y[15], y[16], y[31]),
+        (-1.0, -0.5, 6.5, 6.5, -1.0)
+    );
     for j in 0..16 {
         assert_eq!(y[j], j as f32 * 0.5 - 1.0);
         assert_eq!(y[j + 16], (15 - j) as f32 * 0.5 - 1.0);
@@ -208,9 +229,22 @@ fn dequantize_q4_k() {
     b.extend([0x31u8; 128]); // low nibble 1 (even sub-blocks), high nibble 3 (odd sub-blocks)
     let y = dequantize(GgmlType::Q4_K, &b, 256).unwrap();
     // value = d·scale·q − dmin·min
-    let expected = [1.0 - 2.5, 6.0 - 3.0, 3.0 - 3.5, 12.0 - 4.0, 17.0 - 1.0, 9.0 - 2.0, 5.0 - 19.0, 21.0 - 4.0];
+    let expected = [
+        1.0 - 2.5,
+        6.0 - 3.0,
+        3.0 - 3.5,
+        12.0 - 4.0,
+        17.0 - 1.0,
+        9.0 - 2.0,
+        5.0 - 19.0,
+        21.0 - 4.0,
+    ];
     for (j, &e) in expected.iter().enumerate() {
-        assert!(y[32 * j..32 * (j + 1)].iter().all(|&v| v == e), "sub-block {j}: {:?} vs {e}", &y[32 * j..32 * j + 2]);
+        assert!(
+            y[32 * j..32 * (j + 1)].iter().all(|&v| v == e),
+            "sub-block {j}: {:?} vs {e}",
+            &y[32 * j..32 * j + 2]
+        );
     }
 }
 
@@ -230,14 +264,18 @@ fn dequantize_q6_k() {
     assert_eq!(y[0], -15.5); // 0.5·1·(−31)
     assert_eq!(y[16], -31.0); // 0.5·2·(−31)
     assert_eq!(y[48], 15.0); // g=1, l=16: 0.5·scale[3]=−2 ·(−15)
-    assert_eq!(y[64], 3.0); // g=2: 0.5·5·2
+    assert_eq!(y[64], 5.0); // g=2, l=0: 0.5·scale[4]=5 ·2
     assert_eq!(y[128 + 96], 135.0); // half 1, g=3: 0.5·15·18
     let q = [-31.0f32, -15.0, 2.0, 18.0];
     for half in 0..2 {
         for g in 0..4 {
             for l in 0..32 {
                 let s = sc[8 * half + l / 16 + 2 * g] as f32;
-                assert_eq!(y[128 * half + 32 * g + l], 0.5 * s * q[g], "half {half} g {g} l {l}");
+                assert_eq!(
+                    y[128 * half + 32 * g + l],
+                    0.5 * s * q[g],
+                    "half {half} g {g} l {l}"
+                );
             }
         }
     }
@@ -258,22 +296,40 @@ fn unpermute_known_example() {
     // One head of dim 6, one column: HF rows [0 1 2 | 3 4 5] (two halves) are interleaved by
     // llama.cpp into [0 3 1 4 2 5].
     let hf: Vec<f32> = (0..6).map(|x| x as f32).collect();
-    assert_eq!(permute_qk(&hf, 6, 1, 1).unwrap(), vec![0.0, 3.0, 1.0, 4.0, 2.0, 5.0]);
-    assert_eq!(unpermute_qk(&[0.0, 3.0, 1.0, 4.0, 2.0, 5.0], 6, 1, 1).unwrap(), hf);
+    assert_eq!(
+        permute_qk(&hf, 6, 1, 1).unwrap(),
+        vec![0.0, 3.0, 1.0, 4.0, 2.0, 5.0]
+    );
+    assert_eq!(
+        unpermute_qk(&[0.0, 3.0, 1.0, 4.0, 2.0, 5.0], 6, 1, 1).unwrap(),
+        hf
+    );
     // Two heads of dim 4, two columns: rows move as whole rows, per head.
-    let rows = |r: &[usize]| -> Vec<f32> { r.iter().flat_map(|&i| [i as f32 * 10.0, i as f32 * 10.0 + 1.0]).collect() };
+    let rows = |r: &[usize]| -> Vec<f32> {
+        r.iter()
+            .flat_map(|&i| [i as f32 * 10.0, i as f32 * 10.0 + 1.0])
+            .collect()
+    };
     let hf = rows(&[0, 1, 2, 3, 4, 5, 6, 7]);
-    assert_eq!(permute_qk(&hf, 8, 2, 2).unwrap(), rows(&[0, 2, 1, 3, 4, 6, 5, 7]));
+    assert_eq!(
+        permute_qk(&hf, 8, 2, 2).unwrap(),
+        rows(&[0, 2, 1, 3, 4, 6, 5, 7])
+    );
 }
 
 #[test]
 fn permute_then_unpermute_is_identity() {
-    let w: Vec<f32> = (0..(12 * 64 * 5)).map(|i| (i as f32 * 0.37).sin()).collect();
+    let w: Vec<f32> = (0..(12 * 64 * 5))
+        .map(|i| (i as f32 * 0.37).sin())
+        .collect();
     for heads in [1, 3, 12] {
         let p = permute_qk(&w, 768, 5, heads).unwrap();
         assert_ne!(p, w, "{heads} heads");
         assert_eq!(unpermute_qk(&p, 768, 5, heads).unwrap(), w);
-        assert_eq!(permute_qk(&unpermute_qk(&w, 768, 5, heads).unwrap(), 768, 5, heads).unwrap(), w);
+        assert_eq!(
+            permute_qk(&unpermute_qk(&w, 768, 5, heads).unwrap(), 768, 5, heads).unwrap(),
+            w
+        );
     }
     assert!(unpermute_qk(&w, 768, 5, 7).is_err()); // 768 rows do not split into 7 heads
     assert!(unpermute_qk(&w[1..], 768, 5, 1).is_err());
@@ -284,8 +340,11 @@ fn permute_then_unpermute_is_identity() {
 
 fn small_gguf() -> Gguf {
     let mut g = Gguf::new();
-    g.str("general.architecture", "llama").u32("llama.block_count", 1).strs("tokenizer.ggml.tokens", &["a", "b"]);
-    g.f32_tensor("x.weight", &[4, 2], &[1.0; 8]).f32_tensor("y.weight", &[3], &[2.0; 3]);
+    g.str("general.architecture", "llama")
+        .u32("llama.block_count", 1)
+        .strs("tokenizer.ggml.tokens", &["a", "b"]);
+    g.f32_tensor("x.weight", &[4, 2], &[1.0; 8])
+        .f32_tensor("y.weight", &[3], &[2.0; 3]);
     g
 }
 
@@ -293,11 +352,17 @@ fn small_gguf() -> Gguf {
 fn parses_a_valid_header() {
     let bytes = small_gguf().bytes();
     let h = parse(&bytes).unwrap();
-    assert_eq!((h.version, h.metadata.len(), h.tensors.len(), h.alignment), (3, 3, 2, 32));
+    assert_eq!(
+        (h.version, h.metadata().len(), h.tensors.len(), h.alignment),
+        (3, 3, 2, 32)
+    );
     assert_eq!(h.str("general.architecture").unwrap(), "llama");
     assert_eq!(h.u64("llama.block_count").unwrap(), 1);
     let x = h.tensor("x.weight").unwrap();
-    assert_eq!((x.dims.clone(), x.hf_shape(), x.ty, x.n_bytes), (vec![4, 2], vec![2, 4], GgmlType::F32, 32));
+    assert_eq!(
+        (x.dims.clone(), x.hf_shape(), x.ty, x.n_bytes),
+        (vec![4, 2], vec![2, 4], GgmlType::F32, 32)
+    );
     assert_eq!(h.data_offset % 32, 0);
     assert_eq!(h.file_len, bytes.len() as u64);
     // Version 2 has the same layout.
@@ -306,8 +371,16 @@ fn parses_a_valid_header() {
     assert_eq!(parse(&g.bytes()).unwrap().version, 2);
     // Typed access errors name the key.
     let e = h.u64("general.architecture").unwrap_err().to_string();
-    assert!(e.contains("general.architecture") && e.contains("string"), "{e}");
-    assert!(h.str("general.name").unwrap_err().to_string().contains("missing"));
+    assert!(
+        e.contains("general.architecture") && e.contains("string"),
+        "{e}"
+    );
+    assert!(
+        h.str("general.name")
+            .unwrap_err()
+            .to_string()
+            .contains("missing")
+    );
 }
 
 #[test]
@@ -316,7 +389,11 @@ fn rejects_garbage_and_bad_versions() {
     assert!(e.contains("not a GGUF file"), "{e}");
     assert!(parse_err(b"").contains("truncated"));
     assert!(parse_err(b"GGU").contains("truncated"));
-    for (version, what) in [(1u32, "version 1"), (4, "version 4"), (3u32.swap_bytes(), "big-endian")] {
+    for (version, what) in [
+        (1u32, "version 1"),
+        (4, "version 4"),
+        (3u32.swap_bytes(), "big-endian"),
+    ] {
         let mut g = small_gguf();
         g.version = version;
         let e = parse_err(&g.bytes());
@@ -329,9 +406,16 @@ fn every_truncation_is_an_error() {
     let bytes = small_gguf().bytes();
     for len in 0..bytes.len() {
         let r = parse(&bytes[..len]);
-        assert!(r.is_err(), "a file cut to {len} of {} bytes parsed", bytes.len());
+        assert!(
+            r.is_err(),
+            "a file cut to {len} of {} bytes parsed",
+            bytes.len()
+        );
         let e = r.unwrap_err().to_string();
-        assert!(e.contains("truncated") || e.contains("not a GGUF"), "cut at {len}: {e}");
+        assert!(
+            e.contains("truncated") || e.contains("not a GGUF"),
+            "cut at {len}: {e}"
+        );
     }
 }
 
@@ -392,7 +476,8 @@ fn rejects_malformed_entries() {
     g.u32("a", 1).u32("a", 2);
     assert!(parse_err(&g.bytes()).contains("duplicate metadata key 'a'"));
     let mut g = Gguf::new();
-    g.f32_tensor("t", &[1], &[0.0]).f32_tensor("t", &[1], &[0.0]);
+    g.f32_tensor("t", &[1], &[0.0])
+        .f32_tensor("t", &[1], &[0.0]);
     assert!(parse_err(&g.bytes()).contains("duplicate tensor name 't'"));
     let mut g = Gguf::new();
     g.f32_tensor("t", &[1, 1, 1, 1, 1], &[0.0]);
@@ -400,7 +485,10 @@ fn rejects_malformed_entries() {
     let mut g = Gguf::new();
     g.tensor("q", &[64, 2], 13, &[0; 352]);
     let e = parse_err(&g.bytes());
-    assert!(e.contains("'q'") && e.contains("Q5_K") && e.contains("Q4_1"), "{e}");
+    assert!(
+        e.contains("'q'") && e.contains("Q5_K") && e.contains("Q4_1"),
+        "{e}"
+    );
     let mut g = Gguf::new();
     g.tensor("q", &[40], 8, &[0; 68]);
     assert!(parse_err(&g.bytes()).contains("not a multiple of the Q8_0 block size 32"));
@@ -412,7 +500,10 @@ fn rejects_malformed_entries() {
     let at = g.infos.len() - 8;
     g.infos[at..].copy_from_slice(&4u64.to_le_bytes());
     assert!(parse_err(&g.bytes()).contains("not aligned"));
-    let e = GgufFile::open(Path::new("/nonexistent/model.gguf")).err().unwrap().to_string();
+    let e = GgufFile::open(Path::new("/nonexistent/model.gguf"))
+        .err()
+        .unwrap()
+        .to_string();
     assert!(e.contains("/nonexistent/model.gguf"), "{e}");
 }
 
@@ -425,7 +516,12 @@ fn rejects_malformed_entries() {
 fn tiny_llama(with_output: bool, strs: &[(&str, &str)], skip: &str) -> Gguf {
     let hf = hf_weights;
     let s = |k: &'static str, v: &'static str| -> (&'static str, String) {
-        (k, strs.iter().find(|o| o.0 == k).map_or(v.to_string(), |o| o.1.to_string()))
+        (
+            k,
+            strs.iter()
+                .find(|o| o.0 == k)
+                .map_or(v.to_string(), |o| o.1.to_string()),
+        )
     };
     let mut g = Gguf::new();
     for (k, v) in [
@@ -447,7 +543,10 @@ fn tiny_llama(with_output: bool, strs: &[(&str, &str)], skip: &str) -> Gguf {
         .f32("llama.rope.freq_base", 5000.0)
         .f32("llama.attention.layer_norm_rms_epsilon", 1e-6)
         .u32("llama.rope.dimension_count", 4)
-        .strs("tokenizer.ggml.tokens", &["<|endoftext|>", "a", "b", "ab", "<tool>"])
+        .strs(
+            "tokenizer.ggml.tokens",
+            &["<|endoftext|>", "a", "b", "ab", "<tool>"],
+        )
         .i32s("tokenizer.ggml.token_type", &[3, 1, 1, 1, 4])
         .strs("tokenizer.ggml.merges", &["a b"])
         .u32("tokenizer.ggml.bos_token_id", 0)
@@ -456,8 +555,16 @@ fn tiny_llama(with_output: bool, strs: &[(&str, &str)], skip: &str) -> Gguf {
     let tensors: [(&str, Vec<u64>, Vec<f32>); 11] = [
         ("token_embd.weight", vec![8, 5], hf(0, 40)),
         ("blk.0.attn_norm.weight", vec![8], hf(1, 8)),
-        ("blk.0.attn_q.weight", vec![8, 8], permute_qk(&hf(2, 64), 8, 8, 2).unwrap()),
-        ("blk.0.attn_k.weight", vec![8, 4], permute_qk(&hf(3, 32), 4, 8, 1).unwrap()),
+        (
+            "blk.0.attn_q.weight",
+            vec![8, 8],
+            permute_qk(&hf(2, 64), 8, 8, 2).unwrap(),
+        ),
+        (
+            "blk.0.attn_k.weight",
+            vec![8, 4],
+            permute_qk(&hf(3, 32), 4, 8, 1).unwrap(),
+        ),
         ("blk.0.attn_v.weight", vec![8, 4], hf(4, 32)),
         ("blk.0.attn_output.weight", vec![8, 8], hf(5, 64)),
         ("blk.0.ffn_norm.weight", vec![8], hf(6, 8)),
@@ -478,18 +585,25 @@ fn tiny_llama(with_output: bool, strs: &[(&str, &str)], skip: &str) -> Gguf {
 }
 
 fn hf_weights(seed: usize, n: usize) -> Vec<f32> {
-    (0..n).map(|i| ((seed * 131 + i) as f32 * 0.1).sin()).collect()
+    (0..n)
+        .map(|i| ((seed * 131 + i) as f32 * 0.1).sin())
+        .collect()
 }
 
 fn tensor_f32(st: &SafeTensors, name: &str) -> (Vec<usize>, Vec<f32>) {
     let t = st.tensor(name).unwrap_or_else(|e| panic!("{name}: {e}"));
     assert_eq!(t.dtype(), safetensors::Dtype::F32, "{name}");
-    let v = t.data().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+    let v = t
+        .data()
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect();
     (t.shape().to_vec(), v)
 }
 
 fn read_json(p: &Path) -> Json {
-    serde_json::from_slice(&std::fs::read(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))).unwrap()
+    serde_json::from_slice(&std::fs::read(p).unwrap_or_else(|e| panic!("{}: {e}", p.display())))
+        .unwrap()
 }
 
 #[test]
@@ -501,21 +615,54 @@ fn imports_a_synthetic_llama() {
         let out = tmp.path().join(format!("hf-{with_output}"));
         let report = import_gguf(&src, &out, false).unwrap();
         assert_eq!(report.hparams.tie_word_embeddings, !with_output);
-        assert_eq!(report.metadata_not_used, vec!["general.license".to_string()]);
+        assert_eq!(
+            report.metadata_not_used,
+            vec!["general.license".to_string()]
+        );
         assert_eq!(report.tensor_count, 11 + with_output as usize);
         let bytes = std::fs::read(out.join("model.safetensors")).unwrap();
         let st = SafeTensors::deserialize(&bytes).unwrap();
         assert_eq!(st.names().len(), 11 + with_output as usize);
-        assert_eq!(tensor_f32(&st, "model.layers.0.self_attn.q_proj.weight"), (vec![8, 8], hf(2, 64)));
-        assert_eq!(tensor_f32(&st, "model.layers.0.self_attn.k_proj.weight"), (vec![4, 8], hf(3, 32)));
-        assert_eq!(tensor_f32(&st, "model.layers.0.self_attn.v_proj.weight"), (vec![4, 8], hf(4, 32)));
-        assert_eq!(tensor_f32(&st, "model.layers.0.self_attn.o_proj.weight"), (vec![8, 8], hf(5, 64)));
-        assert_eq!(tensor_f32(&st, "model.layers.0.input_layernorm.weight"), (vec![8], hf(1, 8)));
-        assert_eq!(tensor_f32(&st, "model.layers.0.post_attention_layernorm.weight"), (vec![8], hf(6, 8)));
-        assert_eq!(tensor_f32(&st, "model.layers.0.mlp.gate_proj.weight"), (vec![3, 8], hf(7, 24)));
-        assert_eq!(tensor_f32(&st, "model.layers.0.mlp.up_proj.weight"), (vec![3, 8], hf(8, 24)));
-        assert_eq!(tensor_f32(&st, "model.layers.0.mlp.down_proj.weight"), (vec![8, 3], hf(9, 24)));
-        assert_eq!(tensor_f32(&st, "model.embed_tokens.weight"), (vec![5, 8], hf(0, 40)));
+        assert_eq!(
+            tensor_f32(&st, "model.layers.0.self_attn.q_proj.weight"),
+            (vec![8, 8], hf(2, 64))
+        );
+        assert_eq!(
+            tensor_f32(&st, "model.layers.0.self_attn.k_proj.weight"),
+            (vec![4, 8], hf(3, 32))
+        );
+        assert_eq!(
+            tensor_f32(&st, "model.layers.0.self_attn.v_proj.weight"),
+            (vec![4, 8], hf(4, 32))
+        );
+        assert_eq!(
+            tensor_f32(&st, "model.layers.0.self_attn.o_proj.weight"),
+            (vec![8, 8], hf(5, 64))
+        );
+        assert_eq!(
+            tensor_f32(&st, "model.layers.0.input_layernorm.weight"),
+            (vec![8], hf(1, 8))
+        );
+        assert_eq!(
+            tensor_f32(&st, "model.layers.0.post_attention_layernorm.weight"),
+            (vec![8], hf(6, 8))
+        );
+        assert_eq!(
+            tensor_f32(&st, "model.layers.0.mlp.gate_proj.weight"),
+            (vec![3, 8], hf(7, 24))
+        );
+        assert_eq!(
+            tensor_f32(&st, "model.layers.0.mlp.up_proj.weight"),
+            (vec![3, 8], hf(8, 24))
+        );
+        assert_eq!(
+            tensor_f32(&st, "model.layers.0.mlp.down_proj.weight"),
+            (vec![8, 3], hf(9, 24))
+        );
+        assert_eq!(
+            tensor_f32(&st, "model.embed_tokens.weight"),
+            (vec![5, 8], hf(0, 40))
+        );
         assert_eq!(tensor_f32(&st, "model.norm.weight"), (vec![8], hf(10, 8)));
         if with_output {
             let (shape, v) = tensor_f32(&st, "lm_head.weight");
@@ -527,15 +674,30 @@ fn imports_a_synthetic_llama() {
         let c = read_json(&out.join("config.json"));
         assert_eq!(c["architectures"][0], "LlamaForCausalLM");
         assert_eq!(c["model_type"], "llama");
-        assert_eq!((c["hidden_size"].as_u64(), c["intermediate_size"].as_u64()), (Some(8), Some(3)));
-        assert_eq!((c["num_attention_heads"].as_u64(), c["num_key_value_heads"].as_u64()), (Some(2), Some(1)));
-        assert_eq!((c["head_dim"].as_u64(), c["num_hidden_layers"].as_u64()), (Some(4), Some(1)));
+        assert_eq!(
+            (c["hidden_size"].as_u64(), c["intermediate_size"].as_u64()),
+            (Some(8), Some(3))
+        );
+        assert_eq!(
+            (
+                c["num_attention_heads"].as_u64(),
+                c["num_key_value_heads"].as_u64()
+            ),
+            (Some(2), Some(1))
+        );
+        assert_eq!(
+            (c["head_dim"].as_u64(), c["num_hidden_layers"].as_u64()),
+            (Some(4), Some(1))
+        );
         assert_eq!(c["rope_theta"], 5000.0);
         assert_eq!(c["rms_norm_eps"].as_f64().unwrap(), 1e-6f32 as f64);
         assert_eq!(c["max_position_embeddings"], 64);
         assert_eq!(c["vocab_size"], 5);
         assert_eq!(c["tie_word_embeddings"], !with_output);
-        assert_eq!((c["bos_token_id"].as_u64(), c["eos_token_id"].as_u64()), (Some(0), Some(0)));
+        assert_eq!(
+            (c["bos_token_id"].as_u64(), c["eos_token_id"].as_u64()),
+            (Some(0), Some(0))
+        );
         assert!(c.get("pad_token_id").is_none());
         assert_eq!(c["torch_dtype"], "float32");
         let gc = read_json(&out.join("generation_config.json"));
@@ -553,11 +715,20 @@ fn imports_a_synthetic_llama() {
         let tj = read_json(&out.join("tokenizer.json"));
         let added = tj["added_tokens"].as_array().unwrap();
         assert_eq!(added.len(), 2);
-        assert_eq!((added[0]["content"].as_str(), added[0]["special"].as_bool()), (Some("<|endoftext|>"), Some(true)));
-        assert_eq!((added[1]["content"].as_str(), added[1]["special"].as_bool()), (Some("<tool>"), Some(false)));
+        assert_eq!(
+            (added[0]["content"].as_str(), added[0]["special"].as_bool()),
+            (Some("<|endoftext|>"), Some(true))
+        );
+        assert_eq!(
+            (added[1]["content"].as_str(), added[1]["special"].as_bool()),
+            (Some("<tool>"), Some(false))
+        );
         let report = read_json(&out.join("import_report.json"));
         assert_eq!(report["tensors_by_type"]["F32"], 11);
-        assert_eq!(report["tensors_by_type"]["F16"].as_u64(), with_output.then_some(1));
+        assert_eq!(
+            report["tensors_by_type"]["F16"].as_u64(),
+            with_output.then_some(1)
+        );
     }
 }
 
@@ -574,23 +745,36 @@ fn import_refuses_what_it_cannot_convert() {
     };
     let e = err(tiny_llama(false, &[("general.architecture", "qwen2")], ""));
     assert!(e.contains("architecture 'qwen2' is not supported"), "{e}");
-    let e = err(tiny_llama(false, &[("tokenizer.ggml.pre", "llama-bpe")], ""));
+    let e = err(tiny_llama(
+        false,
+        &[("tokenizer.ggml.pre", "llama-bpe")],
+        "",
+    ));
     assert!(e.contains("tokenizer.ggml.pre is 'llama-bpe'"), "{e}");
     let e = err(tiny_llama(false, &[("tokenizer.ggml.model", "llama")], ""));
     assert!(e.contains("only 'gpt2'"), "{e}");
     let e = err(tiny_llama(false, &[], "blk.0.ffn_up.weight"));
-    assert!(e.contains("1 LLaMA tensor(s) missing, first: blk.0.ffn_up.weight"), "{e}");
+    assert!(
+        e.contains("1 LLaMA tensor(s) missing, first: blk.0.ffn_up.weight"),
+        "{e}"
+    );
     let mut g = tiny_llama(false, &[], "");
     g.f32_tensor("rope_freqs.weight", &[2], &[1.0, 1.0]);
     let e = err(g);
-    assert!(e.contains("not part of a plain LLaMA model, first: rope_freqs.weight"), "{e}");
+    assert!(
+        e.contains("not part of a plain LLaMA model, first: rope_freqs.weight"),
+        "{e}"
+    );
     let mut g = tiny_llama(false, &[], "");
     g.u32("llama.expert_count", 8);
     assert!(err(g).contains("mixture-of-experts"));
     let mut g = tiny_llama(false, &[], "blk.0.ffn_down.weight");
     g.f32_tensor("blk.0.ffn_down.weight", &[8, 3], &[0.0; 24]); // transposed
     let e = err(g);
-    assert!(e.contains("'blk.0.ffn_down.weight' has shape [3, 8] (HF order), expected [8, 3]"), "{e}");
+    assert!(
+        e.contains("'blk.0.ffn_down.weight' has shape [3, 8] (HF order), expected [8, 3]"),
+        "{e}"
+    );
 
     // An existing output is refused without overwrite and replaced with it.
     let src = tiny_llama(false, &[], "").write(tmp.path(), "ok.gguf");
@@ -604,7 +788,11 @@ fn import_refuses_what_it_cannot_convert() {
     let leftovers = std::fs::read_dir(tmp.path())
         .unwrap()
         .filter_map(|e| e.ok())
-        .filter(|e| e.file_name().to_string_lossy().starts_with(".mixprobe-import"))
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with(".mixprobe-import")
+        })
         .count();
     assert_eq!(leftovers, 0);
 }
@@ -618,7 +806,12 @@ const HIDDEN: usize = 576;
 fn import_smollm2(shared: &Path, dir: &Path) -> std::path::PathBuf {
     let out = dir.join("smollm2");
     let t0 = std::time::Instant::now();
-    import_gguf(&shared.join("models/SmolLM2-135M-Instruct.Q4_1.gguf"), &out, false).unwrap();
+    import_gguf(
+        &shared.join("models/SmolLM2-135M-Instruct.Q4_1.gguf"),
+        &out,
+        false,
+    )
+    .unwrap();
     eprintln!("import-gguf SmolLM2: {:.2} s", t0.elapsed().as_secs_f64());
     out
 }
@@ -629,12 +822,18 @@ fn fixture(shared: &Path, name: &str) -> std::path::PathBuf {
 
 fn ref_ids(st: &SafeTensors, name: &str) -> Vec<u32> {
     let t = st.tensor(name).unwrap();
-    t.data().chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().unwrap()) as u32).collect()
+    t.data()
+        .chunks_exact(8)
+        .map(|c| i64::from_le_bytes(c.try_into().unwrap()) as u32)
+        .collect()
 }
 
 fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len());
-    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
 }
 
 #[test]
@@ -645,7 +844,12 @@ fn smollm2_cli_summary_and_errors() {
     let out = tmp.path().join("model");
     let run = |extra: &[&str]| {
         let mut cmd = common::bin();
-        cmd.arg("model").arg("import-gguf").arg(&gguf).arg("--out").arg(&out).args(extra);
+        cmd.arg("model")
+            .arg("import-gguf")
+            .arg(&gguf)
+            .arg("--out")
+            .arg(&out)
+            .args(extra);
         cmd.assert()
     };
     let ok = run(&[]).success();
@@ -664,7 +868,10 @@ fn smollm2_cli_summary_and_errors() {
     assert!(String::from_utf8_lossy(&again.get_output().stderr).contains("already exists"));
     run(&["--force"]).success();
     let report = read_json(&out.join("import_report.json"));
-    assert_eq!(report["source_sha256"], "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53");
+    assert_eq!(
+        report["source_sha256"],
+        "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
+    );
     assert_eq!(report["parameters"], 134_515_008u64);
 
     let garbage = tmp.path().join("garbage.gguf");
@@ -677,7 +884,10 @@ fn smollm2_cli_summary_and_errors() {
         .assert()
         .code(2);
     let stderr = String::from_utf8_lossy(&bad.get_output().stderr).to_string();
-    assert!(stderr.contains("garbage.gguf") && stderr.contains("not a GGUF file"), "{stderr}");
+    assert!(
+        stderr.contains("garbage.gguf") && stderr.contains("not a GGUF file"),
+        "{stderr}"
+    );
     assert!(!tmp.path().join("x").exists());
 }
 
@@ -692,12 +902,24 @@ fn smollm2_tokenizer_and_config_match_fixtures() {
     let tok = tokenizers::Tokenizer::from_file(out.join("tokenizer.json")).unwrap();
     let prompts = read_json(&fixture(&shared, "prompts.json"));
     for p in prompts.as_array().unwrap() {
-        let want: Vec<u32> = p["input_ids"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect();
+        let want: Vec<u32> = p["input_ids"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_u64().unwrap() as u32)
+            .collect();
         let text = p["text"].as_str().unwrap();
-        assert_eq!(tok.encode(text, true).unwrap().get_ids(), &want[..], "{text}");
+        assert_eq!(
+            tok.encode(text, true).unwrap().get_ids(),
+            &want[..],
+            "{text}"
+        );
         assert_eq!(tok.decode(&want, false).unwrap(), text);
     }
-    assert_eq!(read_json(&out.join("tokenizer.json")), read_json(&fixture(&shared, "tokenizer.json")));
+    assert_eq!(
+        read_json(&out.join("tokenizer.json")),
+        read_json(&fixture(&shared, "tokenizer.json"))
+    );
 
     // config.json agrees with transformers' config wherever both have a key.
     let ours = read_json(&out.join("config.json"));
@@ -736,7 +958,10 @@ fn smollm2_tokenizer_and_config_match_fixtures() {
         assert_eq!(tc[k], fixture_tc[k], "{k}");
     }
     let template = std::fs::read_to_string(fixture(&shared, "chat_template.jinja")).unwrap();
-    assert_eq!(tc["chat_template"].as_str().unwrap(), template.trim_end_matches('\n'));
+    assert_eq!(
+        tc["chat_template"].as_str().unwrap(),
+        template.trim_end_matches('\n')
+    );
 }
 
 /// Block 0 of a LLaMA decoder in plain f64 (HF semantics: RMSNorm, rotate-half RoPE,
@@ -758,12 +983,14 @@ impl Block0<'_> {
             x.iter().zip(w).map(|(v, &w)| v * r * w as f64).collect()
         };
         let matvec = |w: &[f32], x: &[f64]| -> Vec<f64> {
-            w.chunks_exact(x.len()).map(|row| row.iter().zip(x).map(|(&a, b)| a as f64 * b).sum()).collect()
+            w.chunks_exact(x.len())
+                .map(|row| row.iter().zip(x).map(|(&a, b)| a as f64 * b).sum())
+                .collect()
         };
         let rope = |v: &mut [f64], pos: usize| {
             for head in v.chunks_exact_mut(hd) {
                 for i in 0..hd / 2 {
-                    let angle = pos as f64 * theta.powf(-(2 * i) as f64 / hd as f64);
+                    let angle = pos as f64 * theta.powf(-((2 * i) as f64) / hd as f64);
                     let (s, c) = angle.sin_cos();
                     let (a, b) = (head[i], head[i + hd / 2]);
                     head[i] = a * c - b * s;
@@ -771,9 +998,21 @@ impl Block0<'_> {
                 }
             }
         };
-        let (wq, wk, wv, wo) = (self.w("self_attn.q_proj"), self.w("self_attn.k_proj"), self.w("self_attn.v_proj"), self.w("self_attn.o_proj"));
-        let (n1, n2) = (self.w("input_layernorm"), self.w("post_attention_layernorm"));
-        let (wg, wu, wd) = (self.w("mlp.gate_proj"), self.w("mlp.up_proj"), self.w("mlp.down_proj"));
+        let (wq, wk, wv, wo) = (
+            self.w("self_attn.q_proj"),
+            self.w("self_attn.k_proj"),
+            self.w("self_attn.v_proj"),
+            self.w("self_attn.o_proj"),
+        );
+        let (n1, n2) = (
+            self.w("input_layernorm"),
+            self.w("post_attention_layernorm"),
+        );
+        let (wg, wu, wd) = (
+            self.w("mlp.gate_proj"),
+            self.w("mlp.up_proj"),
+            self.w("mlp.down_proj"),
+        );
         let mut q = Vec::new();
         let mut k = Vec::new();
         let mut v = Vec::new();
@@ -793,7 +1032,13 @@ impl Block0<'_> {
                 let kvh = head / (n_head / n_kv);
                 let qh = &q[t][head * hd..(head + 1) * hd];
                 let scores: Vec<f64> = (0..=t)
-                    .map(|s| qh.iter().zip(&k[s][kvh * hd..(kvh + 1) * hd]).map(|(a, b)| a * b).sum::<f64>() / (hd as f64).sqrt())
+                    .map(|s| {
+                        qh.iter()
+                            .zip(&k[s][kvh * hd..(kvh + 1) * hd])
+                            .map(|(a, b)| a * b)
+                            .sum::<f64>()
+                            / (hd as f64).sqrt()
+                    })
                     .collect();
                 let m = scores.iter().cloned().fold(f64::MIN, f64::max);
                 let e: Vec<f64> = scores.iter().map(|s| (s - m).exp()).collect();
@@ -804,11 +1049,24 @@ impl Block0<'_> {
                     }
                 }
             }
-            let r: Vec<f64> = x[t].iter().zip(matvec(&wo, &attn)).map(|(a, b)| a + b).collect();
+            let r: Vec<f64> = x[t]
+                .iter()
+                .zip(matvec(&wo, &attn))
+                .map(|(a, b)| a + b)
+                .collect();
             let h = norm(&r, &n2);
             let (g, u) = (matvec(&wg, &h), matvec(&wu, &h));
-            let act: Vec<f64> = g.iter().zip(&u).map(|(g, u)| g / (1.0 + (-g).exp()) * u).collect();
-            out.push(r.iter().zip(matvec(&wd, &act)).map(|(a, b)| a + b).collect());
+            let act: Vec<f64> = g
+                .iter()
+                .zip(&u)
+                .map(|(g, u)| g / (1.0 + (-g).exp()) * u)
+                .collect();
+            out.push(
+                r.iter()
+                    .zip(matvec(&wd, &act))
+                    .map(|(a, b)| a + b)
+                    .collect(),
+            );
         }
         out
     }
@@ -822,9 +1080,18 @@ fn smollm2_weights_match_the_reference() {
     let bytes = std::fs::read(out.join("model.safetensors")).unwrap();
     let st = SafeTensors::deserialize(&bytes).unwrap();
     assert_eq!(st.names().len(), 1 + 30 * 9 + 1);
-    assert!(st.tensor("lm_head.weight").is_err(), "tied embeddings: no lm_head");
-    assert_eq!(tensor_f32(&st, "model.layers.29.self_attn.k_proj.weight").0, vec![192, HIDDEN]);
-    assert_eq!(tensor_f32(&st, "model.layers.29.mlp.down_proj.weight").0, vec![HIDDEN, 1536]);
+    assert!(
+        st.tensor("lm_head.weight").is_err(),
+        "tied embeddings: no lm_head"
+    );
+    assert_eq!(
+        tensor_f32(&st, "model.layers.29.self_attn.k_proj.weight").0,
+        vec![192, HIDDEN]
+    );
+    assert_eq!(
+        tensor_f32(&st, "model.layers.29.mlp.down_proj.weight").0,
+        vec![HIDDEN, 1536]
+    );
     let (shape, embed) = tensor_f32(&st, "model.embed_tokens.weight");
     assert_eq!(shape, vec![49152, HIDDEN]);
 
@@ -834,15 +1101,29 @@ fn smollm2_weights_match_the_reference() {
     for p in 0..3 {
         let ids = ref_ids(&reference, &format!("p{p}.input_ids"));
         // hidden.0 is the embedding lookup: the Q8_0 de-quantization exactly.
-        let x: Vec<f32> = ids.iter().flat_map(|&id| embed[id as usize * HIDDEN..(id as usize + 1) * HIDDEN].to_vec()).collect();
+        let x: Vec<f32> = ids
+            .iter()
+            .flat_map(|&id| embed[id as usize * HIDDEN..(id as usize + 1) * HIDDEN].to_vec())
+            .collect();
         let want0 = tensor_f32(&reference, &format!("p{p}.hidden.0")).1;
         assert_eq!(max_abs_diff(&x, &want0), 0.0, "p{p} embeddings");
         // hidden.1 is block 0's output: Q4_1 weights, the q/k un-permutation and F32 norms.
-        let rows: Vec<Vec<f64>> = x.chunks_exact(HIDDEN).map(|r| r.iter().map(|&v| v as f64).collect()).collect();
-        let got: Vec<f32> = block0.forward(&rows).into_iter().flatten().map(|v| v as f32).collect();
+        let rows: Vec<Vec<f64>> = x
+            .chunks_exact(HIDDEN)
+            .map(|r| r.iter().map(|&v| v as f64).collect())
+            .collect();
+        let got: Vec<f32> = block0
+            .forward(&rows)
+            .into_iter()
+            .flatten()
+            .map(|v| v as f32)
+            .collect();
         let want1 = tensor_f32(&reference, &format!("p{p}.hidden.1")).1;
         let diff = max_abs_diff(&got, &want1);
         eprintln!("p{p}: block 0 max |diff| = {diff:e}");
-        assert!(diff < 1e-4, "p{p}: block 0 differs from the reference by {diff}");
+        assert!(
+            diff < 1e-4,
+            "p{p}: block 0 differs from the reference by {diff}"
+        );
     }
 }

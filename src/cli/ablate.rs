@@ -69,7 +69,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         remove.push(*c);
     }
     if same_file(&args.input, &args.out) {
-        return Err(UserError(format!("--out {} would overwrite --input", args.out.display())).into());
+        return Err(UserError(format!(
+            "--out {} would overwrite --input",
+            args.out.display()
+        ))
+        .into());
     }
     let detector: Box<dyn Detector> = match args.detector {
         DetectorKind::Rules => Box::new(RuleDetector::default()),
@@ -78,15 +82,31 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 .api_model
                 .as_deref()
                 .ok_or_else(|| UserError("--detector http needs --api-model".into()))?;
-            let key = std::env::var(&args.api_key_env).ok().filter(|k| !k.is_empty());
+            let key = std::env::var(&args.api_key_env)
+                .ok()
+                .filter(|k| !k.is_empty());
             if key.is_none() {
-                eprintln!("note: ${} is not set; calling {} without an API key", args.api_key_env, args.api_base);
+                eprintln!(
+                    "note: ${} is not set; calling {} without an API key",
+                    args.api_key_env, args.api_base
+                );
             }
-            Box::new(HttpTagger::new(&args.api_base, model, key, Duration::from_secs(args.api_timeout)))
+            Box::new(HttpTagger::new(
+                &args.api_base,
+                model,
+                key,
+                Duration::from_secs(args.api_timeout),
+            ))
         }
     };
 
-    let loaded = read_file(&args.input, Some(Format::ShareGpt), &ReadOptions { skip_invalid: args.skip_invalid })?;
+    let loaded = read_file(
+        &args.input,
+        Some(Format::ShareGpt),
+        &ReadOptions {
+            skip_invalid: args.skip_invalid,
+        },
+    )?;
     let raw = ablate::raw_records(&args.input)?;
     let name = detector.name();
     let result = ablate::ablate(loaded.examples, &remove, detector.as_ref());
@@ -100,7 +120,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         .into());
     }
     ablate::write_kept(&args.out, &result.kept, &raw)?;
-    let source = Source { input: &args.input, output: &args.out, excluded: &loaded.excluded, skipped: &loaded.skipped };
+    let source = Source {
+        input: &args.input,
+        output: &args.out,
+        excluded: &loaded.excluded,
+        skipped: &loaded.skipped,
+    };
     let report = Report::new(&source, &remove, &name, &result, args.examples);
     if let Some(path) = &args.report {
         util::write_json(path, &report)?;
@@ -115,7 +140,16 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     }
     let per: Vec<String> = remove
         .iter()
-        .map(|c| format!("{c} {}", report.removed.get(c.as_str()).and_then(|v| v.as_u64()).unwrap_or(0)))
+        .map(|c| {
+            format!(
+                "{c} {}",
+                report
+                    .removed
+                    .get(c.as_str())
+                    .and_then(|v| v.as_u64())
+                    .unwrap_or(0)
+            )
+        })
         .collect();
     eprintln!(
         "ablate [{name}]: {} records, {} conversations ({} excluded, {} skipped); removed {} ({:.1}%: {}); kept {} -> {}",

@@ -2,7 +2,7 @@
 use mixprobe::recipe::{ComposeOptions, Composition, Manifest, Recipe, compose};
 use std::path::PathBuf;
 
-const LONG_ABOUT: &str = "\
+const AFTER_HELP: &str = "\
 Materialize a recipe: per stage a JSONL dataset (OUT/stages/NN-<stage>.jsonl), per source its \
 held-out examples (OUT/heldout/<source>.jsonl), and OUT/manifest.json (recipe, seed, per-stage \
 per-source requested amount, available pool size, count taken, example ids, sha256 of every \
@@ -21,7 +21,15 @@ Fractions are exact: \"1/256\", \"0.25\", \"1\". An integer amount is a count an
 are therefore nested (the 1/256 subset lies inside the 1/64 one, across recipes with the same \
 seed), and DMT's stage-2 replay of k*math and k*code lies inside stage 1's data.
   - Each stage's examples are then shuffled with the seed (stream \"stage-<name>\").
-Same recipe, data and seed give a byte-identical manifest; another seed gives other subsets.";
+Same recipe, data and seed give an identical manifest; another seed gives other subsets.
+
+Recipe (TOML): [sources.<name>] path = \"…\" (relative to --data-dir), optional format, holdout, \
+ablate = [\"code\", \"math\"]; then either [[stages]] name = \"…\", epochs = 3, mix = { math = \
+\"1/4\", code = 500 } in training order, or a [strategy] shortcut (sources named math, code, \
+general): kind = \"single\" (source, amount), \"mixed\"/\"multi_task\" (amount; one stage of all \
+sources), \"sequential\" (code, math, general), \"mixed_sequential\" (code+math, general), \"dmt\" \
+(k; stage 1 all math + all code, stage 2 all general + k of math and code), \"ratio\" \
+(specialized, general; RQ3). See recipes/README.md.";
 
 /// Flags shared by `compose` and `export` (both compose the recipe the same way).
 #[derive(clap::Args, Debug, Clone)]
@@ -86,14 +94,17 @@ fn report_sources(m: &Manifest) {
             let removed: Vec<String> = a.removed.iter().map(|(c, n)| format!("{n} {c}")).collect();
             notes.push(format!("ablation removed {}", removed.join(", ")));
         }
-        notes.push(format!("{} held out, {} available", s.heldout.count, s.available));
+        notes.push(format!(
+            "{} held out, {} available",
+            s.heldout.count, s.available
+        ));
         eprintln!("{name} ({}): {}", s.path, notes.join("; "));
     }
 }
 
 /// Materialize a recipe: per-stage datasets plus manifest.json.
 #[derive(clap::Args, Debug)]
-#[command(long_about = LONG_ABOUT)]
+#[command(after_long_help = AFTER_HELP)]
 pub struct Args {
     #[command(flatten)]
     pub compose: ComposeFlags,

@@ -5,7 +5,7 @@ use mixprobe::recipe::export::PLACEHOLDER_MODEL;
 use mixprobe::recipe::{ExportFormat, TrainSettings, export};
 use std::path::PathBuf;
 
-const LONG_ABOUT: &str = "\
+const AFTER_HELP: &str = "\
 Compose a recipe (same sampling as `mixprobe compose`, see its --help) and write it for an \
 external trainer.
 
@@ -30,7 +30,7 @@ pub enum FormatArg {
 
 /// Export a recipe's stages for an external trainer.
 #[derive(clap::Args, Debug)]
-#[command(long_about = LONG_ABOUT)]
+#[command(after_long_help = AFTER_HELP)]
 pub struct Args {
     #[command(flatten)]
     pub compose: ComposeFlags,
@@ -112,7 +112,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if format == ExportFormat::LlamaFactory && settings.base_model == PLACEHOLDER_MODEL {
         eprintln!(
             "note: {} holds the placeholder base model {PLACEHOLDER_MODEL:?}; edit it or pass --base-model",
-            report.configs.first().map(String::as_str).unwrap_or("the first stage's YAML")
+            report
+                .configs
+                .first()
+                .map(String::as_str)
+                .unwrap_or("the first stage's YAML")
         );
     }
     println!("wrote {} (see README.md there)", args.out.display());

@@ -25,7 +25,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     println!(
         "  architecture   {}{}",
         r.architecture,
-        r.model_name.as_deref().map(|n| format!(" ({n})")).unwrap_or_default()
+        r.model_name
+            .as_deref()
+            .map(|n| format!(" ({n})"))
+            .unwrap_or_default()
     );
     println!(
         "  layers         {} (hidden {}, intermediate {}, heads {}/{} kv, head dim {})",
@@ -40,21 +43,44 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         "  vocab          {} (tied embeddings: {}), rope theta {}, context {}",
         hp.vocab_size, hp.tie_word_embeddings, hp.rope_theta, hp.max_position_embeddings
     );
-    let types: Vec<String> = r.tensors_by_type.iter().map(|(t, n)| format!("{t} {n}")).collect();
-    println!("  tensors        {} GGUF ({}) → {} HF f32", r.tensor_count, types.join(", "), r.hf_tensors.len());
-    println!("  parameters     {} ({:.1}M)", r.parameters, r.parameters as f64 / 1e6);
+    let types: Vec<String> = r
+        .tensors_by_type
+        .iter()
+        .map(|(t, n)| format!("{t} {n}"))
+        .collect();
+    println!(
+        "  tensors        {} GGUF ({}) → {} HF f32",
+        r.tensor_count,
+        types.join(", "),
+        r.hf_tensors.len()
+    );
+    println!(
+        "  parameters     {} ({:.1}M)",
+        r.parameters,
+        r.parameters as f64 / 1e6
+    );
     let t = &r.tokenizer;
     println!(
         "  tokenizer      {} BPE, pre '{}', {} tokens, {} merges, {} special, {} user-defined",
         t.model, t.pre, t.vocab_size, t.merges, t.special_tokens, t.user_defined_tokens
     );
     if t.duplicate_tokens > 0 {
-        println!("  warning        {} duplicate token string(s); only their first id encodes", t.duplicate_tokens);
+        println!(
+            "  warning        {} duplicate token string(s); only their first id encodes",
+            t.duplicate_tokens
+        );
     }
     if !r.metadata_not_used.is_empty() {
-        println!("  not used       {} metadata key(s), listed in import_report.json", r.metadata_not_used.len());
+        println!(
+            "  not used       {} metadata key(s), listed in import_report.json",
+            r.metadata_not_used.len()
+        );
     }
-    println!("  output         {} ({})", r.out_dir.display(), r.files.join(", "));
+    println!(
+        "  output         {} ({})",
+        r.out_dir.display(),
+        r.files.join(", ")
+    );
     println!("  time           {:.1} s", start.elapsed().as_secs_f64());
     Ok(())
 }

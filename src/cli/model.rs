@@ -45,7 +45,11 @@ pub fn run_info(args: InfoArgs) -> anyhow::Result<()> {
     let mb = |bytes: usize| bytes as f64 / (1024.0 * 1024.0);
     let kv_per_token = 2 * c.num_hidden_layers * c.num_key_value_heads * c.head_dim * 4;
     println!("directory: {}", args.dir.display());
-    println!("architecture: {} ({})", c.arch.model_type(), c.arch.hf_class());
+    println!(
+        "architecture: {} ({})",
+        c.arch.model_type(),
+        c.arch.hf_class()
+    );
     println!(
         "layers: {}  hidden: {}  intermediate: {}  heads: {} (key/value heads: {}, head dim: {})",
         c.num_hidden_layers,
@@ -113,7 +117,14 @@ fn forward_on<B: Backend>(args: &ForwardArgs, device: &B::Device) -> anyhow::Res
             let enc = tok
                 .encode(text.as_str(), args.add_special_tokens)
                 .map_err(|e| mixprobe::Error::Tokenizer(e.to_string()))?;
-            println!("ids: {}", enc.get_ids().iter().map(u32::to_string).collect::<Vec<_>>().join(","));
+            println!(
+                "ids: {}",
+                enc.get_ids()
+                    .iter()
+                    .map(u32::to_string)
+                    .collect::<Vec<_>>()
+                    .join(",")
+            );
             enc.get_ids().to_vec()
         }
         (None, None) => unreachable!("clap requires --ids or --text"),
@@ -122,7 +133,9 @@ fn forward_on<B: Backend>(args: &ForwardArgs, device: &B::Device) -> anyhow::Res
         return Err(crate::cli::UserError("the input has no tokens".into()).into());
     }
     let batch = TokenBatch::new(&[ids], 0)?;
-    let out = loaded.model.forward(&batch, &ForwardOptions::everything())?;
+    let out = loaded
+        .model
+        .forward(&batch, &ForwardOptions::everything())?;
     let mut tensors: Vec<(String, HostTensor)> = out
         .hidden
         .into_iter()

@@ -25,7 +25,11 @@ pub struct HumanevalArgs {
     pub data_dir: PathBuf,
     /// Completions in OpenAI human-eval's samples format: JSON Lines of {"task_id",
     /// "completion"}, any number per task. Tasks without a sample are skipped and counted.
-    #[arg(long, required_unless_present = "canonical", conflicts_with = "canonical")]
+    #[arg(
+        long,
+        required_unless_present = "canonical",
+        conflicts_with = "canonical"
+    )]
     pub samples: Option<PathBuf>,
     /// Score the canonical solutions instead of samples (a self-check of the sandbox).
     #[arg(long)]
@@ -81,7 +85,10 @@ fn run_humaneval(a: HumanevalArgs) -> anyhow::Result<()> {
         .ok()
         .filter(|d| !d.is_zero())
         .ok_or_else(|| {
-            crate::cli::UserError(format!("--timeout {} must be a positive number of seconds", a.timeout))
+            crate::cli::UserError(format!(
+                "--timeout {} must be a positive number of seconds",
+                a.timeout
+            ))
         })?;
     let memory_bytes = a.memory_mib.checked_mul(1 << 20).ok_or_else(|| {
         crate::cli::UserError(format!("--memory-mib {} is too large", a.memory_mib))
@@ -93,7 +100,11 @@ fn run_humaneval(a: HumanevalArgs) -> anyhow::Result<()> {
         None => humaneval::canonical_samples(&problems),
     };
     let config = SandboxConfig {
-        limits: Limits { timeout, memory_bytes, ..Limits::default() },
+        limits: Limits {
+            timeout,
+            memory_bytes,
+            ..Limits::default()
+        },
         python: a.python.clone(),
         jobs: a.jobs,
     };
@@ -107,13 +118,23 @@ fn run_humaneval(a: HumanevalArgs) -> anyhow::Result<()> {
         .progress_chars("=> "),
     );
     bar.set_message(format!("humaneval ({} jobs)", sandbox.jobs()));
-    let opts = humaneval::ScoreOptions { ks: a.k.clone(), extract_code: a.extract_code };
+    let opts = humaneval::ScoreOptions {
+        ks: a.k.clone(),
+        extract_code: a.extract_code,
+    };
     let report = humaneval::score(&problems, &samples, &sandbox, &opts, || bar.inc(1))?;
     bar.finish_and_clear();
     mixprobe::util::write_json(&a.out, &report)?;
-    let pass: Vec<String> = report.pass_at_k.iter().map(|(k, v)| format!("pass@{k} = {v:.4}")).collect();
-    let statuses: Vec<String> =
-        report.status_counts.iter().map(|(s, n)| format!("{s} {n}")).collect();
+    let pass: Vec<String> = report
+        .pass_at_k
+        .iter()
+        .map(|(k, v)| format!("pass@{k} = {v:.4}"))
+        .collect();
+    let statuses: Vec<String> = report
+        .status_counts
+        .iter()
+        .map(|(s, n)| format!("{s} {n}"))
+        .collect();
     println!(
         "{} ({}/{} samples passed; {} problems scored, {} missing; {}) in {:.1} s -> {}",
         pass.join(", "),

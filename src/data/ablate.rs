@@ -6,15 +6,18 @@
 //! # The rule detector (`rules-v1`)
 //! The detector reads every turn of a conversation (user, assistant and system). Fenced blocks
 //! (```` ``` ```` … ```` ``` ````, an unclosed fence running to the end of its turn) are *code
-//! blocks*; the rest of a turn is *prose*; *plain prose* is prose with inline `` `code` `` spans
-//! blanked out. A category is detected when at least one of its rules fires; thresholds are the
-//! fields of [`RuleDetector`] (defaults in brackets).
+//! blocks*; the rest of a turn is *prose*; *plain prose* is prose without inline `` `code` ``
+//! spans and without pasted code lines (see `pasted-code`). ShareGPT's markdown escapes (`\*`,
+//! `\_`) are undone first. A category is detected when at least one of its rules fires;
+//! thresholds are the fields of [`RuleDetector`] (defaults in brackets).
 //!
 //! Code:
-//! - `fenced-code`: code blocks hold ≥ [2] code-like lines. A line is code-like when it starts
-//!   like code (`def`, `import`, `const x =`, `SELECT`, `#include`, `if (`, an HTML tag, a shell
-//!   command, a YAML `key: value` …), ends like code (`;`, `{`, `}`, `(`, `[`), is an assignment
-//!   (`x = …`, `x <- …`) or calls something (`a.b(…)`, `f()`, `->`, `::`, `&&`, SQL keywords).
+//! - `fenced-code`: code blocks hold ≥ [2] code-like lines, or one when a strong programming term
+//!   (below) is present. A line is code-like when it starts like code (`def`, `import`,
+//!   `const x =`, `SELECT`, `#include`, `if (`, an HTML tag, a shell command, a YAML `key: value`,
+//!   a JSON `"key": value`, an S-expression `(define …` …), ends like code (`;`, `{`, `}`, `(`,
+//!   `[`), is an assignment (`x = …`, `x <- …`) or calls something (`a.b(…)`, `f()`, `->`, `::`,
+//!   `&&`, SQL keywords).
 //!   Prose that ChatGPT wraps in a fence (tables, poems, lists) has no such lines.
 //! - `pasted-code`: ≥ [3] prose lines that are unmistakably code (pasted without a fence): an
 //!   import, a function or class header, a declaration, `SELECT … FROM`, or a call/assignment
@@ -33,9 +36,11 @@
 //! Math (read in plain prose, so `x = a + 1` inside code is not math):
 //! - `worked-arithmetic`: ≥ [2] worked calculations with a result (`0.15 × 240 = 36`).
 //! - `latex-math`: ≥ [2] LaTeX math commands anywhere (`\frac`, `\sqrt`, `$$`, `\begin{cases}` …).
-//! - `algebra`: ≥ [2] algebraic notations (`x^2`, `2x + 3 =`, `f(x) =`, `√`, `∑`, `sin(x)` …).
+//! - `algebra`: ≥ [2] algebraic notations (`x^2`, `(x - b)^2`, `2x + 3 =`, `x + y + z = 15`,
+//!   `f(x) =`, `√`, `∑`, `sin(x)` …).
 //! - `word-problem`: a sentence of a user turn of ≤ [1500] characters that asks a quantitative
-//!   question (`how many`, `what is the probability`, `calculate`, `solve` …) with ≥ 2 numbers,
+//!   question (`how many`, `what is the probability`, `calculate`, `solve` …) with ≥ 2 numbers
+//!   (standalone: the digits of `web3` or `mp3` are not numbers),
 //!   or asks for a percentage of a number (`15% of 240`).
 //! - `math-terms`: ≥ [3] distinct mathematical concepts (equation, derivative, probability,
 //!   theorem, standard deviation, net present value, …; words with everyday senses such as
@@ -97,7 +102,9 @@ impl FromStr for Category {
         match s.trim().to_ascii_lowercase().as_str() {
             "code" => Ok(Category::Code),
             "math" => Ok(Category::Math),
-            other => Err(format!("unknown category {other:?} (expected code or math)")),
+            other => Err(format!(
+                "unknown category {other:?} (expected code or math)"
+            )),
         }
     }
 }
@@ -122,8 +129,14 @@ pub trait Detector {
     /// HTTP failure). The default wraps [`Detector::classify`].
     fn decide(&self, ex: &Example) -> Result<Decision> {
         let categories = self.classify(ex);
-        let evidence = categories.iter().map(|&c| (c, format!("detected by {}", self.name()))).collect();
-        Ok(Decision { categories, evidence })
+        let evidence = categories
+            .iter()
+            .map(|&c| (c, format!("detected by {}", self.name())))
+            .collect();
+        Ok(Decision {
+            categories,
+            evidence,
+        })
     }
 }
 
@@ -169,8 +182,12 @@ fn re(pattern: &str) -> Regex {
 }
 
 fn re_set(patterns: &[&str]) -> RegexSet {
-    RegexSet::new(patterns.iter().map(|p| format!("(?i){}", ascii_boundaries(p))))
-        .expect("built-in patterns compile")
+    RegexSet::new(
+        patterns
+            .iter()
+            .map(|p| format!("(?i){}", ascii_boundaries(p))),
+    )
+    .expect("built-in patterns compile")
 }
 
 fn ascii_boundaries(pattern: &str) -> String {
@@ -202,7 +219,7 @@ const CODE_START: &str = concat!(
     r#"for\s+\w+(?:,\s*\w+)*\s+in\s+.*:\s*$|else\s*[:{]|try\s*[:{]|except\b|"#,
     r#"print\s*\(|console\.\w+\(|System\.out\.|echo\s|sudo\s|pip3?\s+install|npm\s+(?:install|run|i)\b|yarn\s|git\s+\w|docker\s+\w|kubectl\s|"#,
     r#"cd\s+[\w./~]|mkdir\s|curl\s|wget\s|apt(?:-get)?\s+install|\$\s+\w|<\?php|</?[a-zA-Z][\w-]*(?:\s[^<>]*)?/?>|@\w+(?:\(|$)|\}\s*(?:else|catch|while)\b|"#,
-    r#"-?\s*[\w.-]+:\s*(?:["'$\w./{\[-]\S*)?\s*$)"#,
+    r#"-?\s*[\w.-]+:\s*(?:["'$\w./{\[-]\S*)?\s*$|"[^"]+"\s*:\s*\S|\(:?[\w-]{2,}[\s)])"#,
 );
 const CODE_END: &str = r"(?:;|\{|\}|\);|\)\s*\{|=>\s*\{?|\[|\()\s*$";
 const CODE_ASSIGN: &str = r#"^\s*[\w.\[\]'"]+\s*(?:=|\+=|-=|:=|<-|==)\s*\S"#;
@@ -233,26 +250,111 @@ const SHELL: &str = concat!(
 );
 /// Strong programming terms, one concept per pattern.
 const STRONG_TERMS: &[&str] = &[
-    r"\bjavascript\b", r"\btypescript\b", r"(?:^|\W)c\+\+", r"(?:^|\W)c#", r"\bgolang\b", r"\bkotlin\b", r"\bphp\b",
-    r"\bnode\.?js\b", r"\b(?:reactjs|react\.js|react native)\b", r"\bdjango\b", r"\bflask\b", r"\bspring boot\b",
-    r"\blaravel\b", r"\bjquery\b", r"\bnumpy\b", r"\bpandas\b", r"\bmatplotlib\b", r"\btensorflow\b", r"\bpytorch\b",
-    r"\b(?:scikit-learn|sklearn)\b", r"\bsql\b", r"\bmysql\b", r"\bpostgres(?:ql)?\b", r"\bsqlite\b", r"\bmongodb\b",
-    r"\bhtml\b", r"\bcss\b", r"\bjson\b", r"\byaml\b", r"\b(?:regex|regular expressions?)\b", r"\bapis?\b",
-    r"\bendpoints?\b", r"\bsdk\b", r"\bgithub\b", r"\bgit\b", r"\bdockerfile\b", r"\bkubernetes\b", r"\bnpm\b",
-    r"\bcompil(?:e|es|ed|ing|er|ers|ation)\b", r"\bdebug(?:ging|ger)?\b", r"\bstack ?trace\b", r"\bsyntax error\b",
-    r"\bsource code\b", r"\bcodebase\b", r"\brefactor(?:ing)?\b", r"\bunit tests?\b", r"\bprogramming\b",
-    r"\bprogrammers?\b", r"\bcoding\b", r"\blocalhost\b", r"\bruntime\b", r"\bcallbacks?\b", r"\bbash\b",
-    r"\bpowershell\b", r"\bvba\b", r"\bmatlab\b", r"\barduino\b", r"\bboolean\b", r"\b(?:backend|back-end)\b",
-    r"\b(?:frontend|front-end)\b", r"\bcommand[ -]line\b", r"\bide\b", r"\bstdout\b", r"\bhttp requests?\b",
-    r"\bweb ?sockets?\b", r"\boauth\b", r"\bgraphql\b", r"\brest api\b", r"\blambda functions?\b",
+    r"\bjavascript\b",
+    r"\btypescript\b",
+    r"(?:^|\W)c\+\+",
+    r"(?:^|\W)c#",
+    r"\bgolang\b",
+    r"\bkotlin\b",
+    r"\bphp\b",
+    r"\bnode\.?js\b",
+    r"\b(?:reactjs|react\.js|react native)\b",
+    r"\bdjango\b",
+    r"\bflask\b",
+    r"\bspring boot\b",
+    r"\blaravel\b",
+    r"\bjquery\b",
+    r"\bnumpy\b",
+    r"\bpandas\b",
+    r"\bmatplotlib\b",
+    r"\btensorflow\b",
+    r"\bpytorch\b",
+    r"\b(?:scikit-learn|sklearn)\b",
+    r"\bsql\b",
+    r"\bmysql\b",
+    r"\bpostgres(?:ql)?\b",
+    r"\bsqlite\b",
+    r"\bmongodb\b",
+    r"\bhtml\b",
+    r"\bcss\b",
+    r"\bjson\b",
+    r"\byaml\b",
+    r"\b(?:regex|regular expressions?)\b",
+    r"\bapis?\b",
+    r"\bendpoints?\b",
+    r"\bsdk\b",
+    r"\bgithub\b",
+    r"\bgit\b",
+    r"\bdockerfile\b",
+    r"\bkubernetes\b",
+    r"\bnpm\b",
+    r"\bcompil(?:e|es|ed|ing|er|ers|ation)\b",
+    r"\bdebug(?:ging|ger)?\b",
+    r"\bstack ?trace\b",
+    r"\bsyntax error\b",
+    r"\bsource code\b",
+    r"\bcodebase\b",
+    r"\brefactor(?:ing)?\b",
+    r"\bunit tests?\b",
+    r"\bprogramming\b",
+    r"\bprogrammers?\b",
+    r"\bcoding\b",
+    r"\blocalhost\b",
+    r"\bruntime\b",
+    r"\bcallbacks?\b",
+    r"\bbash\b",
+    r"\bpowershell\b",
+    r"\bvba\b",
+    r"\bmatlab\b",
+    r"\barduino\b",
+    r"\bboolean\b",
+    r"\b(?:backend|back-end)\b",
+    r"\b(?:frontend|front-end)\b",
+    r"\bcommand[ -]line\b",
+    r"\bide\b",
+    r"\bstdout\b",
+    r"\bhttp requests?\b",
+    r"\bweb ?sockets?\b",
+    r"\boauth\b",
+    r"\bgraphql\b",
+    r"\brest api\b",
+    r"\blambda functions?\b",
 ];
 /// Weak programming terms: common English words too, only supporting `inline-code`.
 const WEAK_TERMS: &[&str] = &[
-    r"\bpython\b", r"\bjava\b", r"\bruby\b", r"\bswift\b", r"\brust\b", r"\breact\b", r"\bangular\b", r"\bunity\b",
-    r"\bshell\b", r"\bterminal\b", r"\bscripts?\b", r"\bfunctions?\b", r"\bmethods?\b", r"\bvariables?\b",
-    r"\bstrings?\b", r"\barrays?\b", r"\bintegers?\b", r"\blibrar(?:y|ies)\b", r"\bframeworks?\b", r"\bexceptions?\b",
-    r"\bclass(?:es)?\b", r"\bobjects?\b", r"\bloops?\b", r"\bdatabases?\b", r"\bservers?\b", r"\blinux\b",
-    r"\bubuntu\b", r"\bdocker\b", r"\bcode\b", r"\bbugs?\b", r"\bsyntax\b", r"\bparameters?\b", r"\bdeploy(?:ment)?\b",
+    r"\bpython\b",
+    r"\bjava\b",
+    r"\bruby\b",
+    r"\bswift\b",
+    r"\brust\b",
+    r"\breact\b",
+    r"\bangular\b",
+    r"\bunity\b",
+    r"\bshell\b",
+    r"\bterminal\b",
+    r"\bscripts?\b",
+    r"\bfunctions?\b",
+    r"\bmethods?\b",
+    r"\bvariables?\b",
+    r"\bstrings?\b",
+    r"\barrays?\b",
+    r"\bintegers?\b",
+    r"\blibrar(?:y|ies)\b",
+    r"\bframeworks?\b",
+    r"\bexceptions?\b",
+    r"\bclass(?:es)?\b",
+    r"\bobjects?\b",
+    r"\bloops?\b",
+    r"\bdatabases?\b",
+    r"\bservers?\b",
+    r"\blinux\b",
+    r"\bubuntu\b",
+    r"\bdocker\b",
+    r"\bcode\b",
+    r"\bbugs?\b",
+    r"\bsyntax\b",
+    r"\bparameters?\b",
+    r"\bdeploy(?:ment)?\b",
     r"\bquery\b",
 ];
 const LATEX: &str = concat!(
@@ -261,7 +363,7 @@ const LATEX: &str = concat!(
 );
 const NUMBER: &str = r"\(?-?\$?\d[\d,]*(?:\.\d+)?%?\)?";
 const ALGEBRA: &str = concat!(
-    r"\b[a-zA-Z]\s*\^\s*\d|\b\d*[a-z]\s*[-+]\s*\d+\s*=|\bf\s*\(\s*[a-z]\s*\)\s*=|\b[a-z]\s*=\s*-?\d+(?:\.\d+)?\s*[-+*/]\s*\d|",
+    r"\b[a-zA-Z]\s*\^\s*\d|\)\s*\^\s*\d|\b[a-z]\s*[-+*/]\s*[a-z](?:\s*[-+*/]\s*[a-z])*\s*=\s*-?\d|\b\d*[a-z]\s*[-+]\s*\d+\s*=|\bf\s*\(\s*[a-z]\s*\)\s*=|\b[a-z]\s*=\s*-?\d+(?:\.\d+)?\s*[-+*/]\s*\d|",
     r"√|∫|∑|≤|≥|≠|π|(?:^|[^.\w])(?:sin|cos|tan|log|ln)\s*\(\s*[a-z\d]",
 );
 const QUESTION: &str = concat!(
@@ -271,17 +373,53 @@ const QUESTION: &str = concat!(
 );
 /// Mathematical concepts, one per pattern.
 const MATH_TERMS: &[&str] = &[
-    r"\bequations?\b", r"\bpolynomials?\b", r"\bderivatives?\b", r"\bintegrals?\b", r"\btheorems?\b", r"\blemmas?\b",
-    r"\bprobabilit(?:y|ies)\b", r"\balgebra(?:ic)?\b", r"\bcalculus\b", r"\beigen(?:value|vector)s?\b",
-    r"\bvector spaces?\b", r"\blogarithms?\b", r"\bexponents?\b", r"\bquadratic\b", r"\bgeometry\b", r"\bhypotenuse\b",
-    r"\btriangles?\b", r"\bperimeter\b", r"\bcircumference\b", r"\barithmetic\b", r"\b(?:denominator|numerator)s?\b",
-    r"\bprime numbers?\b", r"\bfactorial\b", r"\b(?:permutations?|combinatorics)\b", r"\bvariance\b",
-    r"\bstandard deviation\b", r"\b(?:interquartile|percentiles?)\b", r"\b(?:net present value|npv)\b",
-    r"\b(?:internal rate of return|irr)\b", r"\bcompound interest\b", r"\bmodulo\b", r"\breal numbers?\b",
-    r"\b(?:set theory|empty set)\b", r"\b(?:monoids?|functors?|category theory)\b", r"\btopology\b",
-    r"\bdifferential equations?\b", r"\bfinite element\b", r"\b(?:math|maths|mathematics|mathematical)\b",
-    r"\b(?:trigonometr\w*|sine|cosine)\b", r"\bsquare roots?\b", r"\bexpected value\b", r"\bbinomial\b",
-    r"\bsolve for\b", r"\bmatri(?:x multiplication|ces)\b", r"\b(?:prove that|proof that|mathematical proof)\b",
+    r"\bequations?\b",
+    r"\bpolynomials?\b",
+    r"\bderivatives?\b",
+    r"\bintegrals?\b",
+    r"\btheorems?\b",
+    r"\blemmas?\b",
+    r"\bprobabilit(?:y|ies)\b",
+    r"\balgebra(?:ic)?\b",
+    r"\bcalculus\b",
+    r"\beigen(?:value|vector)s?\b",
+    r"\bvector spaces?\b",
+    r"\blogarithms?\b",
+    r"\bexponents?\b",
+    r"\bquadratic\b",
+    r"\bgeometry\b",
+    r"\bhypotenuse\b",
+    r"\btriangles?\b",
+    r"\bperimeter\b",
+    r"\bcircumference\b",
+    r"\barithmetic\b",
+    r"\b(?:denominator|numerator)s?\b",
+    r"\bprime numbers?\b",
+    r"\bfactorial\b",
+    r"\b(?:permutations?|combinatorics)\b",
+    r"\bvariance\b",
+    r"\bstandard deviation\b",
+    r"\b(?:interquartile|percentiles?)\b",
+    r"\b(?:net present value|npv)\b",
+    r"\b(?:internal rate of return|irr)\b",
+    r"\bcompound interest\b",
+    r"\bmodulo\b",
+    r"\breal numbers?\b",
+    r"\b(?:set theory|empty set)\b",
+    r"\bmonoids?\b",
+    r"\b(?:endo)?functors?\b",
+    r"\bcategory theory\b",
+    r"\btopology\b",
+    r"\bdifferential equations?\b",
+    r"\bfinite element\b",
+    r"\b(?:math|maths|mathematics|mathematical)\b",
+    r"\b(?:trigonometr\w*|sine|cosine)\b",
+    r"\bsquare roots?\b",
+    r"\bexpected value\b",
+    r"\bbinomial\b",
+    r"\bsolve for\b",
+    r"\bmatri(?:x multiplication|ces)\b",
+    r"\b(?:prove that|proof that|mathematical proof)\b",
 ];
 
 struct Rules {
@@ -319,11 +457,13 @@ static RULES: LazyLock<Rules> = LazyLock::new(|| Rules {
     strong_terms: re_set(STRONG_TERMS),
     weak_terms: re_set(WEAK_TERMS),
     latex: re(LATEX),
-    arithmetic: re(&format!(r"{NUMBER}(?:\s*[-+*/×÷^x]\s*{NUMBER})+\s*(?:=|≈)\s*-?\$?\d")),
+    arithmetic: re(&format!(
+        r"{NUMBER}(?:\s*[-+*/×÷^x]\s*{NUMBER})+\s*(?:=|≈)\s*-?\$?\d"
+    )),
     algebra: re(ALGEBRA),
     question: re(QUESTION),
     percent_of: re(r"\d+(?:\.\d+)?\s*%\s*of\s*\$?\d"),
-    number: re(r"\d+(?:[.,]\d+)*"),
+    number: re(r"\b\d+(?:[.,]\d+)*\b"),
     sentence_break: re(r"[.?!]\s+|\n"),
     math_terms: re_set(MATH_TERMS),
 });
@@ -332,18 +472,43 @@ static RULES: LazyLock<Rules> = LazyLock::new(|| Rules {
 struct Split {
     role: Role,
     chars: usize,
+    /// The turn with ShareGPT's markdown escapes (`\*`, `\_`) undone.
+    text: String,
     blocks: Vec<String>,
     prose: String,
-    /// Prose with inline code spans blanked.
+    /// Prose without inline code spans and without code lines pasted outside fences: where math
+    /// is looked for.
     plain: String,
 }
 
 fn split_turn(role: Role, content: &str) -> Split {
     let r = &*RULES;
-    let blocks = r.fence.captures_iter(content).map(|c| c[1].to_string()).collect();
-    let prose = r.fence.replace_all(content, "\n").into_owned();
-    let plain = r.inline.replace_all(&prose, " ").into_owned();
-    Split { role, chars: content.chars().count(), blocks, prose, plain }
+    let text = if content.contains('\\') {
+        content.replace("\\*", "*").replace("\\_", "_")
+    } else {
+        content.to_string()
+    };
+    let blocks = r
+        .fence
+        .captures_iter(&text)
+        .map(|c| c[1].to_string())
+        .collect();
+    let prose = r.fence.replace_all(&text, "\n").into_owned();
+    let plain = r
+        .inline
+        .replace_all(&prose, " ")
+        .lines()
+        .filter(|l| !r.pasted_code.is_match(l))
+        .collect::<Vec<_>>()
+        .join("\n");
+    Split {
+        role,
+        chars: content.chars().count(),
+        text,
+        blocks,
+        prose,
+        plain,
+    }
 }
 
 fn code_like(line: &str) -> bool {
@@ -352,7 +517,10 @@ fn code_like(line: &str) -> bool {
         return false;
     }
     let r = &*RULES;
-    r.code_start.is_match(s) || r.code_end.is_match(s) || r.code_assign.is_match(s) || r.code_call.is_match(s)
+    r.code_start.is_match(s)
+        || r.code_end.is_match(s)
+        || r.code_assign.is_match(s)
+        || r.code_call.is_match(s)
 }
 
 /// A short, single-line excerpt of a match for evidence strings.
@@ -373,30 +541,48 @@ fn distinct_terms(set: &RegexSet, texts: &[&str]) -> Vec<usize> {
             hit[i] = true;
         }
     }
-    hit.iter().enumerate().filter(|(_, h)| **h).map(|(i, _)| i).collect()
+    hit.iter()
+        .enumerate()
+        .filter(|(_, h)| **h)
+        .map(|(i, _)| i)
+        .collect()
 }
 
 /// A readable name for a term pattern: the pattern without regex syntax.
 fn term_name(pattern: &str) -> String {
     let p = pattern.replace(r"(?:^|\W)", "").replace(r"\b", "");
     let p = p.split('|').next().unwrap_or("").to_string();
-    p.chars().filter(|c| !matches!(c, '(' | ')' | '?' | ':' | '\\' | '^')).collect()
+    p.chars()
+        .filter(|c| !matches!(c, '(' | ')' | '?' | ':' | '\\' | '^'))
+        .collect()
 }
 
 impl RuleDetector {
     /// Every rule that fires on `ex`, in the order documented above, with what it saw.
     pub fn explain(&self, ex: &Example) -> Vec<(Category, String)> {
         let r = &*RULES;
-        let turns: Vec<Split> = ex.turns.iter().map(|t| split_turn(t.role, &t.content)).collect();
+        let turns: Vec<Split> = ex
+            .turns
+            .iter()
+            .map(|t| split_turn(t.role, &t.content))
+            .collect();
         let mut out = Vec::new();
         let code = |out: &mut Vec<(Category, String)>, s: String| out.push((Category::Code, s));
         let math = |out: &mut Vec<(Category, String)>, s: String| out.push((Category::Math, s));
 
         // --- code ---
+        let prose: Vec<&str> = turns.iter().map(|t| t.prose.as_str()).collect();
+        let strong = distinct_terms(&r.strong_terms, &prose);
+        let weak = distinct_terms(&r.weak_terms, &prose);
         let blocks: usize = turns.iter().map(|t| t.blocks.len()).sum();
-        let fenced: Vec<&str> =
-            turns.iter().flat_map(|t| t.blocks.iter()).flat_map(|b| b.lines()).filter(|l| code_like(l)).collect();
-        if blocks > 0 && fenced.len() >= self.min_fenced_code_lines {
+        let fenced: Vec<&str> = turns
+            .iter()
+            .flat_map(|t| t.blocks.iter())
+            .flat_map(|b| b.lines())
+            .filter(|l| code_like(l))
+            .collect();
+        if !fenced.is_empty() && (fenced.len() >= self.min_fenced_code_lines || !strong.is_empty())
+        {
             code(
                 &mut out,
                 format!(
@@ -406,27 +592,36 @@ impl RuleDetector {
                 ),
             );
         }
-        let pasted: Vec<&str> =
-            turns.iter().flat_map(|t| t.prose.lines()).filter(|l| r.pasted_code.is_match(l)).collect();
+        let pasted: Vec<&str> = turns
+            .iter()
+            .flat_map(|t| t.prose.lines())
+            .filter(|l| r.pasted_code.is_match(l))
+            .collect();
         if pasted.len() >= self.min_pasted_code_lines {
             code(
                 &mut out,
-                format!("pasted-code: {} code lines outside fences, e.g. {:?}", pasted.len(), excerpt(pasted[0], 50)),
+                format!(
+                    "pasted-code: {} code lines outside fences, e.g. {:?}",
+                    pasted.len(),
+                    excerpt(pasted[0], 50)
+                ),
             );
         }
-        if let Some(m) = ex.turns.iter().find_map(|t| r.error_trace.find(&t.content)) {
-            code(&mut out, format!("error-trace: {:?}", excerpt(m.as_str(), 50)));
+        if let Some(m) = turns.iter().find_map(|t| r.error_trace.find(&t.text)) {
+            code(
+                &mut out,
+                format!("error-trace: {:?}", excerpt(m.as_str(), 50)),
+            );
         }
-        if let Some(m) = ex.turns.iter().find_map(|t| r.shell.find(&t.content)) {
-            code(&mut out, format!("shell-command: {:?}", excerpt(m.as_str(), 50)));
+        if let Some(m) = turns.iter().find_map(|t| r.shell.find(&t.text)) {
+            code(
+                &mut out,
+                format!("shell-command: {:?}", excerpt(m.as_str(), 50)),
+            );
         }
-        let prose: Vec<&str> = turns.iter().map(|t| t.prose.as_str()).collect();
-        let strong = distinct_terms(&r.strong_terms, &prose);
-        let weak = distinct_terms(&r.weak_terms, &prose);
-        let spans: Vec<&str> = ex
-            .turns
+        let spans: Vec<&str> = turns
             .iter()
-            .flat_map(|t| r.inline.captures_iter(&t.content))
+            .flat_map(|t| r.inline.captures_iter(&t.text))
             .map(|c| c.get(1).map_or("", |m| m.as_str()))
             .filter(|s| s.split_whitespace().count() <= 4 && !s.trim().is_empty())
             .collect();
@@ -448,29 +643,58 @@ impl RuleDetector {
             );
         }
         if strong.len() >= self.min_programming_terms {
-            let terms: Vec<String> = strong.iter().take(8).map(|&i| term_name(STRONG_TERMS[i])).collect();
-            code(&mut out, format!("programming-terms: {} distinct ({})", strong.len(), terms.join(", ")));
+            let terms: Vec<String> = strong
+                .iter()
+                .take(8)
+                .map(|&i| term_name(STRONG_TERMS[i]))
+                .collect();
+            code(
+                &mut out,
+                format!(
+                    "programming-terms: {} distinct ({})",
+                    strong.len(),
+                    terms.join(", ")
+                ),
+            );
         }
 
         // --- math ---
         let plain: Vec<&str> = turns.iter().map(|t| t.plain.as_str()).collect();
-        let arithmetic: Vec<&str> =
-            plain.iter().flat_map(|t| r.arithmetic.find_iter(t)).map(|m| m.as_str()).collect();
+        let arithmetic: Vec<&str> = plain
+            .iter()
+            .flat_map(|t| r.arithmetic.find_iter(t))
+            .map(|m| m.as_str())
+            .collect();
         if arithmetic.len() >= self.min_worked_arithmetic {
             math(
                 &mut out,
-                format!("worked-arithmetic: {} calculations, e.g. {:?}", arithmetic.len(), excerpt(arithmetic[0], 40)),
+                format!(
+                    "worked-arithmetic: {} calculations, e.g. {:?}",
+                    arithmetic.len(),
+                    excerpt(arithmetic[0], 40)
+                ),
             );
         }
-        let latex = ex.turns.iter().map(|t| r.latex.find_iter(&t.content).count()).sum::<usize>();
+        let latex = turns
+            .iter()
+            .map(|t| r.latex.find_iter(&t.text).count())
+            .sum::<usize>();
         if latex >= self.min_latex_commands {
             math(&mut out, format!("latex-math: {latex} LaTeX math commands"));
         }
-        let algebra: Vec<&str> = plain.iter().flat_map(|t| r.algebra.find_iter(t)).map(|m| m.as_str()).collect();
+        let algebra: Vec<&str> = plain
+            .iter()
+            .flat_map(|t| r.algebra.find_iter(t))
+            .map(|m| m.as_str())
+            .collect();
         if algebra.len() >= self.min_algebra {
             math(
                 &mut out,
-                format!("algebra: {} algebraic notations, e.g. {:?}", algebra.len(), excerpt(algebra[0], 30)),
+                format!(
+                    "algebra: {} algebraic notations, e.g. {:?}",
+                    algebra.len(),
+                    excerpt(algebra[0], 30)
+                ),
             );
         }
         if let Some(sentence) = turns
@@ -478,15 +702,30 @@ impl RuleDetector {
             .filter(|t| t.role == Role::User && t.chars <= self.max_word_problem_chars)
             .flat_map(|t| r.sentence_break.split(&t.prose))
             .find(|s| {
-                r.percent_of.is_match(s) || (r.question.is_match(s) && r.number.find_iter(s).count() >= 2)
+                r.percent_of.is_match(s)
+                    || (r.question.is_match(s) && r.number.find_iter(s).count() >= 2)
             })
         {
-            math(&mut out, format!("word-problem: {:?}", excerpt(sentence, 60)));
+            math(
+                &mut out,
+                format!("word-problem: {:?}", excerpt(sentence, 60)),
+            );
         }
         let concepts = distinct_terms(&r.math_terms, &plain);
         if concepts.len() >= self.min_math_terms {
-            let terms: Vec<String> = concepts.iter().take(8).map(|&i| term_name(MATH_TERMS[i])).collect();
-            math(&mut out, format!("math-terms: {} distinct ({})", concepts.len(), terms.join(", ")));
+            let terms: Vec<String> = concepts
+                .iter()
+                .take(8)
+                .map(|&i| term_name(MATH_TERMS[i]))
+                .collect();
+            math(
+                &mut out,
+                format!(
+                    "math-terms: {} distinct ({})",
+                    concepts.len(),
+                    terms.join(", ")
+                ),
+            );
         }
         out
     }
@@ -503,7 +742,10 @@ impl Detector for RuleDetector {
 
     fn decide(&self, ex: &Example) -> Result<Decision> {
         let evidence = self.explain(ex);
-        Ok(Decision { categories: categories_of(&evidence), evidence })
+        Ok(Decision {
+            categories: categories_of(&evidence),
+            evidence,
+        })
     }
 }
 
@@ -528,13 +770,47 @@ user query and provide an explanation for each tag. Please respond in the JSON f
 
 /// Words (or word starts) that map a tag to a category.
 const CODE_TAG_WORDS: &[&str] = &[
-    "code", "coding", "program", "software", "debug", "sql", "python", "javascript", "java", "c++", "c#", "html",
-    "css", "script", "api", "database", "algorithm", "web development", "regex", "shell", "command line", "git",
-    "docker", "data structure", "compil",
+    "code",
+    "coding",
+    "program",
+    "software",
+    "debug",
+    "sql",
+    "python",
+    "javascript",
+    "java",
+    "c++",
+    "c#",
+    "html",
+    "css",
+    "script",
+    "api",
+    "database",
+    "algorithm",
+    "web development",
+    "regex",
+    "shell",
+    "command line",
+    "git",
+    "docker",
+    "data structure",
+    "compil",
 ];
 const MATH_TAG_WORDS: &[&str] = &[
-    "math", "arithmetic", "calculat", "algebra", "geometry", "equation", "probabilit", "statistic", "calculus",
-    "number theory", "percentage", "word problem", "trigonometry", "proof",
+    "math",
+    "arithmetic",
+    "calculat",
+    "algebra",
+    "geometry",
+    "equation",
+    "probabilit",
+    "statistic",
+    "calculus",
+    "number theory",
+    "percentage",
+    "word problem",
+    "trigonometry",
+    "proof",
 ];
 
 /// An LLM tagger behind an OpenAI-compatible chat-completions endpoint: it sends the user turns
@@ -553,7 +829,10 @@ impl HttpTagger {
     /// `base_url` is the API root (e.g. `https://api.openai.com/v1`); `api_key`, when given, is
     /// sent as a Bearer token. Requests time out after `timeout`.
     pub fn new(base_url: &str, model: &str, api_key: Option<String>, timeout: Duration) -> Self {
-        let agent = ureq::Agent::config_builder().timeout_global(Some(timeout)).build().into();
+        let agent = ureq::Agent::config_builder()
+            .timeout_global(Some(timeout))
+            .build()
+            .into();
         HttpTagger {
             base_url: base_url.trim_end_matches('/').to_string(),
             model: model.to_string(),
@@ -570,7 +849,10 @@ impl HttpTagger {
     /// The tags the endpoint returns for `ex`.
     pub fn tags(&self, ex: &Example) -> Result<Vec<String>> {
         let url = self.url();
-        let fail = |message: String| Error::Fetch { url: url.clone(), message };
+        let fail = |message: String| Error::Fetch {
+            url: url.clone(),
+            message,
+        };
         let query: String = ex
             .turns
             .iter()
@@ -589,7 +871,10 @@ impl HttpTagger {
                 {"role": "user", "content": query},
             ],
         });
-        let mut request = self.agent.post(&url).header("Content-Type", "application/json");
+        let mut request = self
+            .agent
+            .post(&url)
+            .header("Content-Type", "application/json");
         if let Some(key) = &self.api_key {
             request = request.header("Authorization", format!("Bearer {key}"));
         }
@@ -599,12 +884,21 @@ impl HttpTagger {
             .body_mut()
             .read_to_string()
             .map_err(|e| fail(format!("reading response: {e}")))?;
-        let response: Value =
-            serde_json::from_str(&text).map_err(|e| fail(format!("response is not JSON ({e}): {}", excerpt(&text, 80))))?;
+        let response: Value = serde_json::from_str(&text).map_err(|e| {
+            fail(format!(
+                "response is not JSON ({e}): {}",
+                excerpt(&text, 80)
+            ))
+        })?;
         let content = response
             .pointer("/choices/0/message/content")
             .and_then(Value::as_str)
-            .ok_or_else(|| fail(format!("response has no choices[0].message.content: {}", excerpt(&text, 80))))?;
+            .ok_or_else(|| {
+                fail(format!(
+                    "response has no choices[0].message.content: {}",
+                    excerpt(&text, 80)
+                ))
+            })?;
         Ok(parse_tags(content))
     }
 }
@@ -623,9 +917,14 @@ pub fn parse_tags(content: &str) -> Vec<String> {
         _ => {}
     };
     let trimmed = content.trim();
-    let list = trimmed.find('[').zip(trimmed.rfind(']')).and_then(|(a, b)| {
-        (a < b).then(|| serde_json::from_str::<Vec<Value>>(&trimmed[a..=b]).ok()).flatten()
-    });
+    let list = trimmed
+        .find('[')
+        .zip(trimmed.rfind(']'))
+        .and_then(|(a, b)| {
+            (a < b)
+                .then(|| serde_json::from_str::<Vec<Value>>(&trimmed[a..=b]).ok())
+                .flatten()
+        });
     if let Some(items) = list {
         items.iter().for_each(&mut collect);
     } else {
@@ -638,7 +937,12 @@ pub fn parse_tags(content: &str) -> Vec<String> {
         if tags.is_empty() {
             tags = trimmed
                 .split([',', '\n'])
-                .map(|s| s.trim().trim_matches(|c: char| c == '"' || c == '-' || c == '*').trim().to_string())
+                .map(|s| {
+                    s.trim()
+                        .trim_matches(|c: char| c == '"' || c == '-' || c == '*')
+                        .trim()
+                        .to_string()
+                })
                 .filter(|s| !s.is_empty())
                 .collect();
         }
@@ -660,7 +964,10 @@ pub fn tags_to_categories(tags: &[String]) -> Vec<Category> {
             .filter(|w| !w.is_empty())
             .map(|w| format!(" {w}"))
             .collect();
-        for (cat, starts) in [(Category::Code, CODE_TAG_WORDS), (Category::Math, MATH_TAG_WORDS)] {
+        for (cat, starts) in [
+            (Category::Code, CODE_TAG_WORDS),
+            (Category::Math, MATH_TAG_WORDS),
+        ] {
             if !cats.contains(&cat) && starts.iter().any(|w| words.contains(&format!(" {w}"))) {
                 cats.push(cat);
             }
@@ -684,8 +991,14 @@ impl Detector for HttpTagger {
     fn decide(&self, ex: &Example) -> Result<Decision> {
         let tags = self.tags(ex)?;
         let categories = tags_to_categories(&tags);
-        let evidence = categories.iter().map(|&c| (c, format!("tags: {}", tags.join("; ")))).collect();
-        Ok(Decision { categories, evidence })
+        let evidence = categories
+            .iter()
+            .map(|&c| (c, format!("tags: {}", tags.join("; "))))
+            .collect();
+        Ok(Decision {
+            categories,
+            evidence,
+        })
     }
 }
 
@@ -719,12 +1032,25 @@ pub struct Ablation {
 /// Remove every conversation in which `detector` finds a category of `remove`; a conversation
 /// found to be several counts under the first of them in `remove`.
 pub fn ablate(examples: Vec<Example>, remove: &[Category], detector: &dyn Detector) -> Ablation {
-    let mut out = Ablation { kept: Vec::new(), removed: Vec::new(), failed: Vec::new(), verdicts: Vec::new() };
+    let mut out = Ablation {
+        kept: Vec::new(),
+        removed: Vec::new(),
+        failed: Vec::new(),
+        verdicts: Vec::new(),
+    };
     for ex in examples {
         match detector.decide(&ex) {
             Ok(decision) => {
-                let removed_as = remove.iter().copied().find(|c| decision.categories.contains(c));
-                out.verdicts.push(Verdict { id: ex.id.clone(), decision, removed_as, error: None });
+                let removed_as = remove
+                    .iter()
+                    .copied()
+                    .find(|c| decision.categories.contains(c));
+                out.verdicts.push(Verdict {
+                    id: ex.id.clone(),
+                    decision,
+                    removed_as,
+                    error: None,
+                });
                 match removed_as {
                     Some(c) => out.removed.push((ex, c)),
                     None => out.kept.push(ex),
@@ -808,7 +1134,12 @@ fn snippet(ex: &Example) -> String {
 
 /// The rule name of an evidence string (`fenced-code: …` → `fenced-code`).
 fn rule_name(evidence: &str) -> String {
-    evidence.split(':').next().unwrap_or(evidence).trim().to_string()
+    evidence
+        .split(':')
+        .next()
+        .unwrap_or(evidence)
+        .trim()
+        .to_string()
 }
 
 impl Report {
@@ -838,17 +1169,32 @@ impl Report {
         let has = |v: &Verdict, c: Category| v.decision.categories.contains(&c);
         let mut detected = Map::new();
         for c in Category::ALL {
-            detected.insert(c.to_string(), json!(ablation.verdicts.iter().filter(|v| has(v, c)).count()));
+            detected.insert(
+                c.to_string(),
+                json!(ablation.verdicts.iter().filter(|v| has(v, c)).count()),
+            );
         }
-        let both = ablation.verdicts.iter().filter(|v| Category::ALL.iter().all(|&c| has(v, c))).count();
+        let both = ablation
+            .verdicts
+            .iter()
+            .filter(|v| Category::ALL.iter().all(|&c| has(v, c)))
+            .count();
         detected.insert("both".to_string(), json!(both));
         let mut rules: BTreeMap<Category, BTreeMap<String, usize>> = BTreeMap::new();
         for v in &ablation.verdicts {
             for (c, e) in &v.decision.evidence {
-                *rules.entry(*c).or_default().entry(rule_name(e)).or_default() += 1;
+                *rules
+                    .entry(*c)
+                    .or_default()
+                    .entry(rule_name(e))
+                    .or_default() += 1;
             }
         }
-        let by_id: HashMap<&str, &Verdict> = ablation.verdicts.iter().map(|v| (v.id.as_str(), v)).collect();
+        let by_id: HashMap<&str, &Verdict> = ablation
+            .verdicts
+            .iter()
+            .map(|v| (v.id.as_str(), v))
+            .collect();
         let example = |ex: &Example, cat: Option<Category>| {
             let v = by_id.get(ex.id.as_str());
             let rule = v
@@ -857,13 +1203,23 @@ impl Report {
                         .evidence
                         .iter()
                         .filter(|(c, _)| cat.is_none_or(|k| *c == k))
-                        .map(|(c, e)| if cat.is_some() { e.clone() } else { format!("{c} (not removed): {e}") })
+                        .map(|(c, e)| {
+                            if cat.is_some() {
+                                e.clone()
+                            } else {
+                                format!("{c} (not removed): {e}")
+                            }
+                        })
                         .next()
                         .unwrap_or_default()
                 })
                 .unwrap_or_default();
-            serde_json::to_value(DecisionExample { id: ex.id.clone(), rule, snippet: snippet(ex) })
-                .unwrap_or(Value::Null)
+            serde_json::to_value(DecisionExample {
+                id: ex.id.clone(),
+                rule,
+                snippet: snippet(ex),
+            })
+            .unwrap_or(Value::Null)
         };
         let mut decisions = Map::new();
         for c in remove {
@@ -876,7 +1232,12 @@ impl Report {
                 .collect();
             decisions.insert(c.to_string(), Value::Array(shown));
         }
-        let kept: Vec<Value> = ablation.kept.iter().take(per_decision).map(|ex| example(ex, None)).collect();
+        let kept: Vec<Value> = ablation
+            .kept
+            .iter()
+            .take(per_decision)
+            .map(|ex| example(ex, None))
+            .collect();
         decisions.insert("kept".to_string(), Value::Array(kept));
         Report {
             input_file: source.input.display().to_string(),
@@ -888,7 +1249,11 @@ impl Report {
             kept: ablation.kept.len(),
             removed,
             removed_total,
-            removed_fraction: if conversations == 0 { 0.0 } else { removed_total as f64 / conversations as f64 },
+            removed_fraction: if conversations == 0 {
+                0.0
+            } else {
+                removed_total as f64 / conversations as f64
+            },
             excluded: source.excluded.len(),
             excluded_by_reason,
             skipped: source.skipped.len(),
@@ -974,15 +1339,21 @@ pub fn write_kept(out: &Path, kept: &[Example], raw: &HashMap<String, String>) -
     let mut text = String::new();
     for ex in kept {
         let line = raw.get(&ex.id).ok_or_else(|| {
-            Error::Internal(format!("conversation {:?} has no original record in the input", ex.id))
+            Error::Internal(format!(
+                "conversation {:?} has no original record in the input",
+                ex.id
+            ))
         })?;
         text.push_str(line);
         text.push('\n');
     }
-    let gz = out.extension().is_some_and(|e| e.eq_ignore_ascii_case("gz"));
+    let gz = out
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("gz"));
     let bytes = if gz {
-        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-        enc.write_all(text.as_bytes()).map_err(|e| Error::io(out, e))?;
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        enc.write_all(text.as_bytes())
+            .map_err(|e| Error::io(out, e))?;
         enc.finish().map_err(|e| Error::io(out, e))?
     } else {
         text.into_bytes()
@@ -1001,14 +1372,24 @@ mod tests {
             ability: Ability::General,
             turns: turns
                 .iter()
-                .map(|(r, c)| if *r == "u" { Turn::user(*c) } else { Turn::assistant(*c) })
+                .map(|(r, c)| {
+                    if *r == "u" {
+                        Turn::user(*c)
+                    } else {
+                        Turn::assistant(*c)
+                    }
+                })
                 .collect(),
             meta: Meta::default(),
         }
     }
 
     fn rules(ex: &Example) -> Vec<String> {
-        RuleDetector::default().explain(ex).into_iter().map(|(_, e)| rule_name(&e)).collect()
+        RuleDetector::default()
+            .explain(ex)
+            .into_iter()
+            .map(|(_, e)| rule_name(&e))
+            .collect()
     }
 
     fn cats(ex: &Example) -> Vec<Category> {
@@ -1019,17 +1400,28 @@ mod tests {
     fn category_parses_prints_and_serializes() {
         assert_eq!("code".parse::<Category>(), Ok(Category::Code));
         assert_eq!(" MATH ".parse::<Category>(), Ok(Category::Math));
-        assert!("general".parse::<Category>().unwrap_err().contains("expected code or math"));
+        assert!(
+            "general"
+                .parse::<Category>()
+                .unwrap_err()
+                .contains("expected code or math")
+        );
         assert_eq!(Category::Math.to_string(), "math");
         assert_eq!(serde_json::to_string(&Category::Code).unwrap(), "\"code\"");
-        assert_eq!(serde_json::from_str::<Category>("\"math\"").unwrap(), Category::Math);
+        assert_eq!(
+            serde_json::from_str::<Category>("\"math\"").unwrap(),
+            Category::Math
+        );
     }
 
     #[test]
     fn fenced_python_block_is_code() {
         let ex = conv(&[
             ("u", "How do I read a CSV file?"),
-            ("a", "Like this:\n```python\nimport csv\nwith open('a.csv') as f:\n    rows = list(csv.reader(f))\n```"),
+            (
+                "a",
+                "Like this:\n```python\nimport csv\nwith open('a.csv') as f:\n    rows = list(csv.reader(f))\n```",
+            ),
         ]);
         assert_eq!(cats(&ex), vec![Category::Code]);
         assert_eq!(rules(&ex), vec!["fenced-code"]);
@@ -1039,7 +1431,10 @@ mod tests {
     fn prose_inside_a_fence_is_not_code() {
         let ex = conv(&[
             ("u", "Give me the descriptions only"),
-            ("a", "```vbnet\nInspecting and maintaining roofs and gutters.\nEnsuring the electrical system is safe.\n```"),
+            (
+                "a",
+                "```vbnet\nInspecting and maintaining roofs and gutters.\nEnsuring the electrical system is safe.\n```",
+            ),
         ]);
         assert!(cats(&ex).is_empty());
     }
@@ -1047,7 +1442,10 @@ mod tests {
     #[test]
     fn pasted_code_without_fences_is_code() {
         let ex = conv(&[
-            ("u", "why does this fail?\nconst el = document.getElementById('x');\nel.addEventListener('click', go);\nfunction go(e) {\n  console.log(e);\n}"),
+            (
+                "u",
+                "why does this fail?\nconst el = document.getElementById('x');\nel.addEventListener('click', go);\nfunction go(e) {\n  console.log(e);\n}",
+            ),
             ("a", "You never call preventDefault."),
         ]);
         assert!(rules(&ex).contains(&"pasted-code".to_string()));
@@ -1057,11 +1455,17 @@ mod tests {
     #[test]
     fn stack_traces_and_shell_commands_are_code() {
         let trace = conv(&[
-            ("u", "Traceback (most recent call last):\n  File \"a.py\", line 3, in <module>\nKeyError: 'x'"),
+            (
+                "u",
+                "Traceback (most recent call last):\n  File \"a.py\", line 3, in <module>\nKeyError: 'x'",
+            ),
             ("a", "The key is missing."),
         ]);
         assert_eq!(rules(&trace), vec!["error-trace"]);
-        let shell = conv(&[("u", "How do I get requests?"), ("a", "Run\n\npip install requests\n\nand retry.")]);
+        let shell = conv(&[
+            ("u", "How do I get requests?"),
+            ("a", "Run\n\npip install requests\n\nand retry."),
+        ]);
         assert_eq!(rules(&shell), vec!["shell-command"]);
     }
 
@@ -1069,10 +1473,16 @@ mod tests {
     fn inline_code_needs_a_programming_term() {
         let with_term = conv(&[
             ("u", "What does the function return?"),
-            ("a", "`parse()` returns `None` when `strict` is off; check `result` first."),
+            (
+                "a",
+                "`parse()` returns `None` when `strict` is off; check `result` first.",
+            ),
         ]);
         assert_eq!(rules(&with_term), vec!["inline-code"]);
-        let no_term = conv(&[("u", "Name ideas?"), ("a", "`Sunrise`, `Dawn`, `Aurora`, `Glow` and `Ember`.")]);
+        let no_term = conv(&[
+            ("u", "Name ideas?"),
+            ("a", "`Sunrise`, `Dawn`, `Aurora`, `Glow` and `Ember`."),
+        ]);
         assert!(cats(&no_term).is_empty());
     }
 
@@ -1080,8 +1490,11 @@ mod tests {
     fn many_programming_terms_are_code() {
         let ex = conv(&[
             ("u", "Which languages do I need for a forum website?"),
-            ("a", "HTML and CSS for layout, JavaScript for interactivity, PHP on the backend, MySQL to store users, \
-                   and Git for version control."),
+            (
+                "a",
+                "HTML and CSS for layout, JavaScript for interactivity, PHP on the backend, MySQL to store users, \
+                   and Git for version control.",
+            ),
         ]);
         assert_eq!(rules(&ex), vec!["programming-terms"]);
     }
@@ -1089,17 +1502,30 @@ mod tests {
     #[test]
     fn python_the_snake_is_neither() {
         let ex = conv(&[
-            ("u", "How long can a python grow, and what does a python eat?"),
-            ("a", "Reticulated pythons can exceed six metres. They eat rodents, birds and sometimes deer."),
+            (
+                "u",
+                "How long can a python grow, and what does a python eat?",
+            ),
+            (
+                "a",
+                "Reticulated pythons can exceed six metres. They eat rodents, birds and sometimes deer.",
+            ),
         ]);
-        assert!(cats(&ex).is_empty(), "{:?}", RuleDetector::default().explain(&ex));
+        assert!(
+            cats(&ex).is_empty(),
+            "{:?}",
+            RuleDetector::default().explain(&ex)
+        );
     }
 
     #[test]
     fn recipe_question_is_neither() {
         let ex = conv(&[
             ("u", "How do I make a simple pancake batter?"),
-            ("a", "Whisk 1 cup of flour, 1 egg, 1 cup of milk and a pinch of salt. Rest it 10 minutes, then fry."),
+            (
+                "a",
+                "Whisk 1 cup of flour, 1 egg, 1 cup of milk and a pinch of salt. Rest it 10 minutes, then fry.",
+            ),
         ]);
         assert!(cats(&ex).is_empty());
     }
@@ -1113,11 +1539,29 @@ mod tests {
 
     #[test]
     fn word_problem_needs_numbers_and_a_short_turn() {
-        let ex = conv(&[("u", "If a train travels 120 km in 2 hours, how fast is it going?"), ("a", "60 km/h.")]);
+        let ex = conv(&[
+            (
+                "u",
+                "If a train travels 120 km in 2 hours, how fast is it going?",
+            ),
+            ("a", "60 km/h."),
+        ]);
         assert_eq!(rules(&ex), vec!["word-problem"]);
-        let no_numbers = conv(&[("u", "How many friends should I invite?"), ("a", "As many as you like.")]);
+        let no_numbers = conv(&[
+            ("u", "How many friends should I invite?"),
+            ("a", "As many as you like."),
+        ]);
         assert!(cats(&no_numbers).is_empty());
-        let long = format!("{} How many pages are 3 chapters of 20 pages?", "Here is my essay draft. ".repeat(80));
+        // Digits inside words (web2, mp3) are not numbers.
+        let in_words = conv(&[
+            ("u", "What is the difference between web2 and web3?"),
+            ("a", "Decentralization."),
+        ]);
+        assert!(cats(&in_words).is_empty());
+        let long = format!(
+            "{} How many pages are 3 chapters of 20 pages?",
+            "Here is my essay draft. ".repeat(80)
+        );
         assert!(cats(&conv(&[("u", &long), ("a", "Noted.")])).is_empty());
     }
 
@@ -1130,11 +1574,17 @@ mod tests {
         assert_eq!(rules(&arith), vec!["worked-arithmetic"]);
         let latex = conv(&[("u", "Typeset it"), ("a", "$$\\frac{a}{b} + \\sqrt{c}$$")]);
         assert!(rules(&latex).contains(&"latex-math".to_string()));
-        let algebra = conv(&[("u", "Solve it"), ("a", "We have x^2 - 4 = 0, so f(x) = 0 at x = ±2.")]);
+        let algebra = conv(&[
+            ("u", "Solve it"),
+            ("a", "We have x^2 - 4 = 0, so f(x) = 0 at x = ±2."),
+        ]);
         assert!(rules(&algebra).contains(&"algebra".to_string()));
         let terms = conv(&[
             ("u", "Explain"),
-            ("a", "A theorem about the derivative of a polynomial equation, with a probability aside."),
+            (
+                "a",
+                "A theorem about the derivative of a polynomial equation, with a probability aside.",
+            ),
         ]);
         assert_eq!(rules(&terms), vec!["math-terms"]);
     }
@@ -1143,7 +1593,10 @@ mod tests {
     fn arithmetic_inside_code_is_not_math() {
         let ex = conv(&[
             ("u", "Sum two numbers in Python"),
-            ("a", "```python\na = 2 + 3 = 5\nb = 4 * 6 = 24\nprint(a + b)\n```"),
+            (
+                "a",
+                "```python\na = 2 + 3 = 5\nb = 4 * 6 = 24\nprint(a + b)\n```",
+            ),
         ]);
         assert_eq!(cats(&ex), vec![Category::Code]);
     }
@@ -1152,7 +1605,10 @@ mod tests {
     fn word_boundaries_are_ascii_and_escaped_backslashes_survive() {
         assert_eq!(ascii_boundaries(r"\bx\b"), r"(?-u:\b)x(?-u:\b)");
         assert_eq!(ascii_boundaries(r"\\begin\d"), r"\\begin\d");
-        assert_eq!(term_name(r"\b(?:reactjs|react\.js|react native)\b"), "reactjs");
+        assert_eq!(
+            term_name(r"\b(?:reactjs|react\.js|react native)\b"),
+            "reactjs"
+        );
         assert_eq!(term_name(r"(?:^|\W)c\+\+"), "c++");
     }
 
@@ -1171,7 +1627,10 @@ mod tests {
         let exs = vec![conv(&[("u", "q"), ("a", "r")])];
         let both = Fixed(vec![Category::Math, Category::Code]);
         let a = ablate(exs.clone(), &[Category::Code, Category::Math], &both);
-        assert_eq!(a.removed.iter().map(|(_, c)| *c).collect::<Vec<_>>(), vec![Category::Code]);
+        assert_eq!(
+            a.removed.iter().map(|(_, c)| *c).collect::<Vec<_>>(),
+            vec![Category::Code]
+        );
         let a = ablate(exs.clone(), &[Category::Math, Category::Code], &both);
         assert_eq!(a.removed[0].1, Category::Math);
         let a = ablate(exs, &[Category::Math], &Fixed(vec![Category::Code]));
@@ -1183,13 +1642,32 @@ mod tests {
     fn tags_parse_and_map_to_categories() {
         let instag = r#"[{"tag": "Python programming", "explanation": "x"}, {"tag": "debugging", "explanation": "y"}]"#;
         assert_eq!(parse_tags(instag), vec!["Python programming", "debugging"]);
-        assert_eq!(parse_tags("Sure:\n[\"math\", \"word problem\"]"), vec!["math", "word problem"]);
-        assert_eq!(parse_tags("{\"tag\": \"cooking\", \"explanation\": \"z\"}"), vec!["cooking"]);
+        assert_eq!(
+            parse_tags("Sure:\n[\"math\", \"word problem\"]"),
+            vec!["math", "word problem"]
+        );
+        assert_eq!(
+            parse_tags("{\"tag\": \"cooking\", \"explanation\": \"z\"}"),
+            vec!["cooking"]
+        );
         assert_eq!(parse_tags("recipe, cooking"), vec!["recipe", "cooking"]);
-        let t = |v: &[&str]| tags_to_categories(&v.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        let t =
+            |v: &[&str]| tags_to_categories(&v.iter().map(|s| s.to_string()).collect::<Vec<_>>());
         assert_eq!(t(&["Python programming"]), vec![Category::Code]);
-        assert_eq!(t(&["Arithmetic calculation", "SQL query"]), vec![Category::Code, Category::Math]);
-        assert!(t(&["recipe", "travel planning", "capital city", "digital marketing", "job description"]).is_empty());
+        assert_eq!(
+            t(&["Arithmetic calculation", "SQL query"]),
+            vec![Category::Code, Category::Math]
+        );
+        assert!(
+            t(&[
+                "recipe",
+                "travel planning",
+                "capital city",
+                "digital marketing",
+                "job description"
+            ])
+            .is_empty()
+        );
     }
 
     #[test]
@@ -1212,14 +1690,19 @@ mod tests {
 
         let list = dir.path().join("l.json");
         std::fs::write(&list, r#"[{"id": "x", "conversations": [], "z": 1}]"#).unwrap();
-        assert_eq!(raw_records(&list).unwrap()["x"], r#"{"id":"x","conversations":[],"z":1}"#);
+        assert_eq!(
+            raw_records(&list).unwrap()["x"],
+            r#"{"id":"x","conversations":[],"z":1}"#
+        );
 
         let out = dir.path().join("kept.jsonl.gz");
         let mut kept = conv(&[("u", "q")]);
         kept.id = "a".into();
         write_kept(&out, &[kept.clone()], &raw).unwrap();
         let mut text = String::new();
-        flate2::read::GzDecoder::new(std::fs::File::open(&out).unwrap()).read_to_string(&mut text).unwrap();
+        flate2::read::GzDecoder::new(std::fs::File::open(&out).unwrap())
+            .read_to_string(&mut text)
+            .unwrap();
         assert_eq!(text, format!("{}\n", lines[0]));
         kept.id = "missing".into();
         assert!(write_kept(&out, &[kept], &raw).is_err());

@@ -239,6 +239,7 @@ fn download(url: &str, dest: &Path, expected: Option<&str>, progress: bool) -> R
     {
         return Err(fetch_err(format!("sha256 mismatch for {}: expected {e}, got {sha}; nothing was written", dest.display())));
     }
+    util::set_readable(tmp.path())?;
     tmp.as_file().sync_all().map_err(|e| Error::io(tmp.path(), e))?;
     tmp.persist(dest).map_err(|e| Error::io(dest, e.error))?;
     Ok((sha, n_total))

@@ -33,6 +33,7 @@ use crate::error::{Error, Location, Result};
 use serde::de::{SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+use std::cell::Cell;
 use std::collections::HashMap;
 use std::fmt;
 use std::io::Read;
@@ -378,21 +379,26 @@ fn for_each_line(text: &[u8], mut f: impl FnMut(usize, std::result::Result<Value
     }
 }
 
-/// Iterate a JSON list, parsing one element at a time; a syntax error fails the file.
-fn for_each_list_record(path: &Path, text: &[u8], f: impl FnMut(usize, Value)) -> Result<()> {
-    let s = std::str::from_utf8(text).map_err(|e| {
+/// The text as UTF-8, or an error naming the line and byte offset of the first invalid byte.
+fn utf8<'a>(path: &Path, text: &'a [u8]) -> Result<&'a str> {
+    std::str::from_utf8(text).map_err(|e| {
         let off = e.valid_up_to();
         let line = 1 + text[..off].iter().filter(|&&b| b == b'\n').count();
         Error::file(
             path,
             format!("invalid UTF-8 at line {line} (byte offset {off})"),
         )
-    })?;
-    struct ListVisitor<F> {
+    })
+}
+
+/// Iterate a JSON list, parsing one element at a time; a syntax error fails the file.
+fn for_each_list_record(path: &Path, text: &[u8], f: impl FnMut(usize, Value)) -> Result<()> {
+    let s = utf8(path, text)?;
+    struct ListVisitor<'i, F> {
         f: F,
-        index: std::rc::Rc<std::cell::Cell<usize>>,
+        index: &'i Cell<usize>,
     }
-    impl<'de, F: FnMut(usize, Value)> Visitor<'de> for ListVisitor<F> {
+    impl<'de, F: FnMut(usize, Value)> Visitor<'de> for ListVisitor<'_, F> {
         type Value = ();
         fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
             f.write_str("a JSON list of records")
@@ -405,12 +411,9 @@ fn for_each_list_record(path: &Path, text: &[u8], f: impl FnMut(usize, Value)) -
             Ok(())
         }
     }
-    let index = std::rc::Rc::new(std::cell::Cell::new(0usize));
+    let index = Cell::new(0usize);
     let mut de = serde_json::Deserializer::from_str(s);
-    let visitor = ListVisitor {
-        f,
-        index: index.clone(),
-    };
+    let visitor = ListVisitor { f, index: &index };
     serde::Deserializer::deserialize_seq(&mut de, visitor)
         .and_then(|()| de.end())
         .map_err(|e| Error::file(path, format!("bad JSON in record {}: {e}", index.get())))
@@ -420,7 +423,7 @@ fn for_each_list_record(path: &Path, text: &[u8], f: impl FnMut(usize, Value)) -
 fn first_record(path: &Path, text: &[u8]) -> Result<Map<String, Value>> {
     let value = match container(path, text)? {
         Container::List(body) => {
-            let s = std::str::from_utf8(body).ok();
+            let s = utf8(path, body)?;
             // Parse just the first element: `[` ws value.
             let start = body.iter().position(|&b| b == b'[').unwrap_or(0) + 1;
             let mut stream =
@@ -430,17 +433,13 @@ fn first_record(path: &Path, text: &[u8]) -> Result<Map<String, Value>> {
                 Some(Err(_)) | None => {
                     // Let the full parse produce the precise error (or find an empty list).
                     let parsed: std::result::Result<Vec<serde::de::IgnoredAny>, _> =
-                        serde_json::from_str(s.unwrap_or(""));
+                        serde_json::from_str(s);
                     return match parsed {
                         Ok(v) if v.is_empty() => Err(Error::file(
                             path,
                             "empty JSON list, expected at least one record",
                         )),
                         Ok(_) => Err(Error::file(path, "cannot parse the first record")),
-                        Err(e) if s.is_none() => Err(Error::file(
-                            path,
-                            format!("invalid UTF-8 in the JSON list ({e})"),
-                        )),
                         Err(e) => Err(Error::file(path, format!("bad JSON in record 0: {e}"))),
                     };
                 }

@@ -115,7 +115,9 @@ impl Questions {
                 .id
                 .rsplit_once('-')
                 .and_then(|(_, n)| n.parse::<usize>().ok())
-                .ok_or_else(|| Error::Internal(format!("unexpected GSM8K example id {:?}", ex.id)))?;
+                .ok_or_else(|| {
+                    Error::Internal(format!("unexpected GSM8K example id {:?}", ex.id))
+                })?;
             by_idx.insert(idx, ex);
         }
         Ok(Questions { by_idx })
@@ -138,24 +140,37 @@ pub fn read_samples(path: &Path, questions: &Questions) -> Result<Vec<Sample>> {
     for rec in read_jsonl(path)? {
         let completion = rec.string(path, "completion")?;
         let idx = match (rec.fields.get("idx"), rec.fields.get("id")) {
-            (Some(v), _) => v
-                .as_u64()
-                .map(|n| n as usize)
-                .ok_or_else(|| rec.error(path, format!("field \"idx\" must be a non-negative integer, found {v}")))?,
+            (Some(v), _) => v.as_u64().map(|n| n as usize).ok_or_else(|| {
+                rec.error(
+                    path,
+                    format!("field \"idx\" must be a non-negative integer, found {v}"),
+                )
+            })?,
             (None, Some(serde_json::Value::String(id))) => id
                 .rsplit_once('-')
                 .and_then(|(_, n)| n.parse::<usize>().ok())
-                .ok_or_else(|| rec.error(path, format!("field \"id\" {id:?} is not like \"gsm8k-test-<n>\"")))?,
+                .ok_or_else(|| {
+                    rec.error(
+                        path,
+                        format!("field \"id\" {id:?} is not like \"gsm8k-test-<n>\""),
+                    )
+                })?,
             _ => return Err(rec.error(path, "missing field \"idx\" (or \"id\")")),
         };
         if !questions.by_idx.contains_key(&idx) {
             return Err(rec.error(
                 path,
-                format!("question {idx} is not in the test file ({} questions)", questions.len()),
+                format!(
+                    "question {idx} is not in the test file ({} questions)",
+                    questions.len()
+                ),
             ));
         }
         if let Some(first) = seen.insert(idx, rec.line) {
-            return Err(rec.error(path, format!("question {idx} already has a completion on line {first}")));
+            return Err(rec.error(
+                path,
+                format!("question {idx} already has a completion on line {first}"),
+            ));
         }
         out.push(Sample { idx, completion });
     }
@@ -166,18 +181,24 @@ pub fn read_samples(path: &Path, questions: &Questions) -> Result<Vec<Sample>> {
 pub fn score(questions: &Questions, samples: &[Sample]) -> Result<Report> {
     let mut results = Vec::with_capacity(samples.len());
     for s in samples {
-        let ex = questions
-            .by_idx
-            .get(&s.idx)
-            .ok_or_else(|| Error::invalid("sample", format!("question {} is not in the test file", s.idx)))?;
+        let ex = questions.by_idx.get(&s.idx).ok_or_else(|| {
+            Error::invalid(
+                "sample",
+                format!("question {} is not in the test file", s.idx),
+            )
+        })?;
         let reference = ex.meta.reference.clone().unwrap_or_default();
         let strict = extract_strict(&s.completion);
         let flexible = extract_flexible(&s.completion);
         results.push(QuestionResult {
             idx: s.idx,
             id: ex.id.clone(),
-            correct_strict: strict.as_deref().is_some_and(|a| same_answer(a, &reference)),
-            correct_flexible: flexible.as_deref().is_some_and(|a| same_answer(a, &reference)),
+            correct_strict: strict
+                .as_deref()
+                .is_some_and(|a| same_answer(a, &reference)),
+            correct_flexible: flexible
+                .as_deref()
+                .is_some_and(|a| same_answer(a, &reference)),
             reference,
             strict,
             flexible,
@@ -210,7 +231,10 @@ mod tests {
         assert_eq!(extract_strict("#### 1,000").as_deref(), Some("1,000"));
         assert_eq!(extract_strict("#### -3").as_deref(), Some("-3"));
         // Multiple #### lines: the first wins (group_select 0 / take_first).
-        assert_eq!(extract_strict("#### 12\nWait.\n#### 13").as_deref(), Some("12"));
+        assert_eq!(
+            extract_strict("#### 12\nWait.\n#### 13").as_deref(),
+            Some("12")
+        );
         // `$` is not allowed after "#### " by the strict pattern.
         assert_eq!(extract_strict("#### $5"), None);
         // "####5" (no space) and no marker at all do not match.
@@ -220,12 +244,24 @@ mod tests {
 
     #[test]
     fn flexible_takes_the_last_number() {
-        assert_eq!(extract_flexible("She has 3 apples and buys 12 more: 15").as_deref(), Some("15"));
+        assert_eq!(
+            extract_flexible("She has 3 apples and buys 12 more: 15").as_deref(),
+            Some("15")
+        );
         assert_eq!(extract_flexible("It costs $5").as_deref(), Some("$5"));
-        assert_eq!(extract_flexible("The total is 1,000 dollars.").as_deref(), Some("1,000"));
+        assert_eq!(
+            extract_flexible("The total is 1,000 dollars.").as_deref(),
+            Some("1,000")
+        );
         // A sentence-final period is part of the token (removed by normalization).
-        assert_eq!(extract_flexible("So the answer is 3.").as_deref(), Some("3."));
-        assert_eq!(extract_flexible("temperature fell to -3").as_deref(), Some("-3"));
+        assert_eq!(
+            extract_flexible("So the answer is 3.").as_deref(),
+            Some("3.")
+        );
+        assert_eq!(
+            extract_flexible("temperature fell to -3").as_deref(),
+            Some("-3")
+        );
         assert_eq!(extract_flexible("price 2.50 each").as_deref(), Some("2.50"));
         assert_eq!(extract_flexible("#### 7").as_deref(), Some("7"));
         assert_eq!(extract_flexible("no number at all"), None);
@@ -260,7 +296,10 @@ mod tests {
                     id: format!("gsm8k-test-{i}"),
                     ability: crate::data::Ability::Math,
                     turns: vec![],
-                    meta: crate::data::Meta { reference: Some(r.to_string()), ..Default::default() },
+                    meta: crate::data::Meta {
+                        reference: Some(r.to_string()),
+                        ..Default::default()
+                    },
                 };
                 (i, ex)
             })
@@ -271,7 +310,10 @@ mod tests {
     #[test]
     fn scores_both_ways() {
         let q = questions(&["1000", "5", "-3", "2.5", "3", "8"]);
-        let s = |idx: usize, c: &str| Sample { idx, completion: c.to_string() };
+        let s = |idx: usize, c: &str| Sample {
+            idx,
+            completion: c.to_string(),
+        };
         let samples = vec![
             s(0, "They sold 1,000 cups.\n#### 1,000"),
             s(1, "It costs $5"),
@@ -301,10 +343,19 @@ mod tests {
         let s = read_samples(&p, &q).unwrap();
         assert_eq!(s.iter().map(|x| x.idx).collect::<Vec<_>>(), [0, 1]);
         for (text, want) in [
-            ("{\"idx\": 5, \"completion\": \"1\"}\n", "line 1: question 5 is not in the test file"),
-            ("{\"idx\": 0, \"completion\": \"1\"}\n{\"idx\": 0, \"completion\": \"1\"}\n", "line 2: question 0 already has a completion on line 1"),
+            (
+                "{\"idx\": 5, \"completion\": \"1\"}\n",
+                "line 1: question 5 is not in the test file",
+            ),
+            (
+                "{\"idx\": 0, \"completion\": \"1\"}\n{\"idx\": 0, \"completion\": \"1\"}\n",
+                "line 2: question 0 already has a completion on line 1",
+            ),
             ("{\"completion\": \"1\"}\n", "missing field \"idx\""),
-            ("{\"idx\": -1, \"completion\": \"1\"}\n", "non-negative integer"),
+            (
+                "{\"idx\": -1, \"completion\": \"1\"}\n",
+                "non-negative integer",
+            ),
             ("{\"idx\": 0}\n", "missing field \"completion\""),
         ] {
             std::fs::write(&p, text).unwrap();

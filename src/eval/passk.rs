@@ -46,7 +46,10 @@ mod tests {
                 for k in 1..=n {
                     let exact = 1.0 - binom(n - c, k) / binom(n, k);
                     let got = pass_at_k(n, c, k).unwrap();
-                    assert!((got - exact).abs() < 1e-9, "n={n} c={c} k={k}: {got} vs {exact}");
+                    assert!(
+                        (got - exact).abs() < 1e-9,
+                        "n={n} c={c} k={k}: {got} vs {exact}"
+                    );
                 }
             }
         }
@@ -70,7 +73,10 @@ mod tests {
 
     #[test]
     fn mean_over_problems() {
-        assert_eq!(mean_pass_at_k(&[(1, 1), (1, 0), (1, 1), (1, 1)], 1), Some(0.75));
+        assert_eq!(
+            mean_pass_at_k(&[(1, 1), (1, 0), (1, 1), (1, 1)], 1),
+            Some(0.75)
+        );
         assert_eq!(mean_pass_at_k(&[(10, 1), (1, 1)], 2), None);
         assert_eq!(mean_pass_at_k(&[], 1), None);
     }

@@ -17,7 +17,10 @@ impl Record {
     pub fn string(&self, path: &Path, key: &str) -> Result<String> {
         match self.fields.get(key) {
             Some(Value::String(s)) => Ok(s.clone()),
-            Some(other) => Err(self.error(path, format!("field {key:?} must be a string, found {other}"))),
+            Some(other) => Err(self.error(
+                path,
+                format!("field {key:?} must be a string, found {other}"),
+            )),
             None => Err(self.error(path, format!("missing field {key:?}"))),
         }
     }
@@ -40,8 +43,8 @@ pub fn read_jsonl(path: &Path) -> Result<Vec<Record>> {
     } else {
         raw
     };
-    let text = String::from_utf8(bytes)
-        .map_err(|e| Error::file(path, format!("not UTF-8 text ({e})")))?;
+    let text =
+        String::from_utf8(bytes).map_err(|e| Error::file(path, format!("not UTF-8 text ({e})")))?;
     let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
     let mut records = Vec::new();
     for (i, line) in text.lines().enumerate() {
@@ -52,12 +55,22 @@ pub fn read_jsonl(path: &Path) -> Result<Vec<Record>> {
         let value: Value = serde_json::from_str(line)
             .map_err(|e| Error::record(path, location, format!("invalid JSON ({e})")))?;
         let Value::Object(fields) = value else {
-            return Err(Error::record(path, location, "expected a JSON object per line"));
+            return Err(Error::record(
+                path,
+                location,
+                "expected a JSON object per line",
+            ));
         };
-        records.push(Record { line: i + 1, fields });
+        records.push(Record {
+            line: i + 1,
+            fields,
+        });
     }
     if records.is_empty() {
-        return Err(Error::file(path, "no samples (expected JSON Lines, one object per line)"));
+        return Err(Error::file(
+            path,
+            "no samples (expected JSON Lines, one object per line)",
+        ));
     }
     Ok(records)
 }
@@ -76,14 +89,27 @@ mod tests {
         assert_eq!(r[1].line, 3);
         assert_eq!(r[0].string(&p, "a").unwrap(), "x");
         let e = r[1].string(&p, "a").unwrap_err().to_string();
-        assert!(e.contains("line 3") && e.contains("must be a string"), "{e}");
-        assert!(r[0].string(&p, "b").unwrap_err().to_string().contains("missing field \"b\""));
+        assert!(
+            e.contains("line 3") && e.contains("must be a string"),
+            "{e}"
+        );
+        assert!(
+            r[0].string(&p, "b")
+                .unwrap_err()
+                .to_string()
+                .contains("missing field \"b\"")
+        );
 
         std::fs::write(&p, "{\"a\": 1}\nnot json\n").unwrap();
         let e = read_jsonl(&p).unwrap_err().to_string();
         assert!(e.contains("line 2") && e.contains("invalid JSON"), "{e}");
         std::fs::write(&p, "\n").unwrap();
-        assert!(read_jsonl(&p).unwrap_err().to_string().contains("no samples"));
+        assert!(
+            read_jsonl(&p)
+                .unwrap_err()
+                .to_string()
+                .contains("no samples")
+        );
     }
 
     #[test]
@@ -94,6 +120,9 @@ mod tests {
         let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
         gz.write_all(b"{\"task_id\": \"HumanEval/0\"}\n").unwrap();
         std::fs::write(&p, gz.finish().unwrap()).unwrap();
-        assert_eq!(read_jsonl(&p).unwrap()[0].string(&p, "task_id").unwrap(), "HumanEval/0");
+        assert_eq!(
+            read_jsonl(&p).unwrap()[0].string(&p, "task_id").unwrap(),
+            "HumanEval/0"
+        );
     }
 }

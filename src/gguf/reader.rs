@@ -129,8 +129,7 @@ pub struct Header {
     /// The file it came from, for messages.
     pub path: PathBuf,
     pub version: u32,
-    /// Metadata in file order.
-    pub metadata: Vec<(String, Value)>,
+    metadata: Vec<(String, Value)>,
     index: HashMap<String, usize>,
     /// Tensor infos in file order.
     pub tensors: Vec<TensorInfo>,
@@ -201,7 +200,10 @@ impl<R: Read> Source<'_, R> {
         let mut buf = vec![0u8; n as usize];
         self.fill(&mut buf, what)?;
         String::from_utf8(buf).map_err(|e| {
-            Error::file(self.path, format!("{what} is not valid UTF-8 ({e}) before offset {}", self.pos))
+            Error::file(
+                self.path,
+                format!("{what} is not valid UTF-8 ({e}) before offset {}", self.pos),
+            )
         })
     }
 
@@ -217,7 +219,12 @@ impl<R: Read> Source<'_, R> {
             7 => match self.array::<1>(what)?[0] {
                 0 => Value::Bool(false),
                 1 => Value::Bool(true),
-                b => return Err(Error::file(self.path, format!("{what}: bool byte {b} is neither 0 nor 1"))),
+                b => {
+                    return Err(Error::file(
+                        self.path,
+                        format!("{what}: bool byte {b} is neither 0 nor 1"),
+                    ));
+                }
             },
             8 => Value::String(self.string(what)?),
             9 => {
@@ -229,9 +236,13 @@ impl<R: Read> Source<'_, R> {
                 }
                 let elem = self.u32(what)?;
                 let n = self.u64(what)?;
-                let min = min_value_size(elem)
-                    .ok_or_else(|| Error::file(self.path, format!("{what}: unknown array element type {elem}")))?;
-                let need = n.checked_mul(min).unwrap_or(u64::MAX);
+                let min = min_value_size(elem).ok_or_else(|| {
+                    Error::file(
+                        self.path,
+                        format!("{what}: unknown array element type {elem}"),
+                    )
+                })?;
+                let need = n.saturating_mul(min);
                 if need > self.remaining() {
                     return Err(self.truncated(need, &format!("{what} ({n} elements)")));
                 }
@@ -244,7 +255,12 @@ impl<R: Read> Source<'_, R> {
             10 => Value::U64(u64::from_le_bytes(self.array(what)?)),
             11 => Value::I64(i64::from_le_bytes(self.array(what)?)),
             12 => Value::F64(f64::from_le_bytes(self.array(what)?)),
-            t => return Err(Error::file(self.path, format!("{what}: unknown metadata value type {t}"))),
+            t => {
+                return Err(Error::file(
+                    self.path,
+                    format!("{what}: unknown metadata value type {t}"),
+                ));
+            }
         })
     }
 }
@@ -265,12 +281,19 @@ impl Header {
     /// Parse a header from `r`, which yields a file of `file_len` bytes from its start. `path`
     /// only names the file in errors.
     pub fn read(r: impl Read, file_len: u64, path: &Path) -> Result<Header> {
-        let mut src = Source { r, pos: 0, len: file_len, path };
+        let mut src = Source {
+            r,
+            pos: 0,
+            len: file_len,
+            path,
+        };
         let magic: [u8; 4] = src.array("magic")?;
         if &magic != b"GGUF" {
             return Err(Error::file(
                 path,
-                format!("not a GGUF file: it starts with {magic:02x?}, expected the magic \"GGUF\""),
+                format!(
+                    "not a GGUF file: it starts with {magic:02x?}, expected the magic \"GGUF\""
+                ),
             ));
         }
         let version = src.u32("version")?;
@@ -278,7 +301,10 @@ impl Header {
             return Err(Error::file(path, "big-endian GGUF files are not supported"));
         }
         if version != 2 && version != 3 {
-            return Err(Error::file(path, format!("GGUF version {version} is not supported (only 2 and 3)")));
+            return Err(Error::file(
+                path,
+                format!("GGUF version {version} is not supported (only 2 and 3)"),
+            ));
         }
         let tensor_count = src.u64("tensor count")?;
         let kv_count = src.u64("metadata count")?;
@@ -286,10 +312,16 @@ impl Header {
         // 8 (name length) + 4 (n_dims) + 4 (type) + 8 (offset).
         let bound = |n: u64, min: u64| n.checked_mul(min).is_none_or(|b| b > src.remaining());
         if bound(kv_count, 13) {
-            return Err(src.truncated(kv_count.saturating_mul(13), &format!("{kv_count} metadata entries")));
+            return Err(src.truncated(
+                kv_count.saturating_mul(13),
+                &format!("{kv_count} metadata entries"),
+            ));
         }
         if bound(tensor_count, 24) {
-            return Err(src.truncated(tensor_count.saturating_mul(24), &format!("{tensor_count} tensor infos")));
+            return Err(src.truncated(
+                tensor_count.saturating_mul(24),
+                &format!("{tensor_count} tensor infos"),
+            ));
         }
 
         let mut metadata = Vec::with_capacity(kv_count as usize);
@@ -312,7 +344,10 @@ impl Header {
             let what = format!("tensor info '{name}'");
             let n_dims = src.u32(&what)?;
             if n_dims == 0 || n_dims > MAX_DIMS {
-                return Err(Error::file(path, format!("{what}: {n_dims} dimensions (expected 1 to {MAX_DIMS})")));
+                return Err(Error::file(
+                    path,
+                    format!("{what}: {n_dims} dimensions (expected 1 to {MAX_DIMS})"),
+                ));
             }
             let mut dims = Vec::with_capacity(n_dims as usize);
             for _ in 0..n_dims {
@@ -335,20 +370,33 @@ impl Header {
             let n_elements = dims
                 .iter()
                 .try_fold(1u64, |acc, &d| acc.checked_mul(d))
-                .ok_or_else(|| Error::file(path, format!("{what}: dimensions {dims:?} overflow")))?;
+                .ok_or_else(|| {
+                    Error::file(path, format!("{what}: dimensions {dims:?} overflow"))
+                })?;
             if !dims[0].is_multiple_of(ty.block_size()) {
                 return Err(Error::file(
                     path,
-                    format!("{what}: row length {} is not a multiple of the {ty} block size {}", dims[0], ty.block_size()),
+                    format!(
+                        "{what}: row length {} is not a multiple of the {ty} block size {}",
+                        dims[0],
+                        ty.block_size()
+                    ),
                 ));
             }
-            let n_bytes = ty
-                .n_bytes(n_elements)
-                .ok_or_else(|| Error::file(path, format!("{what}: dimensions {dims:?} overflow")))?;
+            let n_bytes = ty.n_bytes(n_elements).ok_or_else(|| {
+                Error::file(path, format!("{what}: dimensions {dims:?} overflow"))
+            })?;
             if names.insert(name.clone(), i).is_some() {
                 return Err(Error::file(path, format!("duplicate tensor name '{name}'")));
             }
-            tensors.push(TensorInfo { name, dims, ty, offset, n_elements, n_bytes });
+            tensors.push(TensorInfo {
+                name,
+                dims,
+                ty,
+                offset,
+                n_elements,
+                n_bytes,
+            });
         }
 
         let mut header = Header {
@@ -363,20 +411,32 @@ impl Header {
         };
         if let Some(v) = header.get("general.alignment") {
             let a = v.as_u64().filter(|a| a.is_power_of_two()).ok_or_else(|| {
-                Error::file(path, format!("general.alignment must be a power of two, got {v:?}"))
+                Error::file(
+                    path,
+                    format!("general.alignment must be a power of two, got {v:?}"),
+                )
             })?;
             header.alignment = a;
         }
-        header.data_offset = src.pos.div_ceil(header.alignment).saturating_mul(header.alignment);
+        header.data_offset = src
+            .pos
+            .div_ceil(header.alignment)
+            .saturating_mul(header.alignment);
         let data_len = file_len.saturating_sub(header.data_offset);
         for t in &tensors {
             if !t.offset.is_multiple_of(header.alignment) {
                 return Err(Error::file(
                     path,
-                    format!("tensor '{}': data offset {} is not aligned to {}", t.name, t.offset, header.alignment),
+                    format!(
+                        "tensor '{}': data offset {} is not aligned to {}",
+                        t.name, t.offset, header.alignment
+                    ),
                 ));
             }
-            if t.offset.checked_add(t.n_bytes).is_none_or(|end| end > data_len) {
+            if t.offset
+                .checked_add(t.n_bytes)
+                .is_none_or(|end| end > data_len)
+            {
                 return Err(Error::file(
                     path,
                     format!(
@@ -391,6 +451,11 @@ impl Header {
         Ok(header)
     }
 
+    /// All metadata, in file order.
+    pub fn metadata(&self) -> &[(String, Value)] {
+        &self.metadata
+    }
+
     /// A metadata value by key.
     pub fn get(&self, key: &str) -> Option<&Value> {
         self.index.get(key).map(|&i| &self.metadata[i].1)
@@ -402,7 +467,13 @@ impl Header {
     }
 
     fn wrong_type(&self, key: &str, expected: &str, v: &Value) -> Error {
-        Error::file(&self.path, format!("metadata '{key}' should be {expected}, found {}", v.type_name()))
+        Error::file(
+            &self.path,
+            format!(
+                "metadata '{key}' should be {expected}, found {}",
+                v.type_name()
+            ),
+        )
     }
 
     fn missing(&self, key: &str) -> Error {
@@ -412,7 +483,10 @@ impl Header {
     /// An optional non-negative integer.
     pub fn opt_u64(&self, key: &str) -> Result<Option<u64>> {
         self.get(key)
-            .map(|v| v.as_u64().ok_or_else(|| self.wrong_type(key, "a non-negative integer", v)))
+            .map(|v| {
+                v.as_u64()
+                    .ok_or_else(|| self.wrong_type(key, "a non-negative integer", v))
+            })
             .transpose()
     }
 
@@ -423,17 +497,29 @@ impl Header {
 
     /// An optional number.
     pub fn opt_f64(&self, key: &str) -> Result<Option<f64>> {
-        self.get(key).map(|v| v.as_f64().ok_or_else(|| self.wrong_type(key, "a number", v))).transpose()
+        self.get(key)
+            .map(|v| {
+                v.as_f64()
+                    .ok_or_else(|| self.wrong_type(key, "a number", v))
+            })
+            .transpose()
     }
 
     /// An optional bool.
     pub fn opt_bool(&self, key: &str) -> Result<Option<bool>> {
-        self.get(key).map(|v| v.as_bool().ok_or_else(|| self.wrong_type(key, "a bool", v))).transpose()
+        self.get(key)
+            .map(|v| v.as_bool().ok_or_else(|| self.wrong_type(key, "a bool", v)))
+            .transpose()
     }
 
     /// An optional string.
     pub fn opt_str(&self, key: &str) -> Result<Option<&str>> {
-        self.get(key).map(|v| v.as_str().ok_or_else(|| self.wrong_type(key, "a string", v))).transpose()
+        self.get(key)
+            .map(|v| {
+                v.as_str()
+                    .ok_or_else(|| self.wrong_type(key, "a string", v))
+            })
+            .transpose()
     }
 
     /// A required string.
@@ -442,15 +528,30 @@ impl Header {
     }
 
     /// An optional array, with each element converted by `f` (None = wrong element type).
-    pub fn opt_array<'a, T>(&'a self, key: &str, expected: &str, f: impl Fn(&'a Value) -> Option<T>) -> Result<Option<Vec<T>>> {
-        let Some(v) = self.get(key) else { return Ok(None) };
-        let items = v.as_array().ok_or_else(|| self.wrong_type(key, expected, v))?;
+    pub fn opt_array<'a, T>(
+        &'a self,
+        key: &str,
+        expected: &str,
+        f: impl Fn(&'a Value) -> Option<T>,
+    ) -> Result<Option<Vec<T>>> {
+        let Some(v) = self.get(key) else {
+            return Ok(None);
+        };
+        let items = v
+            .as_array()
+            .ok_or_else(|| self.wrong_type(key, expected, v))?;
         items
             .iter()
             .enumerate()
             .map(|(i, item)| {
                 f(item).ok_or_else(|| {
-                    Error::file(&self.path, format!("metadata '{key}'[{i}] should be {expected}, found {}", item.type_name()))
+                    Error::file(
+                        &self.path,
+                        format!(
+                            "metadata '{key}'[{i}] should be {expected}, found {}",
+                            item.type_name()
+                        ),
+                    )
                 })
             })
             .collect::<Result<Vec<T>>>()
@@ -478,10 +579,18 @@ impl GgufFile {
     pub fn tensor_bytes(&mut self, t: &TensorInfo) -> Result<Vec<u8>> {
         let path = &self.header.path;
         let start = self.header.data_offset + t.offset;
-        self.file.seek(SeekFrom::Start(start)).map_err(|e| Error::io(path, e))?;
+        self.file
+            .seek(SeekFrom::Start(start))
+            .map_err(|e| Error::io(path, e))?;
         let mut buf = vec![0u8; t.n_bytes as usize];
         self.file.read_exact(&mut buf).map_err(|e| {
-            Error::file(path, format!("reading tensor '{}' ({} bytes at offset {start}): {e}", t.name, t.n_bytes))
+            Error::file(
+                path,
+                format!(
+                    "reading tensor '{}' ({} bytes at offset {start}): {e}",
+                    t.name, t.n_bytes
+                ),
+            )
         })?;
         Ok(buf)
     }

@@ -69,13 +69,19 @@ pub fn build_tokenizer(h: &Header, model_max_length: Option<u64>) -> Result<Gguf
         )));
     }
     let tokens = h
-        .opt_array("tokenizer.ggml.tokens", "an array of strings", |v| v.as_str())?
+        .opt_array("tokenizer.ggml.tokens", "an array of strings", |v| {
+            v.as_str()
+        })?
         .ok_or_else(|| err("metadata 'tokenizer.ggml.tokens' is missing".into()))?;
     let merges = h
-        .opt_array("tokenizer.ggml.merges", "an array of strings", |v| v.as_str())?
+        .opt_array("tokenizer.ggml.merges", "an array of strings", |v| {
+            v.as_str()
+        })?
         .ok_or_else(|| err("metadata 'tokenizer.ggml.merges' is missing".into()))?;
     let types = h
-        .opt_array("tokenizer.ggml.token_type", "an array of integers", |v| v.as_f64().map(|x| x as i64))?
+        .opt_array("tokenizer.ggml.token_type", "an array of integers", |v| {
+            v.as_f64().map(|x| x as i64)
+        })?
         .unwrap_or_else(|| vec![1; tokens.len()]);
     if types.len() != tokens.len() {
         return Err(err(format!(
@@ -85,7 +91,9 @@ pub fn build_tokenizer(h: &Header, model_max_length: Option<u64>) -> Result<Gguf
         )));
     }
     if pre == "smollm"
-        && let Some(t) = tokens.iter().find(|t| t.chars().any(|c| c.is_ascii_digit()) && t.chars().count() > 1)
+        && let Some(t) = tokens
+            .iter()
+            .find(|t| t.chars().any(|c| c.is_ascii_digit()) && t.chars().count() > 1)
     {
         return Err(err(format!(
             "tokenizer.ggml.pre 'smollm' splits digits individually, but token '{t}' joins a digit \
@@ -96,7 +104,10 @@ pub fn build_tokenizer(h: &Header, model_max_length: Option<u64>) -> Result<Gguf
     let special_id = |key: &str| -> Result<Option<u32>> {
         match h.opt_u64(key)? {
             Some(id) if id < tokens.len() as u64 => Ok(Some(id as u32)),
-            Some(id) => Err(err(format!("metadata '{key}' is {id}, outside the vocabulary of {}", tokens.len()))),
+            Some(id) => Err(err(format!(
+                "metadata '{key}' is {id}, outside the vocabulary of {}",
+                tokens.len()
+            ))),
             None => Ok(None),
         }
     };
@@ -108,14 +119,20 @@ pub fn build_tokenizer(h: &Header, model_max_length: Option<u64>) -> Result<Gguf
     };
     let add_bos = h.opt_bool("tokenizer.ggml.add_bos_token")?.unwrap_or(false);
     let add_eos = h.opt_bool("tokenizer.ggml.add_eos_token")?.unwrap_or(false);
-    let add_prefix_space = h.opt_bool("tokenizer.ggml.add_space_prefix")?.unwrap_or(false);
+    let add_prefix_space = h
+        .opt_bool("tokenizer.ggml.add_space_prefix")?
+        .unwrap_or(false);
     let token = |id: Option<u32>| id.map(|i| tokens[i as usize]);
     let (bos, eos) = (token(ids.bos), token(ids.eos));
     if add_bos && bos.is_none() {
-        return Err(err("tokenizer.ggml.add_bos_token is set but there is no bos_token_id".into()));
+        return Err(err(
+            "tokenizer.ggml.add_bos_token is set but there is no bos_token_id".into(),
+        ));
     }
     if add_eos && eos.is_none() {
-        return Err(err("tokenizer.ggml.add_eos_token is set but there is no eos_token_id".into()));
+        return Err(err(
+            "tokenizer.ggml.add_eos_token is set but there is no eos_token_id".into(),
+        ));
     }
 
     let mut vocab = Map::with_capacity(tokens.len());
@@ -132,7 +149,9 @@ pub fn build_tokenizer(h: &Header, model_max_length: Option<u64>) -> Result<Gguf
         .enumerate()
         .map(|(i, m)| match m.split_once(' ') {
             Some((a, b)) if !a.is_empty() && !b.is_empty() && !b.contains(' ') => Ok(json!([a, b])),
-            _ => Err(err(format!("tokenizer.ggml.merges[{i}] = {m:?} is not two tokens separated by one space"))),
+            _ => Err(err(format!(
+                "tokenizer.ggml.merges[{i}] = {m:?} is not two tokens separated by one space"
+            ))),
         })
         .collect::<Result<Vec<_>>>()?;
 
@@ -140,7 +159,8 @@ pub fn build_tokenizer(h: &Header, model_max_length: Option<u64>) -> Result<Gguf
     let (mut special_tokens, mut user_defined_tokens) = (0, 0);
     let mut added = Vec::new();
     for (id, (t, &ty)) in tokens.iter().zip(&types).enumerate() {
-        let special = ty == TOKEN_CONTROL || ty == TOKEN_UNKNOWN || named.contains(&Some(id as u32));
+        let special =
+            ty == TOKEN_CONTROL || ty == TOKEN_UNKNOWN || named.contains(&Some(id as u32));
         if !special && ty != TOKEN_USER_DEFINED {
             continue;
         }
@@ -171,13 +191,22 @@ pub fn build_tokenizer(h: &Header, model_max_length: Option<u64>) -> Result<Gguf
         },
     });
     // Loading it is the check that merges and added tokens are consistent with the vocabulary.
-    tokenizers::Tokenizer::from_bytes(tokenizer_json.to_string().as_bytes())
-        .map_err(|e| Error::Tokenizer(format!("{}: the tokenizer built from the GGUF is invalid: {e}", h.path.display())))?;
+    tokenizers::Tokenizer::from_bytes(tokenizer_json.to_string().as_bytes()).map_err(|e| {
+        Error::Tokenizer(format!(
+            "{}: the tokenizer built from the GGUF is invalid: {e}",
+            h.path.display()
+        ))
+    })?;
 
     let mut config = Map::new();
     config.insert("add_bos_token".into(), json!(add_bos));
     config.insert("add_eos_token".into(), json!(add_eos));
-    for (key, id) in [("bos_token", ids.bos), ("eos_token", ids.eos), ("unk_token", ids.unk), ("pad_token", ids.pad)] {
+    for (key, id) in [
+        ("bos_token", ids.bos),
+        ("eos_token", ids.eos),
+        ("unk_token", ids.unk),
+        ("pad_token", ids.pad),
+    ] {
         if let Some(t) = token(id) {
             config.insert(key.into(), json!(t));
         }

@@ -16,13 +16,19 @@ pub fn write_f32_safetensors(
 ) -> Result<()> {
     let mut header = Map::new();
     if !metadata.is_empty() {
-        let meta: Map<String, serde_json::Value> = metadata.iter().map(|(k, v)| (k.to_string(), json!(v))).collect();
+        let meta: Map<String, serde_json::Value> = metadata
+            .iter()
+            .map(|(k, v)| (k.to_string(), json!(v)))
+            .collect();
         header.insert("__metadata__".into(), meta.into());
     }
     let mut offset = 0usize;
     for (name, shape) in tensors {
         let bytes = shape.iter().product::<usize>() * 4;
-        header.insert(name.clone(), json!({"dtype": "F32", "shape": shape, "data_offsets": [offset, offset + bytes]}));
+        header.insert(
+            name.clone(),
+            json!({"dtype": "F32", "shape": shape, "data_offsets": [offset, offset + bytes]}),
+        );
         offset += bytes;
     }
     let mut header = serde_json::to_string(&header)
@@ -33,20 +39,26 @@ pub fn write_f32_safetensors(
     let file = File::create(path).map_err(|e| Error::io(path, e))?;
     let mut w = BufWriter::with_capacity(1 << 20, file);
     let io = |e| Error::io(path, e);
-    w.write_all(&(header.len() as u64).to_le_bytes()).map_err(io)?;
+    w.write_all(&(header.len() as u64).to_le_bytes())
+        .map_err(io)?;
     w.write_all(&header).map_err(io)?;
     let mut buf = Vec::new();
     for (i, (name, shape)) in tensors.iter().enumerate() {
         let values = produce(i)?;
         let n: usize = shape.iter().product();
         if values.len() != n {
-            return Err(Error::Internal(format!("tensor {name}: produced {} values for shape {shape:?}", values.len())));
+            return Err(Error::Internal(format!(
+                "tensor {name}: produced {} values for shape {shape:?}",
+                values.len()
+            )));
         }
         buf.clear();
         buf.extend(values.iter().flat_map(|v| v.to_le_bytes()));
         w.write_all(&buf).map_err(io)?;
     }
-    let file = w.into_inner().map_err(|e| Error::io(path, e.into_error()))?;
+    let file = w
+        .into_inner()
+        .map_err(|e| Error::io(path, e.into_error()))?;
     file.sync_all().map_err(io)?;
     Ok(())
 }

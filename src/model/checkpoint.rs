@@ -55,19 +55,32 @@ pub fn load_hf_dir<B: Backend>(dir: &Path, device: &B::Device) -> Result<LoadedM
             store.tensors.insert(name, (path.clone(), view));
         }
     }
-    let model = Llama::build(&config, device, |name, shape, _| store.take(dir, name, shape))?;
+    let model = Llama::build(&config, device, |name, shape, _| {
+        store.take(dir, name, shape)
+    })?;
     store.check_leftovers(dir, &config)?;
     let source_dtype = store.dtypes.iter().cloned().collect::<Vec<_>>().join("+");
     let tok = dir.join(TOKENIZER_FILE);
-    Ok(LoadedModel { model, source_dtype, tokenizer: tok.is_file().then_some(tok) })
+    Ok(LoadedModel {
+        model,
+        source_dtype,
+        tokenizer: tok.is_file().then_some(tok),
+    })
 }
 
 /// Write `model` to `dir` as `config.json` + `model.safetensors` (f32), and copy `tokenizer`
 /// (a `tokenizer.json`) there when given.
-pub fn save_hf_dir<B: Backend>(model: &Llama<B>, dir: &Path, tokenizer: Option<&Path>) -> Result<()> {
+pub fn save_hf_dir<B: Backend>(
+    model: &Llama<B>,
+    dir: &Path,
+    tokenizer: Option<&Path>,
+) -> Result<()> {
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    let tensors: Vec<(String, HostTensor)> =
-        model.named_params().into_iter().map(|(name, p)| (name, p.to_host())).collect();
+    let tensors: Vec<(String, HostTensor)> = model
+        .named_params()
+        .into_iter()
+        .map(|(name, p)| (name, p.to_host()))
+        .collect();
     write_tensors(&dir.join(WEIGHTS_FILE), &tensors)?;
     crate::util::write_json(&dir.join(CONFIG_FILE), &model.config().to_json())?;
     if let Some(src) = tokenizer {
@@ -86,8 +99,10 @@ pub fn save_hf_dir<B: Backend>(model: &Llama<B>, dir: &Path, tokenizer: Option<&
 
 /// Write named f32 tensors to a safetensors file (metadata `format: pt`, as transformers expects).
 pub fn write_tensors(path: &Path, tensors: &[(String, HostTensor)]) -> Result<()> {
-    let bytes: Vec<(String, Vec<u8>, &[usize])> =
-        tensors.iter().map(|(n, t)| (n.clone(), t.to_le_bytes(), t.shape.as_slice())).collect();
+    let bytes: Vec<(String, Vec<u8>, &[usize])> = tensors
+        .iter()
+        .map(|(n, t)| (n.clone(), t.to_le_bytes(), t.shape.as_slice()))
+        .collect();
     let views = bytes
         .iter()
         .map(|(n, b, shape)| {
@@ -111,8 +126,15 @@ pub fn read_tensors(path: &Path) -> Result<Vec<(String, HostTensor)>> {
         .tensors()
         .into_iter()
         .map(|(name, view)| {
-            let data = to_f32(&view).map_err(|m| Error::file(path, format!("tensor {name}: {m}")))?;
-            Ok((name, HostTensor { shape: view.shape().to_vec(), data }))
+            let data =
+                to_f32(&view).map_err(|m| Error::file(path, format!("tensor {name}: {m}")))?;
+            Ok((
+                name,
+                HostTensor {
+                    shape: view.shape().to_vec(),
+                    data,
+                },
+            ))
         })
         .collect::<Result<_>>()?;
     out.sort_by(|a, b| a.0.cmp(&b.0));
@@ -127,7 +149,10 @@ fn weight_files(dir: &Path) -> Result<Vec<PathBuf>> {
     }
     let index = dir.join(INDEX_FILE);
     if !index.is_file() {
-        return Err(Error::file(dir, format!("no {WEIGHTS_FILE} or {INDEX_FILE} in the model directory")));
+        return Err(Error::file(
+            dir,
+            format!("no {WEIGHTS_FILE} or {INDEX_FILE} in the model directory"),
+        ));
     }
     let text = std::fs::read_to_string(&index).map_err(|e| Error::io(&index, e))?;
     let value: serde_json::Value = serde_json::from_str(&text)
@@ -141,7 +166,12 @@ fn weight_files(dir: &Path) -> Result<Vec<PathBuf>> {
         let file = file
             .as_str()
             .filter(|f| !f.contains('/') && !f.contains('\\') && !f.is_empty())
-            .ok_or_else(|| Error::file(&index, format!("weight_map[{name:?}]: expected a file name, got {file}")))?;
+            .ok_or_else(|| {
+                Error::file(
+                    &index,
+                    format!("weight_map[{name:?}]: expected a file name, got {file}"),
+                )
+            })?;
         files.insert(file.to_string());
     }
     if files.is_empty() {
@@ -167,12 +197,18 @@ impl TensorStore<'_> {
         if view.shape() != shape {
             return Err(Error::file(
                 &path,
-                format!("tensor {name} has shape {:?}, expected {shape:?}", view.shape()),
+                format!(
+                    "tensor {name} has shape {:?}, expected {shape:?}",
+                    view.shape()
+                ),
             ));
         }
         let data = to_f32(&view).map_err(|m| Error::file(&path, format!("tensor {name}: {m}")))?;
         self.dtypes.insert(format!("{:?}", view.dtype()));
-        let t = HostTensor { shape: shape.to_vec(), data };
+        let t = HostTensor {
+            shape: shape.to_vec(),
+            data,
+        };
         if name == "model.embed_tokens.weight" {
             self.embedding = Some(t.clone());
         }
@@ -184,7 +220,8 @@ impl TensorStore<'_> {
     fn check_leftovers(&mut self, dir: &Path, config: &LlamaConfig) -> Result<()> {
         if config.tie_word_embeddings {
             if let Some((path, view)) = self.tensors.remove("lm_head.weight") {
-                let data = to_f32(&view).map_err(|m| Error::file(&path, format!("tensor lm_head.weight: {m}")))?;
+                let data = to_f32(&view)
+                    .map_err(|m| Error::file(&path, format!("tensor lm_head.weight: {m}")))?;
                 if self.embedding.as_ref().map(|e| &e.data) != Some(&data) {
                     return Err(Error::file(
                         &path,
@@ -193,13 +230,18 @@ impl TensorStore<'_> {
                 }
             }
         }
-        self.tensors.retain(|name, _| !name.ends_with(".rotary_emb.inv_freq"));
+        self.tensors
+            .retain(|name, _| !name.ends_with(".rotary_emb.inv_freq"));
         if self.tensors.is_empty() {
             return Ok(());
         }
         let names: Vec<&str> = self.tensors.keys().map(String::as_str).take(5).collect();
         let more = self.tensors.len().saturating_sub(names.len());
-        let suffix = if more > 0 { format!(" and {more} more") } else { String::new() };
+        let suffix = if more > 0 {
+            format!(" and {more} more")
+        } else {
+            String::new()
+        };
         Err(Error::file(
             dir,
             format!(
@@ -216,7 +258,10 @@ impl TensorStore<'_> {
 fn to_f32(view: &TensorView<'_>) -> std::result::Result<Vec<f32>, String> {
     let b = view.data();
     Ok(match view.dtype() {
-        Dtype::F32 => b.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(),
+        Dtype::F32 => b
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect(),
         Dtype::F16 => b
             .chunks_exact(2)
             .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
@@ -225,6 +270,10 @@ fn to_f32(view: &TensorView<'_>) -> std::result::Result<Vec<f32>, String> {
             .chunks_exact(2)
             .map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32())
             .collect(),
-        other => return Err(format!("unsupported dtype {other:?} (expected F32, F16 or BF16)")),
+        other => {
+            return Err(format!(
+                "unsupported dtype {other:?} (expected F32, F16 or BF16)"
+            ));
+        }
     })
 }

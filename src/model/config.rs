@@ -136,7 +136,11 @@ impl LlamaConfig {
         let obj = value
             .as_object()
             .ok_or_else(|| Error::config(path, "expected a JSON object"))?;
-        Parser { path: path.to_path_buf(), obj }.parse()
+        Parser {
+            path: path.to_path_buf(),
+            obj,
+        }
+        .parse()
     }
 
     /// The Hugging Face `config.json` for this configuration (the modelled keys, then `extra`).
@@ -148,8 +152,14 @@ impl LlamaConfig {
         m.insert("hidden_size".into(), json!(self.hidden_size));
         m.insert("intermediate_size".into(), json!(self.intermediate_size));
         m.insert("num_hidden_layers".into(), json!(self.num_hidden_layers));
-        m.insert("num_attention_heads".into(), json!(self.num_attention_heads));
-        m.insert("num_key_value_heads".into(), json!(self.num_key_value_heads));
+        m.insert(
+            "num_attention_heads".into(),
+            json!(self.num_attention_heads),
+        );
+        m.insert(
+            "num_key_value_heads".into(),
+            json!(self.num_key_value_heads),
+        );
         m.insert("head_dim".into(), json!(self.head_dim));
         m.insert("hidden_act".into(), json!("silu"));
         m.insert("rms_norm_eps".into(), json!(self.rms_norm_eps));
@@ -158,8 +168,14 @@ impl LlamaConfig {
             "rope_parameters".into(),
             json!({"rope_type": "default", "rope_theta": self.rope_theta}),
         );
-        m.insert("max_position_embeddings".into(), json!(self.max_position_embeddings));
-        m.insert("tie_word_embeddings".into(), json!(self.tie_word_embeddings));
+        m.insert(
+            "max_position_embeddings".into(),
+            json!(self.max_position_embeddings),
+        );
+        m.insert(
+            "tie_word_embeddings".into(),
+            json!(self.tie_word_embeddings),
+        );
         if self.arch != Arch::Qwen2 {
             m.insert("attention_bias".into(), json!(false));
             m.insert("mlp_bias".into(), json!(false));
@@ -183,7 +199,11 @@ impl LlamaConfig {
     pub fn eos_token_ids(&self) -> Vec<u32> {
         match self.extra.get("eos_token_id") {
             Some(Value::Number(n)) => n.as_u64().map(|x| vec![x as u32]).unwrap_or_default(),
-            Some(Value::Array(a)) => a.iter().filter_map(|x| x.as_u64()).map(|x| x as u32).collect(),
+            Some(Value::Array(a)) => a
+                .iter()
+                .filter_map(|x| x.as_u64())
+                .map(|x| x as u32)
+                .collect(),
             _ => Vec::new(),
         }
     }
@@ -197,7 +217,11 @@ impl LlamaConfig {
         let attn = d * q + 2 * d * kv + q * d + bias;
         let mlp = 3 * d * self.intermediate_size;
         let layer = attn + mlp + 2 * d;
-        let head = if self.tie_word_embeddings { 0 } else { self.vocab_size * d };
+        let head = if self.tie_word_embeddings {
+            0
+        } else {
+            self.vocab_size * d
+        };
         self.vocab_size * d + self.num_hidden_layers * layer + d + head
     }
 }
@@ -291,9 +315,9 @@ impl Parser<'_> {
             ))
         })?;
         if let Some(archs) = self.get("architectures") {
-            let list = archs.as_array().ok_or_else(|| {
-                self.err(format!("architectures: expected a list, got {archs}"))
-            })?;
+            let list = archs
+                .as_array()
+                .ok_or_else(|| self.err(format!("architectures: expected a list, got {archs}")))?;
             for a in list {
                 if a.as_str() != Some(arch.hf_class()) {
                     return Err(self.err(format!(
@@ -341,7 +365,9 @@ impl Parser<'_> {
 
         let hidden_size = self.required("hidden_size")?;
         let num_attention_heads = self.required("num_attention_heads")?;
-        let num_key_value_heads = self.usize("num_key_value_heads")?.unwrap_or(num_attention_heads);
+        let num_key_value_heads = self
+            .usize("num_key_value_heads")?
+            .unwrap_or(num_attention_heads);
         let head_dim = match self.usize("head_dim")? {
             Some(h) => h,
             None => {
@@ -359,7 +385,9 @@ impl Parser<'_> {
             )));
         }
         if head_dim % 2 != 0 {
-            return Err(self.err(format!("head_dim {head_dim} must be even for rotary embeddings")));
+            return Err(self.err(format!(
+                "head_dim {head_dim} must be even for rotary embeddings"
+            )));
         }
         let rms_norm_eps = match self.get("rms_norm_eps") {
             Some(v) => self.float(v, "rms_norm_eps")?,
@@ -395,7 +423,10 @@ impl Parser<'_> {
         if let Some(v) = self.get("rope_theta") {
             return self.float(v, "rope_theta");
         }
-        if let Some(v) = self.get("rope_parameters").and_then(|p| p.get("rope_theta")) {
+        if let Some(v) = self
+            .get("rope_parameters")
+            .and_then(|p| p.get("rope_theta"))
+        {
             return self.float(v, "rope_parameters.rope_theta");
         }
         Ok(10000.0)
@@ -404,15 +435,18 @@ impl Parser<'_> {
     /// Only plain rotary embeddings: `rope_scaling` null and `rope_parameters.rope_type` default.
     fn check_rope_scaling(&self) -> Result<()> {
         if let Some(s) = self.get("rope_scaling") {
-            let kind = s.get("rope_type").or_else(|| s.get("type")).and_then(Value::as_str);
+            let kind = s
+                .get("rope_type")
+                .or_else(|| s.get("type"))
+                .and_then(Value::as_str);
             if kind != Some("default") {
                 return Err(self.unsupported("rope_scaling", &format!("{s} (only plain RoPE)")));
             }
         }
         if let Some(p) = self.get("rope_parameters") {
-            let obj = p.as_object().ok_or_else(|| {
-                self.err(format!("rope_parameters: expected an object, got {p}"))
-            })?;
+            let obj = p
+                .as_object()
+                .ok_or_else(|| self.err(format!("rope_parameters: expected an object, got {p}")))?;
             if let Some(kind) = obj.get("rope_type").filter(|v| !v.is_null()) {
                 if kind.as_str() != Some("default") {
                     return Err(self.unsupported(
@@ -438,7 +472,9 @@ impl Parser<'_> {
         match arch {
             Arch::Qwen2 => {
                 if self.bool("use_sliding_window")? == Some(true) {
-                    return Err(self.unsupported("use_sliding_window", "true (sliding-window attention)"));
+                    return Err(
+                        self.unsupported("use_sliding_window", "true (sliding-window attention)")
+                    );
                 }
             }
             Arch::Mistral | Arch::Llama => {
@@ -455,7 +491,9 @@ impl Parser<'_> {
                 .as_array()
                 .ok_or_else(|| self.err(format!("layer_types: expected a list, got {types}")))?;
             if let Some(t) = list.iter().find(|t| t.as_str() != Some("full_attention")) {
-                return Err(self.unsupported("layer_types", &format!("{t} (only \"full_attention\")")));
+                return Err(
+                    self.unsupported("layer_types", &format!("{t} (only \"full_attention\")"))
+                );
             }
         }
         Ok(())
@@ -495,7 +533,10 @@ mod tests {
     #[test]
     fn rejects_unsupported_options_naming_them() {
         let cases = [
-            ("rope_scaling", json!({"rope_type": "llama3", "factor": 8.0})),
+            (
+                "rope_scaling",
+                json!({"rope_type": "llama3", "factor": 8.0}),
+            ),
             ("sliding_window", json!(4096)),
             ("hidden_act", json!("gelu")),
             ("attention_bias", json!(true)),
@@ -523,7 +564,12 @@ mod tests {
         v["sliding_window"] = json!(4096);
         assert!(parse(v.clone()).unwrap().qkv_bias);
         v["use_sliding_window"] = json!(true);
-        assert!(parse(v).unwrap_err().to_string().contains("use_sliding_window"));
+        assert!(
+            parse(v)
+                .unwrap_err()
+                .to_string()
+                .contains("use_sliding_window")
+        );
     }
 
     #[test]

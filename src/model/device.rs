@@ -23,7 +23,10 @@ pub fn resolve(requested: DeviceKind) -> (DeviceKind, Option<String>) {
         DeviceKind::Cpu => (DeviceKind::Cpu, None),
         DeviceKind::Cuda => match cuda_unavailable_reason() {
             None => (DeviceKind::Cuda, None),
-            Some(why) => (DeviceKind::Cpu, Some(format!("CUDA is not available ({why}); running on the CPU"))),
+            Some(why) => (
+                DeviceKind::Cpu,
+                Some(format!("CUDA is not available ({why}); running on the CPU")),
+            ),
         },
     }
 }
@@ -50,7 +53,9 @@ pub fn nvidia_driver_present() -> bool {
         "/usr/lib/aarch64-linux-gnu",
     ];
     Path::new("/proc/driver/nvidia/version").exists()
-        || LIB_DIRS.iter().any(|d| Path::new(d).join("libcuda.so.1").exists())
+        || LIB_DIRS
+            .iter()
+            .any(|d| Path::new(d).join("libcuda.so.1").exists())
 }
 
 /// Run one tiny CUDA operation, catching burn's panic when the runtime cannot start.

@@ -29,16 +29,29 @@ pub struct GenerateConfig {
 
 impl Default for GenerateConfig {
     fn default() -> Self {
-        GenerateConfig { max_new_tokens: 256, temperature: 0.0, top_p: 1.0, seed: 0, stop_tokens: Vec::new() }
+        GenerateConfig {
+            max_new_tokens: 256,
+            temperature: 0.0,
+            top_p: 1.0,
+            seed: 0,
+            stop_tokens: Vec::new(),
+        }
     }
 }
 
 /// Generate a continuation for every prompt (token ids); returns the new tokens of each, without
 /// the prompt and without the stop token.
-pub fn generate<B: Backend>(model: &Llama<B>, prompts: &[Vec<u32>], cfg: &GenerateConfig) -> Result<Vec<Vec<u32>>> {
+pub fn generate<B: Backend>(
+    model: &Llama<B>,
+    prompts: &[Vec<u32>],
+    cfg: &GenerateConfig,
+) -> Result<Vec<Vec<u32>>> {
     validate(cfg)?;
     if let Some(i) = prompts.iter().position(Vec::is_empty) {
-        return Err(Error::invalid("prompt", format!("prompt {i} has no tokens")));
+        return Err(Error::invalid(
+            "prompt",
+            format!("prompt {i} has no tokens"),
+        ));
     }
     for p in prompts {
         model.check_ids(p)?;
@@ -50,7 +63,9 @@ pub fn generate<B: Backend>(model: &Llama<B>, prompts: &[Vec<u32>], cfg: &Genera
     let config = model.config();
     let device = model.device();
     let groups = config.groups();
-    let mut rngs: Vec<Rng> = (0..prompts.len()).map(|i| rng(cfg.seed, &format!("generate/{i}"))).collect();
+    let mut rngs: Vec<Rng> = (0..prompts.len())
+        .map(|i| rng(cfg.seed, &format!("generate/{i}")))
+        .collect();
 
     // Prefill: the right-padded prompts, logits at each prompt's last token.
     let t0 = prompts.iter().map(Vec::len).max().unwrap_or(0);
@@ -63,12 +78,23 @@ pub fn generate<B: Backend>(model: &Llama<B>, prompts: &[Vec<u32>], cfg: &Genera
     let rope = Rope::new(config, &positions, 1, t0, &device);
     // Per active row: the prompt index and which cache slots hold real tokens.
     let mut active: Vec<usize> = (0..prompts.len()).collect();
-    let mut key_valid: Vec<Vec<bool>> = prompts.iter().map(|p| (0..t0).map(|j| j < p.len()).collect()).collect();
+    let mut key_valid: Vec<Vec<bool>> = prompts
+        .iter()
+        .map(|p| (0..t0).map(|j| j < p.len()).collect())
+        .collect();
     let bias = attention_bias(&key_valid, 0, t0, groups, &device);
     let mut cache = KvCache::new(config.num_hidden_layers);
     let last = LogitRows::Positions(prompts.iter().map(|p| p.len() - 1).collect());
-    let step = Step { ids: &ids, batch: prompts.len(), len: t0, rope: &rope, bias: &bias };
-    let mut logits = model.run(step, Some(&mut cache), &HiddenSelect::None, false, last).logits;
+    let step = Step {
+        ids: &ids,
+        batch: prompts.len(),
+        len: t0,
+        rope: &rope,
+        bias: &bias,
+    };
+    let mut logits = model
+        .run(step, Some(&mut cache), &HiddenSelect::None, false, last)
+        .logits;
 
     let mut slots = t0;
     loop {
@@ -97,27 +123,53 @@ pub fn generate<B: Backend>(model: &Llama<B>, prompts: &[Vec<u32>], cfg: &Genera
         if keep.len() < active.len() {
             cache.select_rows(&keep, &device);
             active = keep.iter().map(|&r| active[r]).collect();
-            key_valid = keep.iter().map(|&r| std::mem::take(&mut key_valid[r])).collect();
+            key_valid = keep
+                .iter()
+                .map(|&r| std::mem::take(&mut key_valid[r]))
+                .collect();
         }
         // One step: each row's new token sits in cache slot `slots` at its own position.
         for v in &mut key_valid {
             v.push(true);
         }
-        let positions: Vec<usize> = active.iter().map(|&p| prompts[p].len() + outputs[p].len() - 1).collect();
+        let positions: Vec<usize> = active
+            .iter()
+            .map(|&p| prompts[p].len() + outputs[p].len() - 1)
+            .collect();
         let rope = Rope::new(config, &positions, active.len(), 1, &device);
         let bias = attention_bias(&key_valid, slots, 1, groups, &device);
-        let step = Step { ids: &next, batch: active.len(), len: 1, rope: &rope, bias: &bias };
-        logits = model.run(step, Some(&mut cache), &HiddenSelect::None, false, LogitRows::All).logits;
+        let step = Step {
+            ids: &next,
+            batch: active.len(),
+            len: 1,
+            rope: &rope,
+            bias: &bias,
+        };
+        logits = model
+            .run(
+                step,
+                Some(&mut cache),
+                &HiddenSelect::None,
+                false,
+                LogitRows::All,
+            )
+            .logits;
         slots += 1;
     }
 }
 
 fn validate(cfg: &GenerateConfig) -> Result<()> {
     if !cfg.temperature.is_finite() || cfg.temperature < 0.0 {
-        return Err(Error::invalid("temperature", format!("{} (expected a number ≥ 0)", cfg.temperature)));
+        return Err(Error::invalid(
+            "temperature",
+            format!("{} (expected a number ≥ 0)", cfg.temperature),
+        ));
     }
     if !(cfg.top_p > 0.0 && cfg.top_p <= 1.0) {
-        return Err(Error::invalid("top_p", format!("{} (expected 0 < top_p ≤ 1)", cfg.top_p)));
+        return Err(Error::invalid(
+            "top_p",
+            format!("{} (expected 0 < top_p ≤ 1)", cfg.top_p),
+        ));
     }
     Ok(())
 }
@@ -129,7 +181,10 @@ fn pick(logits: &[f32], cfg: &GenerateConfig, rng: &mut Rng) -> u32 {
     }
     let t = cfg.temperature as f64;
     let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
-    let weights: Vec<f64> = logits.iter().map(|&x| ((x as f64 - max) / t).exp()).collect();
+    let weights: Vec<f64> = logits
+        .iter()
+        .map(|&x| ((x as f64 - max) / t).exp())
+        .collect();
     let total: f64 = weights.iter().sum();
     let mut order: Vec<usize> = (0..logits.len()).collect();
     order.sort_by(|&a, &b| weights[b].total_cmp(&weights[a]).then(a.cmp(&b)));
@@ -171,11 +226,20 @@ mod tests {
     fn top_p_keeps_the_nucleus_only() {
         // Probabilities ≈ [0.64, 0.24, 0.09, 0.03]: top_p 0.6 keeps only token 0.
         let logits = [3.0f32, 2.0, 1.0, 0.0];
-        let cfg = GenerateConfig { temperature: 1.0, top_p: 0.6, ..Default::default() };
+        let cfg = GenerateConfig {
+            temperature: 1.0,
+            top_p: 0.6,
+            ..Default::default()
+        };
         let mut r = rng(1, "t");
         assert!((0..200).all(|_| pick(&logits, &cfg, &mut r) == 0));
-        let cfg = GenerateConfig { temperature: 1.0, top_p: 0.85, ..Default::default() };
-        let seen: std::collections::BTreeSet<u32> = (0..500).map(|_| pick(&logits, &cfg, &mut r)).collect();
+        let cfg = GenerateConfig {
+            temperature: 1.0,
+            top_p: 0.85,
+            ..Default::default()
+        };
+        let seen: std::collections::BTreeSet<u32> =
+            (0..500).map(|_| pick(&logits, &cfg, &mut r)).collect();
         assert_eq!(seen, [0, 1].into());
     }
 
@@ -188,9 +252,20 @@ mod tests {
 
     #[test]
     fn rejects_bad_sampling_settings() {
-        let bad = GenerateConfig { top_p: 0.0, ..Default::default() };
+        let bad = GenerateConfig {
+            top_p: 0.0,
+            ..Default::default()
+        };
         assert!(validate(&bad).unwrap_err().to_string().contains("top_p"));
-        let bad = GenerateConfig { temperature: -1.0, ..Default::default() };
-        assert!(validate(&bad).unwrap_err().to_string().contains("temperature"));
+        let bad = GenerateConfig {
+            temperature: -1.0,
+            ..Default::default()
+        };
+        assert!(
+            validate(&bad)
+                .unwrap_err()
+                .to_string()
+                .contains("temperature")
+        );
     }
 }

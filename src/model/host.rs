@@ -36,7 +36,10 @@ impl HostTensor {
     /// Copy to a device tensor of rank `D` (the rank must match).
     pub fn to_tensor<B: Backend, const D: usize>(&self, device: &B::Device) -> Tensor<B, D> {
         debug_assert_eq!(self.shape.len(), D, "rank mismatch");
-        Tensor::from_data(TensorData::new(self.data.clone(), self.shape.clone()), device)
+        Tensor::from_data(
+            TensorData::new(self.data.clone(), self.shape.clone()),
+            device,
+        )
     }
 
     /// Transpose of a matrix (`[r, c]` → `[c, r]`).
@@ -50,7 +53,10 @@ impl HostTensor {
                 data[j * r + i] = x;
             }
         }
-        HostTensor { shape: vec![c, r], data }
+        HostTensor {
+            shape: vec![c, r],
+            data,
+        }
     }
 
     /// Little-endian f32 bytes of the data (the safetensors F32 encoding).

@@ -97,9 +97,10 @@ impl<B: AutodiffBackend> ParamView<B> {
         match self {
             ParamView::Vector(p) => p.val().grad(grads).map(HostTensor::from_tensor),
             ParamView::Embedding(p) => p.val().grad(grads).map(HostTensor::from_tensor),
-            ParamView::Linear(p) => {
-                p.val().grad(grads).map(|g| HostTensor::from_tensor(g).transpose())
-            }
+            ParamView::Linear(p) => p
+                .val()
+                .grad(grads)
+                .map(|g| HostTensor::from_tensor(g).transpose()),
         }
     }
 }
@@ -140,12 +141,19 @@ pub struct ForwardOptions {
 impl ForwardOptions {
     /// Logits at every position only.
     pub fn logits() -> ForwardOptions {
-        ForwardOptions { logits: LogitsSelect::All, ..Default::default() }
+        ForwardOptions {
+            logits: LogitsSelect::All,
+            ..Default::default()
+        }
     }
 
     /// Every hidden state, the final-normed output and all logits.
     pub fn everything() -> ForwardOptions {
-        ForwardOptions { hidden: HiddenSelect::All, final_norm: true, logits: LogitsSelect::All }
+        ForwardOptions {
+            hidden: HiddenSelect::All,
+            final_norm: true,
+            logits: LogitsSelect::All,
+        }
     }
 }
 
@@ -181,7 +189,10 @@ impl TokenBatch {
             return Err(Error::invalid("token batch", "no sequences"));
         }
         if let Some(i) = seqs.iter().position(Vec::is_empty) {
-            return Err(Error::invalid("token batch", format!("sequence {i} is empty")));
+            return Err(Error::invalid(
+                "token batch",
+                format!("sequence {i} is empty"),
+            ));
         }
         let seq_len = seqs.iter().map(Vec::len).max().unwrap_or(0);
         let mut ids = Vec::with_capacity(seqs.len() * seq_len);
@@ -190,12 +201,22 @@ impl TokenBatch {
             ids.extend(std::iter::repeat_n(pad_id, seq_len - s.len()));
         }
         let lengths = seqs.iter().map(Vec::len).collect();
-        Ok(TokenBatch { ids, batch: seqs.len(), seq_len, lengths })
+        Ok(TokenBatch {
+            ids,
+            batch: seqs.len(),
+            seq_len,
+            lengths,
+        })
     }
 
     /// A batch from padded ids `[batch, seq_len]` (row-major) and a Hugging Face style attention
     /// mask (1 = token, 0 = padding), which must be right padding: ones, then zeros, at least one 1.
-    pub fn from_padded(ids: Vec<u32>, batch: usize, seq_len: usize, mask: &[u8]) -> Result<TokenBatch> {
+    pub fn from_padded(
+        ids: Vec<u32>,
+        batch: usize,
+        seq_len: usize,
+        mask: &[u8],
+    ) -> Result<TokenBatch> {
         let n = batch * seq_len;
         if batch == 0 || seq_len == 0 || ids.len() != n || mask.len() != n {
             return Err(Error::invalid(
@@ -218,7 +239,12 @@ impl TokenBatch {
             }
             lengths.push(len);
         }
-        Ok(TokenBatch { ids, batch, seq_len, lengths })
+        Ok(TokenBatch {
+            ids,
+            batch,
+            seq_len,
+            lengths,
+        })
     }
 
     /// Number of sequences.
@@ -253,12 +279,18 @@ pub(crate) struct KvCache<B: Backend> {
 
 impl<B: Backend> KvCache<B> {
     pub(crate) fn new(num_layers: usize) -> KvCache<B> {
-        KvCache { layers: vec![None; num_layers] }
+        KvCache {
+            layers: vec![None; num_layers],
+        }
     }
 
     /// Keep only the given batch rows, in this order.
     pub(crate) fn select_rows(&mut self, rows: &[usize], device: &B::Device) {
-        let idx = int_tensor::<B, 1>(rows.iter().map(|&r| r as i64).collect(), [rows.len()], device);
+        let idx = int_tensor::<B, 1>(
+            rows.iter().map(|&r| r as i64).collect(),
+            [rows.len()],
+            device,
+        );
         for (k, v) in self.layers.iter_mut().flatten() {
             *k = k.clone().select(0, idx.clone());
             *v = v.clone().select(0, idx.clone());
@@ -276,7 +308,13 @@ pub(crate) struct Rope<B: Backend> {
 impl<B: Backend> Rope<B> {
     /// Tables for `positions` (row-major `[rows, t]`), computed like transformers does in f32:
     /// `inv_freq[i] = 1 / theta^(2i/d)`, `angle = pos · inv_freq`.
-    pub(crate) fn new(cfg: &LlamaConfig, positions: &[usize], rows: usize, t: usize, device: &B::Device) -> Rope<B> {
+    pub(crate) fn new(
+        cfg: &LlamaConfig,
+        positions: &[usize],
+        rows: usize,
+        t: usize,
+        device: &B::Device,
+    ) -> Rope<B> {
         let hd = cfg.head_dim;
         let half = hd / 2;
         let inv_freq: Vec<f32> = (0..half)
@@ -333,7 +371,13 @@ pub(crate) fn attention_bias<B: Backend>(
     for valid in &rows {
         for _ in 0..groups {
             for i in 0..t {
-                data.extend((0..s).map(|j| if j <= past + i && valid[j] { 0.0 } else { MASKED }));
+                data.extend((0..s).map(|j| {
+                    if j <= past + i && valid[j] {
+                        0.0
+                    } else {
+                        MASKED
+                    }
+                }));
             }
         }
     }
@@ -341,13 +385,23 @@ pub(crate) fn attention_bias<B: Backend>(
     Tensor::from_data(TensorData::new(data, [bm, 1, groups * t, s]), device)
 }
 
-fn int_tensor<B: Backend, const D: usize>(data: Vec<i64>, shape: [usize; D], device: &B::Device) -> Tensor<B, D, Int> {
+fn int_tensor<B: Backend, const D: usize>(
+    data: Vec<i64>,
+    shape: [usize; D],
+    device: &B::Device,
+) -> Tensor<B, D, Int> {
     Tensor::from_data(TensorData::new(data, shape), device)
 }
 
 /// `x / sqrt(mean(x²) + eps) * w` over the last dimension.
 fn rms_norm<B: Backend>(x: Tensor<B, 3>, weight: &Param<Tensor<B, 1>>, eps: f64) -> Tensor<B, 3> {
-    let inv = x.clone().square().mean_dim(2).add_scalar(eps).sqrt().recip();
+    let inv = x
+        .clone()
+        .square()
+        .mean_dim(2)
+        .add_scalar(eps)
+        .sqrt()
+        .recip();
     x * inv * weight.val().unsqueeze::<3>()
 }
 
@@ -376,7 +430,11 @@ impl<B: Backend> Block<B> {
         cache: Option<&mut Option<(Tensor<B, 4>, Tensor<B, 4>)>>,
     ) -> Tensor<B, 3> {
         let [b, t, _] = x.dims();
-        let (h, kv, hd) = (cfg.num_attention_heads, cfg.num_key_value_heads, cfg.head_dim);
+        let (h, kv, hd) = (
+            cfg.num_attention_heads,
+            cfg.num_key_value_heads,
+            cfg.head_dim,
+        );
         let g = h / kv;
         let q = self.q_proj.forward(x.clone()).reshape([b, t, h, hd]);
         let k = self.k_proj.forward(x.clone()).reshape([b, t, kv, hd]);
@@ -396,7 +454,11 @@ impl<B: Backend> Block<B> {
         let scale = 1.0 / (hd as f64).sqrt();
         let scores = q.matmul(k.swap_dims(2, 3)).mul_scalar(scale) + bias.clone();
         let probs = activation::softmax(scores, 3);
-        let out = probs.matmul(v).reshape([b, h, t, hd]).swap_dims(1, 2).reshape([b, t, h * hd]);
+        let out = probs
+            .matmul(v)
+            .reshape([b, h, t, hd])
+            .swap_dims(1, 2)
+            .reshape([b, t, h * hd]);
         self.o_proj.forward(out)
     }
 }
@@ -408,7 +470,6 @@ pub(crate) enum LogitRows {
     /// One position per batch row.
     Positions(Vec<usize>),
 }
-
 
 /// What kind of tensor a checkpoint entry is (decides its initialization).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -467,7 +528,10 @@ impl<B: Backend> Llama<B> {
                     (0..n).map(|_| 0.02 * standard_normal(&mut rng)).collect()
                 }
             };
-            Ok(HostTensor { shape: shape.to_vec(), data })
+            Ok(HostTensor {
+                shape: shape.to_vec(),
+                data,
+            })
         });
         built.unwrap_or_else(|e| unreachable!("generated tensors have the right shapes: {e}"))
     }
@@ -499,7 +563,11 @@ impl<B: Backend> Llama<B> {
                 gate_proj: b.proj(&format!("{p}.mlp.gate_proj"), inter, d, false)?,
                 up_proj: b.proj(&format!("{p}.mlp.up_proj"), inter, d, false)?,
                 down_proj: b.proj(&format!("{p}.mlp.down_proj"), d, inter, false)?,
-                input_layernorm: b.vector(&format!("{p}.input_layernorm.weight"), d, SpecKind::Norm)?,
+                input_layernorm: b.vector(
+                    &format!("{p}.input_layernorm.weight"),
+                    d,
+                    SpecKind::Norm,
+                )?,
                 post_attention_layernorm: b.vector(
                     &format!("{p}.post_attention_layernorm.weight"),
                     d,
@@ -512,7 +580,13 @@ impl<B: Backend> Llama<B> {
             true => None,
             false => Some(b.proj("lm_head", vocab, d, false)?),
         };
-        Ok(Llama { embed_tokens, layers, norm, lm_head, config: config.clone() })
+        Ok(Llama {
+            embed_tokens,
+            layers,
+            norm,
+            lm_head,
+            config: config.clone(),
+        })
     }
 
     /// The configuration.
@@ -533,7 +607,10 @@ impl<B: Backend> Llama<B> {
             ParamView::Embedding(self.embed_tokens.clone()),
         )];
         let proj = |out: &mut Vec<(String, ParamView<B>)>, name: String, p: &Proj<B>| {
-            out.push((format!("{name}.weight"), ParamView::Linear(p.weight.clone())));
+            out.push((
+                format!("{name}.weight"),
+                ParamView::Linear(p.weight.clone()),
+            ));
             if let Some(bias) = &p.bias {
                 out.push((format!("{name}.bias"), ParamView::Vector(bias.clone())));
             }
@@ -556,7 +633,10 @@ impl<B: Backend> Llama<B> {
                 ParamView::Vector(l.post_attention_layernorm.clone()),
             ));
         }
-        out.push(("model.norm.weight".to_string(), ParamView::Vector(self.norm.clone())));
+        out.push((
+            "model.norm.weight".to_string(),
+            ParamView::Vector(self.norm.clone()),
+        ));
         if let Some(head) = &self.lm_head {
             proj(&mut out, "lm_head".to_string(), head);
         }
@@ -579,15 +659,26 @@ impl<B: Backend> Llama<B> {
         let (b, t) = (batch.batch_size(), batch.seq_len());
         let positions: Vec<usize> = (0..t).collect();
         let rope = Rope::new(&self.config, &positions, 1, t, &device);
-        let key_valid: Vec<Vec<bool>> =
-            batch.lengths().iter().map(|&len| (0..t).map(|j| j < len).collect()).collect();
+        let key_valid: Vec<Vec<bool>> = batch
+            .lengths()
+            .iter()
+            .map(|&len| (0..t).map(|j| j < len).collect())
+            .collect();
         let bias = attention_bias(&key_valid, 0, t, self.config.groups(), &device);
         let logits = match opts.logits {
             LogitsSelect::None => LogitRows::None,
             LogitsSelect::All => LogitRows::All,
-            LogitsSelect::Last => LogitRows::Positions(batch.lengths().iter().map(|l| l - 1).collect()),
+            LogitsSelect::Last => {
+                LogitRows::Positions(batch.lengths().iter().map(|l| l - 1).collect())
+            }
         };
-        let step = Step { ids: batch.ids(), batch: b, len: t, rope: &rope, bias: &bias };
+        let step = Step {
+            ids: batch.ids(),
+            batch: b,
+            len: t,
+            rope: &rope,
+            bias: &bias,
+        };
         Ok(self.run(step, None, &opts.hidden, opts.final_norm, logits))
     }
 
@@ -627,9 +718,17 @@ impl<B: Backend> Llama<B> {
             HiddenSelect::All => n_layers,
             HiddenSelect::Layers(idx) => idx.iter().copied().max().unwrap_or(0),
         };
-        let ids = int_tensor::<B, 2>(step.ids.iter().map(|&i| i as i64).collect(), [b, t], &device);
+        let ids = int_tensor::<B, 2>(
+            step.ids.iter().map(|&i| i as i64).collect(),
+            [b, t],
+            &device,
+        );
         let mut x = burn::tensor::module::embedding(self.embed_tokens.val(), ids);
-        let mut out = ForwardOutput { hidden: Vec::new(), final_norm: None, logits: None };
+        let mut out = ForwardOutput {
+            hidden: Vec::new(),
+            final_norm: None,
+            logits: None,
+        };
         if wanted(0) {
             out.hidden.push((0, x.clone()));
         }
@@ -647,7 +746,11 @@ impl<B: Backend> Llama<B> {
         let d = self.config.hidden_size;
         let top = match (&logits, final_norm) {
             (LogitRows::Positions(pos), false) => {
-                let rows: Vec<i64> = pos.iter().enumerate().map(|(r, &p)| (r * t + p) as i64).collect();
+                let rows: Vec<i64> = pos
+                    .iter()
+                    .enumerate()
+                    .map(|(r, &p)| (r * t + p) as i64)
+                    .collect();
                 let idx = int_tensor::<B, 1>(rows, [b], &device);
                 let picked = x.reshape([b * t, d]).select(0, idx).reshape([b, 1, d]);
                 rms_norm(picked, &self.norm, eps)
@@ -661,7 +764,11 @@ impl<B: Backend> Llama<B> {
             LogitRows::None => return out,
             LogitRows::All => top,
             LogitRows::Positions(pos) if final_norm => {
-                let rows: Vec<i64> = pos.iter().enumerate().map(|(r, &p)| (r * t + p) as i64).collect();
+                let rows: Vec<i64> = pos
+                    .iter()
+                    .enumerate()
+                    .map(|(r, &p)| (r * t + p) as i64)
+                    .collect();
                 let idx = int_tensor::<B, 1>(rows, [b], &device);
                 top.reshape([b * t, d]).select(0, idx).reshape([b, 1, d])
             }
@@ -680,7 +787,11 @@ impl<B: Backend> Llama<B> {
                 let [b, t, d] = x.dims();
                 let v = self.config.vocab_size;
                 let xt = x.reshape([b * t, d]).transpose();
-                self.embed_tokens.val().matmul(xt).transpose().reshape([b, t, v])
+                self.embed_tokens
+                    .val()
+                    .matmul(xt)
+                    .transpose()
+                    .reshape([b, t, v])
             }
         }
     }
@@ -708,12 +819,19 @@ pub fn causal_lm_loss<B: Backend>(
     if b != batch.batch_size() || t != batch.seq_len() {
         return Err(Error::invalid(
             "loss",
-            format!("logits are [{b}, {t}, {v}] but the batch is [{}, {}]", batch.batch_size(), batch.seq_len()),
+            format!(
+                "logits are [{b}, {t}, {v}] but the batch is [{}, {}]",
+                batch.batch_size(),
+                batch.seq_len()
+            ),
         ));
     }
     if let Some(m) = target_mask {
         if m.len() != b * t {
-            return Err(Error::invalid("target mask", format!("expected {} values, got {}", b * t, m.len())));
+            return Err(Error::invalid(
+                "target mask",
+                format!("expected {} values, got {}", b * t, m.len()),
+            ));
         }
     }
     if t < 2 {

@@ -15,7 +15,10 @@ pub fn kmeans(x: ArrayView2<'_, f32>, k: usize, seed: u64) -> Result<Vec<usize>>
     input::matrix("k-means input", x, 1)?;
     let n = x.nrows();
     if k == 0 || k > n {
-        return Err(Error::invalid("k", format!("must be between 1 and the number of rows {n}, got {k}")));
+        return Err(Error::invalid(
+            "k",
+            format!("must be between 1 and the number of rows {n}, got {k}"),
+        ));
     }
     let data = DatasetBase::from(x.mapv(f64::from));
     let model = KMeans::params_with_rng(k, Xoshiro256Plus::seed_from_u64(seed))

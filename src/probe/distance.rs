@@ -63,22 +63,34 @@ impl Points {
             .flat_map_iter(|b| {
                 let (start, end) = (b * BLOCK, ((b + 1) * BLOCK).min(n));
                 let d = self.sq_dist_block(start, end);
-                (start..end).map(|i| f(i, d.row(i - start))).collect::<Vec<_>>()
+                (start..end)
+                    .map(|i| f(i, d.row(i - start)))
+                    .collect::<Vec<_>>()
             })
             .collect()
     }
 
     /// Exact squared distance between rows `i` and `j` (direct differences).
     pub fn sq_dist(&self, i: usize, j: usize) -> f64 {
-        self.x.row(i).iter().zip(self.x.row(j)).map(|(a, b)| (a - b) * (a - b)).sum()
+        self.x
+            .row(i)
+            .iter()
+            .zip(self.x.row(j))
+            .map(|(a, b)| (a - b) * (a - b))
+            .sum()
     }
 
     /// The `k` nearest neighbours of every row (`1 <= k < n`, checked by the callers).
     pub fn knn(&self, k: usize) -> Knn {
         let rows = self.map_rows(|i, d| {
-            let mut cand: Vec<(f64, usize)> =
-                d.iter().enumerate().filter(|&(j, _)| j != i).map(|(j, &v)| (v, j)).collect();
-            let order = |a: &(f64, usize), b: &(f64, usize)| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1));
+            let mut cand: Vec<(f64, usize)> = d
+                .iter()
+                .enumerate()
+                .filter(|&(j, _)| j != i)
+                .map(|(j, &v)| (v, j))
+                .collect();
+            let order =
+                |a: &(f64, usize), b: &(f64, usize)| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1));
             if cand.len() > k {
                 cand.select_nth_unstable_by(k - 1, order);
                 cand.truncate(k);
@@ -97,6 +109,10 @@ impl Points {
                 sq_dists.push(d);
             }
         }
-        Knn { k, indices, sq_dists }
+        Knn {
+            k,
+            indices,
+            sq_dists,
+        }
     }
 }

@@ -17,7 +17,10 @@ pub(crate) fn matrix(what: &str, x: ArrayView2<'_, f32>, min_rows: usize) -> Res
     }
     for ((r, c), v) in x.indexed_iter() {
         if !v.is_finite() {
-            return Err(Error::invalid(what, format!("row {r}, column {c} is {v}, expected a finite number")));
+            return Err(Error::invalid(
+                what,
+                format!("row {r}, column {c} is {v}, expected a finite number"),
+            ));
         }
     }
     Ok(())
@@ -82,7 +85,10 @@ pub(crate) fn cluster_count(what: &str, dense: &Dense, n: usize) -> Result<()> {
     if c < 2 || c + 1 > n {
         return Err(Error::invalid(
             what,
-            format!("needs between 2 and n - 1 = {} distinct labels, got {c}", n.saturating_sub(1)),
+            format!(
+                "needs between 2 and n - 1 = {} distinct labels, got {c}",
+                n.saturating_sub(1)
+            ),
         ));
     }
     Ok(())

@@ -32,7 +32,11 @@ pub fn silhouette(x: ArrayView2<'_, f32>, labels: &[usize]) -> Result<f64> {
             .filter(|&c| c != own)
             .map(|c| sums[c] / counts[c] as f64)
             .fold(f64::INFINITY, f64::min);
-        if a.max(b) > 0.0 { (b - a) / a.max(b) } else { 0.0 }
+        if a.max(b) > 0.0 {
+            (b - a) / a.max(b)
+        } else {
+            0.0
+        }
     });
     Ok(scores.iter().sum::<f64>() / scores.len() as f64)
 }
@@ -56,7 +60,11 @@ pub fn davies_bouldin(x: ArrayView2<'_, f32>, labels: &[usize]) -> Result<f64> {
         cen /= m as f64;
     }
     let dist = |a: ndarray::ArrayView1<'_, f64>, b: ndarray::ArrayView1<'_, f64>| {
-        a.iter().zip(b).map(|(u, v)| (u - v) * (u - v)).sum::<f64>().sqrt()
+        a.iter()
+            .zip(b)
+            .map(|(u, v)| (u - v) * (u - v))
+            .sum::<f64>()
+            .sqrt()
     };
     let mut spread = vec![0.0; c];
     for (row, &id) in x.rows().into_iter().zip(&dense.ids) {
@@ -99,7 +107,10 @@ pub fn knn_overlap(
     let n = x.nrows();
     let dense = input::labels("kNN-overlap labels", labels, n)?;
     if k == 0 || k >= n {
-        return Err(Error::invalid("k", format!("must be between 1 and n - 1 = {}, got {k}", n - 1)));
+        return Err(Error::invalid(
+            "k",
+            format!("must be between 1 and n - 1 = {}, got {k}", n - 1),
+        ));
     }
     let c = dense.n_classes();
     let knn = Points::new(x).knn(k);
@@ -115,7 +126,10 @@ pub fn knn_overlap(
     let mut out = BTreeMap::new();
     for a in 0..c {
         for b in (0..c).filter(|&b| b != a) {
-            out.insert((dense.values[a], dense.values[b]), share[a][b] / counts[a] as f64);
+            out.insert(
+                (dense.values[a], dense.values[b]),
+                share[a][b] / counts[a] as f64,
+            );
         }
     }
     Ok(out)
@@ -136,11 +150,16 @@ pub fn adjusted_rand_index(a: &[usize], b: &[usize]) -> Result<f64> {
     }
     let n = a.len() as u128;
     let rows: Vec<u128> = table.iter().map(|r| r.iter().sum()).collect();
-    let cols: Vec<u128> = (0..db.n_classes()).map(|j| table.iter().map(|r| r[j]).sum()).collect();
+    let cols: Vec<u128> = (0..db.n_classes())
+        .map(|j| table.iter().map(|r| r[j]).sum())
+        .collect();
     let sum_squares: u128 = table.iter().flatten().map(|v| v * v).sum();
     // pair confusion matrix (counts of ordered pairs), as sklearn's pair_confusion_matrix
     let tp = (sum_squares - n) as f64;
-    let fp = (table.iter().map(|r| r.iter().zip(&cols).map(|(v, c)| v * c).sum::<u128>()).sum::<u128>()
+    let fp = (table
+        .iter()
+        .map(|r| r.iter().zip(&cols).map(|(v, c)| v * c).sum::<u128>())
+        .sum::<u128>()
         - sum_squares) as f64;
     let fn_ = ((0..db.n_classes())
         .map(|j| table.iter().zip(&rows).map(|(r, s)| r[j] * s).sum::<u128>())
@@ -158,13 +177,23 @@ pub fn adjusted_rand_index(a: &[usize], b: &[usize]) -> Result<f64> {
 /// are among an example's `k` nearest neighbours in the map but not in the original space, by
 /// how far down the original ranking they sit. 1 = every map neighbourhood is faithful.
 /// Needs `1 <= k < n / 2`.
-pub fn trustworthiness(x_high: ArrayView2<'_, f32>, x_low: ArrayView2<'_, f32>, k: usize) -> Result<f64> {
+pub fn trustworthiness(
+    x_high: ArrayView2<'_, f32>,
+    x_low: ArrayView2<'_, f32>,
+    k: usize,
+) -> Result<f64> {
     input::matrix("trustworthiness high-dimensional input", x_high, 3)?;
     input::matrix("trustworthiness map", x_low, 3)?;
     input::same_rows("trustworthiness inputs", x_high.nrows(), x_low.nrows())?;
     let n = x_high.nrows();
     if k == 0 || 2 * k >= n {
-        return Err(Error::invalid("k", format!("must be at least 1 and below n / 2 = {}, got {k}", n as f64 / 2.0)));
+        return Err(Error::invalid(
+            "k",
+            format!(
+                "must be at least 1 and below n / 2 = {}, got {k}",
+                n as f64 / 2.0
+            ),
+        ));
     }
     let low = Points::new(x_low).knn(k);
     let penalties = Points::new(x_high).map_rows(|i, d| {
@@ -207,7 +236,11 @@ pub fn linear_cka(x: ArrayView2<'_, f32>, y: ArrayView2<'_, f32>) -> Result<f64>
         let cross = ga.iter().zip(&gb).map(|(u, v)| u * v).sum::<f64>();
         (cross, fro2(&ga).sqrt(), fro2(&gb).sqrt())
     } else {
-        (fro2(&b.t().dot(&a)), fro2(&a.t().dot(&a)).sqrt(), fro2(&b.t().dot(&b)).sqrt())
+        (
+            fro2(&b.t().dot(&a)),
+            fro2(&a.t().dot(&a)).sqrt(),
+            fro2(&b.t().dot(&b)).sqrt(),
+        )
     };
     if self_a == 0.0 || self_b == 0.0 {
         return Err(Error::invalid(

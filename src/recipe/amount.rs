@@ -29,10 +29,15 @@ impl Fraction {
             return Err(format!("{num}/{den} is 0; a fraction must be > 0"));
         }
         if num > den {
-            return Err(format!("{num}/{den} is greater than 1; a fraction must be ≤ 1"));
+            return Err(format!(
+                "{num}/{den} is greater than 1; a fraction must be ≤ 1"
+            ));
         }
         let g = gcd(num, den);
-        Ok(Fraction { num: num / g, den: den / g })
+        Ok(Fraction {
+            num: num / g,
+            den: den / g,
+        })
     }
 
     /// Parse `"p/q"`, a decimal (`"0.25"`) or an integer (`"1"`) into an exact fraction.
@@ -56,7 +61,11 @@ impl Fraction {
         if (whole.is_empty() && frac.is_empty()) || frac.len() > 18 {
             return Err(bad());
         }
-        let whole = if whole.is_empty() { 0 } else { parse_digits(whole).ok_or_else(bad)? };
+        let whole = if whole.is_empty() {
+            0
+        } else {
+            parse_digits(whole).ok_or_else(bad)?
+        };
         let frac_digits = frac.trim_end_matches('0');
         let den = 10u64.pow(frac_digits.len() as u32);
         let frac_num = if frac_digits.is_empty() {
@@ -126,9 +135,9 @@ impl Amount {
         match value {
             toml::Value::String(s) => Fraction::parse(s).map(Amount::Fraction),
             toml::Value::Integer(n) if *n >= 1 => Ok(Amount::Count(*n as usize)),
-            toml::Value::Integer(n) => {
-                Err(format!("count {n} must be at least 1 (write a fraction as a string, e.g. \"1/4\")"))
-            }
+            toml::Value::Integer(n) => Err(format!(
+                "count {n} must be at least 1 (write a fraction as a string, e.g. \"1/4\")"
+            )),
             toml::Value::Float(x) if x.is_finite() => {
                 // The shortest round-trip decimal is what the user wrote; parse it exactly.
                 Fraction::parse(&format!("{x}")).map(Amount::Fraction)
@@ -146,7 +155,9 @@ impl Amount {
         match *self {
             Amount::Fraction(f) => Ok(f.of(available)),
             Amount::Count(n) if n <= available => Ok(n),
-            Amount::Count(n) => Err(format!("count {n} is more than the {available} available examples")),
+            Amount::Count(n) => Err(format!(
+                "count {n} is more than the {available} available examples"
+            )),
         }
     }
 
@@ -204,11 +215,18 @@ mod tests {
 
     #[test]
     fn rejects_out_of_range_and_garbage() {
-        for bad in ["1/0", "0", "0/5", "0.0", "3/2", "1.5", "2", "-1/4", "abc", "1/", "/4", "", ".", "1e-3", "0.2x"] {
+        for bad in [
+            "1/0", "0", "0/5", "0.0", "3/2", "1.5", "2", "-1/4", "abc", "1/", "/4", "", ".",
+            "1e-3", "0.2x",
+        ] {
             assert!(Fraction::parse(bad).is_err(), "{bad:?} should be rejected");
         }
         assert!(Fraction::parse("1/0").unwrap_err().contains("zero"));
-        assert!(Fraction::parse("3/2").unwrap_err().contains("greater than 1"));
+        assert!(
+            Fraction::parse("3/2")
+                .unwrap_err()
+                .contains("greater than 1")
+        );
         assert!(Fraction::parse("0").unwrap_err().contains("> 0"));
     }
 
@@ -231,16 +249,29 @@ mod tests {
 
     #[test]
     fn amounts_from_toml() {
-        let v = |s: &str| -> toml::Value { toml::from_str::<toml::Table>(&format!("a = {s}")).unwrap()["a"].clone() };
-        assert_eq!(Amount::from_toml(&v("\"1/4\"")).unwrap(), Amount::Fraction(f("1/4")));
-        assert_eq!(Amount::from_toml(&v("0.25")).unwrap(), Amount::Fraction(f("1/4")));
+        let v = |s: &str| -> toml::Value {
+            toml::from_str::<toml::Table>(&format!("a = {s}")).unwrap()["a"].clone()
+        };
+        assert_eq!(
+            Amount::from_toml(&v("\"1/4\"")).unwrap(),
+            Amount::Fraction(f("1/4"))
+        );
+        assert_eq!(
+            Amount::from_toml(&v("0.25")).unwrap(),
+            Amount::Fraction(f("1/4"))
+        );
         assert_eq!(Amount::from_toml(&v("500")).unwrap(), Amount::Count(500));
         assert!(Amount::from_toml(&v("0")).is_err());
         assert!(Amount::from_toml(&v("-3")).is_err());
         assert!(Amount::from_toml(&v("1.5")).is_err());
         assert!(Amount::from_toml(&v("true")).is_err());
         assert_eq!(Amount::Count(5).count_of(5), Ok(5));
-        assert!(Amount::Count(6).count_of(5).unwrap_err().contains("5 available"));
+        assert!(
+            Amount::Count(6)
+                .count_of(5)
+                .unwrap_err()
+                .contains("5 available")
+        );
         assert_eq!(Amount::ALL.count_of(9), Ok(9));
     }
 }

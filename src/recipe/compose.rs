@@ -69,7 +69,11 @@ impl Dropped {
     fn from(items: &[Skipped]) -> Dropped {
         Dropped {
             count: items.len(),
-            first: items.iter().take(5).map(|s| format!("{}: {}", s.location, s.reason)).collect(),
+            first: items
+                .iter()
+                .take(5)
+                .map(|s| format!("{}: {}", s.location, s.reason))
+                .collect(),
         }
     }
 }
@@ -210,7 +214,10 @@ pub fn compose(recipe: &Recipe, opts: &ComposeOptions) -> Result<Composition> {
         ),
     };
     let size_of = |ex: &Example| -> Result<Size> {
-        let mut s = Size { tokens: tokenizer.as_ref().map(|_| 0), ..Size::default() };
+        let mut s = Size {
+            tokens: tokenizer.as_ref().map(|_| 0),
+            ..Size::default()
+        };
         for turn in &ex.turns {
             s.chars += turn.content.chars().count() as u64;
             s.words += turn.content.split_whitespace().count() as u64;
@@ -234,16 +241,30 @@ pub fn compose(recipe: &Recipe, opts: &ComposeOptions) -> Result<Composition> {
                 opts.data_dir.display()
             )));
         }
-        let Loaded { format, examples, skipped, excluded, .. } =
-            read_file(&file, spec.format, &ReadOptions { skip_invalid: opts.skip_invalid })?;
+        let Loaded {
+            format,
+            examples,
+            skipped,
+            excluded,
+            ..
+        } = read_file(
+            &file,
+            spec.format,
+            &ReadOptions {
+                skip_invalid: opts.skip_invalid,
+            },
+        )?;
         let examples_read = examples.len();
         let (mut examples, ablation) = if spec.ablate.is_empty() {
             (examples, None)
         } else {
             let detector = RuleDetector::default();
             let result = ablate(examples, &spec.ablate, &detector);
-            let mut removed: BTreeMap<String, usize> =
-                spec.ablate.iter().map(|c| (c.as_str().to_string(), 0)).collect();
+            let mut removed: BTreeMap<String, usize> = spec
+                .ablate
+                .iter()
+                .map(|c| (c.as_str().to_string(), 0))
+                .collect();
             for (_, c) in &result.removed {
                 *removed.entry(c.as_str().to_string()).or_default() += 1;
             }
@@ -265,7 +286,11 @@ pub fn compose(recipe: &Recipe, opts: &ComposeOptions) -> Result<Composition> {
             return Err(cfg(format!(
                 "sources.{name}: holding out {holdout} of {pool_size} examples leaves none to train on; \
                  lower `holdout` (or pass --holdout){}",
-                if opts.limit_examples.is_some() { " or raise --limit-examples" } else { "" }
+                if opts.limit_examples.is_some() {
+                    " or raise --limit-examples"
+                } else {
+                    ""
+                }
             )));
         }
         let order = permutation(pool_size, &mut rng(seed, name));
@@ -289,7 +314,14 @@ pub fn compose(recipe: &Recipe, opts: &ComposeOptions) -> Result<Composition> {
             },
             available: permuted.len(),
         };
-        prepared.insert(name.clone(), Prepared { info, pool: permuted, heldout });
+        prepared.insert(
+            name.clone(),
+            Prepared {
+                info,
+                pool: permuted,
+                heldout,
+            },
+        );
     }
 
     let mut stage_infos = Vec::with_capacity(recipe.stages.len());
@@ -297,11 +329,17 @@ pub fn compose(recipe: &Recipe, opts: &ComposeOptions) -> Result<Composition> {
     for (i, stage) in recipe.stages.iter().enumerate() {
         let mut sources = BTreeMap::new();
         let mut examples = Vec::new();
-        let mut stage_size = Size { tokens: tokenizer.as_ref().map(|_| 0), ..Size::default() };
+        let mut stage_size = Size {
+            tokens: tokenizer.as_ref().map(|_| 0),
+            ..Size::default()
+        };
         for (src, amount) in &stage.mix {
-            let p = prepared
-                .get(src)
-                .ok_or_else(|| Error::Internal(format!("stage {} names undeclared source {src}", stage.name)))?;
+            let p = prepared.get(src).ok_or_else(|| {
+                Error::Internal(format!(
+                    "stage {} names undeclared source {src}",
+                    stage.name
+                ))
+            })?;
             let available = p.pool.len();
             let taken = amount.count_of(available).map_err(|e| {
                 cfg(format!(
@@ -310,7 +348,10 @@ pub fn compose(recipe: &Recipe, opts: &ComposeOptions) -> Result<Composition> {
                 ))
             })?;
             let chosen = &p.pool[..taken];
-            let mut size = Size { tokens: tokenizer.as_ref().map(|_| 0), ..Size::default() };
+            let mut size = Size {
+                tokens: tokenizer.as_ref().map(|_| 0),
+                ..Size::default()
+            };
             for ex in chosen {
                 size.add(size_of(ex)?);
             }
@@ -328,7 +369,10 @@ pub fn compose(recipe: &Recipe, opts: &ComposeOptions) -> Result<Composition> {
                 },
             );
         }
-        shuffle(&mut examples, &mut rng(seed, &format!("stage-{}", stage.name)));
+        shuffle(
+            &mut examples,
+            &mut rng(seed, &format!("stage-{}", stage.name)),
+        );
         stage_infos.push(StageInfo {
             name: stage.name.clone(),
             index: i + 1,
@@ -364,14 +408,19 @@ pub fn compose(recipe: &Recipe, opts: &ComposeOptions) -> Result<Composition> {
         sources,
         stages: stage_infos,
     };
-    Ok(Composition { manifest, stages: stage_data, heldout })
+    Ok(Composition {
+        manifest,
+        stages: stage_data,
+        heldout,
+    })
 }
 
 /// Examples as JSON Lines.
 pub fn to_jsonl(examples: &[Example]) -> Result<String> {
     let mut out = String::new();
     for ex in examples {
-        let line = serde_json::to_string(ex).map_err(|e| Error::Internal(format!("serializing {}: {e}", ex.id)))?;
+        let line = serde_json::to_string(ex)
+            .map_err(|e| Error::Internal(format!("serializing {}: {e}", ex.id)))?;
         out.push_str(&line);
         out.push('\n');
     }
@@ -405,7 +454,10 @@ impl Composition {
         }
         for (name, examples) in &self.heldout {
             let info = &self.manifest.sources[name];
-            write_atomic(&out.join(&info.heldout.file), to_jsonl(examples)?.as_bytes())?;
+            write_atomic(
+                &out.join(&info.heldout.file),
+                to_jsonl(examples)?.as_bytes(),
+            )?;
         }
         write_json(&out.join("manifest.json"), &self.manifest)
     }

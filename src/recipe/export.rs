@@ -151,7 +151,11 @@ fn normalize(ex: &Example, stats: &mut Normalization) -> Option<Pairs> {
         stats.dropped_ids.push(ex.id.clone());
         return None;
     }
-    let system = if system.is_empty() { None } else { Some(system.join("\n\n")) };
+    let system = if system.is_empty() {
+        None
+    } else {
+        Some(system.join("\n\n"))
+    };
     Some(Pairs { system, pairs })
 }
 
@@ -221,8 +225,16 @@ fn yaml_float(x: f64) -> String {
     let e = format!("{x:e}");
     match e.split_once('e') {
         Some((m, exp)) => {
-            let m = if m.contains('.') { m.to_string() } else { format!("{m}.0") };
-            let exp = if exp.starts_with('-') { exp.to_string() } else { format!("+{exp}") };
+            let m = if m.contains('.') {
+                m.to_string()
+            } else {
+                format!("{m}.0")
+            };
+            let exp = if exp.starts_with('-') {
+                exp.to_string()
+            } else {
+                format!("+{exp}")
+            };
             format!("{m}e{exp}")
         }
         None => e,
@@ -239,20 +251,43 @@ pub fn export(
     let m = &comp.manifest;
     comp.write(&out.join("composed"))?;
     let mut datasets = Vec::new();
-    let mut write_dataset = |name: String, role: &str, of: &str, examples: &[Example]| -> Result<()> {
-        let mut stats = Normalization { examples_in: examples.len(), ..Normalization::default() };
-        let records: Vec<Value> = examples.iter().filter_map(|ex| record(ex, format, &mut stats)).collect();
-        stats.examples_out = records.len();
-        let file = format!("{name}.json");
-        write_atomic(&out.join(&file), json_array(&records).as_bytes())?;
-        datasets.push(ExportedDataset { name, file, role: role.into(), of: of.into(), normalization: stats });
-        Ok(())
-    };
+    let mut write_dataset =
+        |name: String, role: &str, of: &str, examples: &[Example]| -> Result<()> {
+            let mut stats = Normalization {
+                examples_in: examples.len(),
+                ..Normalization::default()
+            };
+            let records: Vec<Value> = examples
+                .iter()
+                .filter_map(|ex| record(ex, format, &mut stats))
+                .collect();
+            stats.examples_out = records.len();
+            let file = format!("{name}.json");
+            write_atomic(&out.join(&file), json_array(&records).as_bytes())?;
+            datasets.push(ExportedDataset {
+                name,
+                file,
+                role: role.into(),
+                of: of.into(),
+                normalization: stats,
+            });
+            Ok(())
+        };
     for (info, examples) in m.stages.iter().zip(&comp.stages) {
-        write_dataset(format!("{}_stage{}_{}", m.recipe.name, info.index, info.name), "stage", &info.name, examples)?;
+        write_dataset(
+            format!("{}_stage{}_{}", m.recipe.name, info.index, info.name),
+            "stage",
+            &info.name,
+            examples,
+        )?;
     }
     for (source, examples) in &comp.heldout {
-        write_dataset(format!("{}_heldout_{source}", m.recipe.name), "heldout", source, examples)?;
+        write_dataset(
+            format!("{}_heldout_{source}", m.recipe.name),
+            "heldout",
+            source,
+            examples,
+        )?;
     }
 
     let mut configs = Vec::new();
@@ -266,12 +301,27 @@ pub fn export(
             );
         }
         write_json(&out.join("dataset_info.json"), &Value::Object(info))?;
-        let root = settings.output_root.clone().unwrap_or_else(|| format!("saves/{}", m.recipe.name));
+        let root = settings
+            .output_root
+            .clone()
+            .unwrap_or_else(|| format!("saves/{}", m.recipe.name));
         let mut previous: Option<String> = None;
-        for (stage, d) in m.stages.iter().zip(datasets.iter().filter(|d| d.role == "stage")) {
+        for (stage, d) in m
+            .stages
+            .iter()
+            .zip(datasets.iter().filter(|d| d.role == "stage"))
+        {
             let output_dir = format!("{root}/stage{}_{}", stage.index, stage.name);
             let file = format!("stage{}_{}.yaml", stage.index, stage.name);
-            let yaml = stage_yaml(comp, stage.index, &d.name, &file, previous.as_deref(), &output_dir, settings);
+            let yaml = stage_yaml(
+                comp,
+                stage.index,
+                &d.name,
+                &file,
+                previous.as_deref(),
+                &output_dir,
+                settings,
+            );
             write_atomic(&out.join(&file), yaml.as_bytes())?;
             configs.push(file);
             previous = Some(output_dir);
@@ -283,7 +333,10 @@ pub fn export(
         datasets,
         configs,
     };
-    write_atomic(&out.join("README.md"), readme(comp, &report, settings).as_bytes())?;
+    write_atomic(
+        &out.join("README.md"),
+        readme(comp, &report, settings).as_bytes(),
+    )?;
     write_json(&out.join("export.json"), &report)?;
     Ok(report)
 }
@@ -301,17 +354,34 @@ fn stage_yaml(
     let stage = &m.stages[index - 1];
     let total = m.stages.len();
     let mut y = String::new();
-    let _ = writeln!(y, "# mixprobe export of recipe {:?}: stage {index} of {total} ({:?}).", m.recipe.name, stage.name);
-    let _ = writeln!(y, "# Run from the export directory: llamafactory-cli train {file}");
+    let _ = writeln!(
+        y,
+        "# mixprobe export of recipe {:?}: stage {index} of {total} ({:?}).",
+        m.recipe.name, stage.name
+    );
+    let _ = writeln!(
+        y,
+        "# Run from the export directory: llamafactory-cli train {file}"
+    );
     if index > 1 {
-        let _ = writeln!(y, "# Run it after stage {} has finished (see README.md for the order).", index - 1);
+        let _ = writeln!(
+            y,
+            "# Run it after stage {} has finished (see README.md for the order).",
+            index - 1
+        );
     }
-    let _ = writeln!(y, "# Hyperparameters follow the paper: lr 2e-5, cosine schedule, warmup ratio 0.03, 3 epochs.");
+    let _ = writeln!(
+        y,
+        "# The paper trained with lr 2e-5, a cosine schedule, warmup ratio 0.03 and 3 epochs per stage."
+    );
     let _ = writeln!(y, "\n### model");
     match previous_output {
         None => {
             if s.base_model == PLACEHOLDER_MODEL {
-                let _ = writeln!(y, "# EDIT THIS: the base model (a local path or a Hugging Face id), or re-export with --base-model.");
+                let _ = writeln!(
+                    y,
+                    "# EDIT THIS: the base model (a local path or a Hugging Face id), or re-export with --base-model."
+                );
             }
             let _ = writeln!(y, "model_name_or_path: {}", yq(&s.base_model));
         }
@@ -322,7 +392,10 @@ fn stage_yaml(
     }
     let _ = writeln!(y, "\n### method");
     let _ = writeln!(y, "stage: sft\ndo_train: true\nfinetuning_type: full");
-    let _ = writeln!(y, "# For multi-GPU full fine-tuning of 7B+ models, uncomment (path inside a LLaMA-Factory checkout):");
+    let _ = writeln!(
+        y,
+        "# For multi-GPU full fine-tuning of 7B+ models, uncomment (path inside a LLaMA-Factory checkout):"
+    );
     let _ = writeln!(y, "# deepspeed: examples/deepspeed/ds_z3_config.json");
     let _ = writeln!(y, "\n### dataset");
     let _ = writeln!(y, "dataset: {}", yq(dataset));
@@ -333,13 +406,31 @@ fn stage_yaml(
     let _ = writeln!(y, "\n### output");
     let _ = writeln!(y, "output_dir: {}", yq(output_dir));
     let _ = writeln!(y, "logging_steps: 10");
-    let _ = writeln!(y, "# The final model is saved to output_dir when training ends.");
+    let _ = writeln!(
+        y,
+        "# The final model is saved to output_dir when training ends."
+    );
     let _ = writeln!(y, "save_strategy: {}", yq("no"));
-    let _ = writeln!(y, "plot_loss: true\noverwrite_output_dir: true\nreport_to: {}", yq("none"));
+    let _ = writeln!(
+        y,
+        "plot_loss: true\noverwrite_output_dir: true\nreport_to: {}",
+        yq("none")
+    );
     let _ = writeln!(y, "\n### train");
-    let _ = writeln!(y, "# Effective batch = GPUs × per_device_train_batch_size × gradient_accumulation_steps.");
-    let _ = writeln!(y, "per_device_train_batch_size: {}", s.per_device_train_batch_size);
-    let _ = writeln!(y, "gradient_accumulation_steps: {}", s.gradient_accumulation_steps);
+    let _ = writeln!(
+        y,
+        "# Effective batch = GPUs × per_device_train_batch_size × gradient_accumulation_steps."
+    );
+    let _ = writeln!(
+        y,
+        "per_device_train_batch_size: {}",
+        s.per_device_train_batch_size
+    );
+    let _ = writeln!(
+        y,
+        "gradient_accumulation_steps: {}",
+        s.gradient_accumulation_steps
+    );
     let _ = writeln!(y, "learning_rate: {}", yaml_float(s.learning_rate));
     let _ = writeln!(y, "num_train_epochs: {}.0", stage.epochs);
     let _ = writeln!(y, "lr_scheduler_type: {}", yq("cosine"));
@@ -352,7 +443,11 @@ fn stage_yaml(
 fn readme(comp: &Composition, report: &ExportReport, s: &TrainSettings) -> String {
     let m = &comp.manifest;
     let mut r = String::new();
-    let _ = writeln!(r, "# Export of recipe `{}` ({} format)\n", m.recipe.name, report.format);
+    let _ = writeln!(
+        r,
+        "# Export of recipe `{}` ({} format)\n",
+        m.recipe.name, report.format
+    );
     if let Some(d) = &m.recipe.description {
         let _ = writeln!(r, "{d}\n");
     }
@@ -364,10 +459,15 @@ fn readme(comp: &Composition, report: &ExportReport, s: &TrainSettings) -> Strin
         m.mixprobe_version,
         m.recipe.path,
         m.seed,
-        m.limit_examples.map(|n| format!(" and --limit-examples {n} (a smoke export)")).unwrap_or_default()
+        m.limit_examples
+            .map(|n| format!(" and --limit-examples {n} (a smoke export)"))
+            .unwrap_or_default()
     );
     let _ = writeln!(r, "## Stages (train in this order)\n");
-    let _ = writeln!(r, "| # | stage | epochs | examples | sources (taken / available) |");
+    let _ = writeln!(
+        r,
+        "| # | stage | epochs | examples | sources (taken / available) |"
+    );
     let _ = writeln!(r, "|---|---|---|---|---|");
     for st in &m.stages {
         let srcs: Vec<String> = st
@@ -375,12 +475,24 @@ fn readme(comp: &Composition, report: &ExportReport, s: &TrainSettings) -> Strin
             .iter()
             .map(|(n, x)| format!("{n} {} = {} / {}", x.amount, x.taken, x.available))
             .collect();
-        let _ = writeln!(r, "| {} | {} | {} | {} | {} |", st.index, st.name, st.epochs, st.examples, srcs.join("; "));
+        let _ = writeln!(
+            r,
+            "| {} | {} | {} | {} | {} |",
+            st.index,
+            st.name,
+            st.epochs,
+            st.examples,
+            srcs.join("; ")
+        );
     }
     let _ = writeln!(r, "\n## Files\n");
     for d in &report.datasets {
         let n = &d.normalization;
-        let _ = writeln!(r, "- `{}`: {} `{}`, {} of {} examples", d.file, d.role, d.of, n.examples_out, n.examples_in);
+        let _ = writeln!(
+            r,
+            "- `{}`: {} `{}`, {} of {} examples",
+            d.file, d.role, d.of, n.examples_out, n.examples_in
+        );
     }
     if report.format != ExportFormat::ShareGpt.name() {
         let _ = writeln!(r, "\n## Conversation normalization\n");
@@ -390,7 +502,10 @@ fn readme(comp: &Composition, report: &ExportReport, s: &TrainSettings) -> Strin
              turns joined by a blank line; a leading assistant turn and a trailing user turn dropped; \
              conversations left with no pair dropped (ids in `export.json`).\n"
         );
-        let _ = writeln!(r, "| dataset | system moved | merged | leading assistant dropped | trailing user dropped | conversations dropped |");
+        let _ = writeln!(
+            r,
+            "| dataset | system moved | merged | leading assistant dropped | trailing user dropped | conversations dropped |"
+        );
         let _ = writeln!(r, "|---|---|---|---|---|---|");
         for d in &report.datasets {
             let n = &d.normalization;
@@ -446,7 +561,12 @@ mod tests {
     use crate::data::{Ability, Meta, Turn};
 
     fn ex(turns: Vec<Turn>) -> Example {
-        Example { id: "x".into(), ability: Ability::General, turns, meta: Meta::default() }
+        Example {
+            id: "x".into(),
+            ability: Ability::General,
+            turns,
+            meta: Meta::default(),
+        }
     }
 
     #[test]
@@ -464,9 +584,17 @@ mod tests {
         ]);
         let p = normalize(&e, &mut st).unwrap();
         assert_eq!(p.system.as_deref(), Some("be brief"));
-        assert_eq!(p.pairs, vec![("a\n\nb".into(), "c".into()), ("d".into(), "e".into())]);
         assert_eq!(
-            (st.system_turns_moved, st.turns_merged, st.leading_assistant_dropped, st.trailing_user_dropped),
+            p.pairs,
+            vec![("a\n\nb".into(), "c".into()), ("d".into(), "e".into())]
+        );
+        assert_eq!(
+            (
+                st.system_turns_moved,
+                st.turns_merged,
+                st.leading_assistant_dropped,
+                st.trailing_user_dropped
+            ),
             (1, 1, 1, 1)
         );
         assert!(normalize(&ex(vec![Turn::assistant("only")]), &mut st).is_none());
@@ -476,9 +604,17 @@ mod tests {
     #[test]
     fn alpaca_records_put_earlier_pairs_in_history() {
         let mut st = Normalization::default();
-        let e = ex(vec![Turn::user("q1"), Turn::assistant("a1"), Turn::user("q2"), Turn::assistant("a2")]);
+        let e = ex(vec![
+            Turn::user("q1"),
+            Turn::assistant("a1"),
+            Turn::user("q2"),
+            Turn::assistant("a2"),
+        ]);
         let r = record(&e, ExportFormat::Alpaca, &mut st).unwrap();
-        assert_eq!(r, json!({"instruction": "q2", "input": "", "output": "a2", "history": [["q1", "a1"]]}));
+        assert_eq!(
+            r,
+            json!({"instruction": "q2", "input": "", "output": "a2", "history": [["q1", "a1"]]})
+        );
         let r = record(&e, ExportFormat::LlamaFactory, &mut st).unwrap();
         assert_eq!(r["conversations"][3], json!({"from": "gpt", "value": "a2"}));
         assert!(r.get("system").is_none());

@@ -49,9 +49,21 @@ mod tests {
         let mut sorted = a.clone();
         sorted.sort_unstable();
         assert_eq!(sorted, (0..1000).collect::<Vec<_>>());
-        assert_eq!(a, permutation(1000, &mut rng(7, "math")), "same seed and stream, same order");
-        assert_ne!(a, permutation(1000, &mut rng(8, "math")), "another seed changes it");
-        assert_ne!(a, permutation(1000, &mut rng(7, "code")), "another stream changes it");
+        assert_eq!(
+            a,
+            permutation(1000, &mut rng(7, "math")),
+            "same seed and stream, same order"
+        );
+        assert_ne!(
+            a,
+            permutation(1000, &mut rng(8, "math")),
+            "another seed changes it"
+        );
+        assert_ne!(
+            a,
+            permutation(1000, &mut rng(7, "code")),
+            "another stream changes it"
+        );
         assert_ne!(a, (0..1000).collect::<Vec<_>>(), "it actually shuffles");
     }
 
@@ -60,9 +72,14 @@ mod tests {
         let n = 7473;
         let perm = permutation(n, &mut rng(42, "math"));
         let fractions = ["1/256", "1/64", "1/16", "1/4", "1"].map(|s| Fraction::parse(s).unwrap());
-        let subsets: Vec<HashSet<usize>> =
-            fractions.iter().map(|f| perm[..f.of(n)].iter().copied().collect()).collect();
-        assert_eq!(subsets.iter().map(HashSet::len).collect::<Vec<_>>(), [29, 117, 467, 1868, 7473]);
+        let subsets: Vec<HashSet<usize>> = fractions
+            .iter()
+            .map(|f| perm[..f.of(n)].iter().copied().collect())
+            .collect();
+        assert_eq!(
+            subsets.iter().map(HashSet::len).collect::<Vec<_>>(),
+            [29, 117, 467, 1868, 7473]
+        );
         for pair in subsets.windows(2) {
             assert!(pair[0].is_subset(&pair[1]));
         }

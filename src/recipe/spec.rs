@@ -91,12 +91,26 @@ pub struct Stage {
 /// A strategy shortcut that expands to stages.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Strategy {
-    Single { source: String, amount: Amount },
-    Mixed { amount: Amount },
-    Sequential { amount: Amount },
-    MixedSequential { amount: Amount },
-    Dmt { k: Amount },
-    Ratio { specialized: Amount, general: Amount },
+    Single {
+        source: String,
+        amount: Amount,
+    },
+    Mixed {
+        amount: Amount,
+    },
+    Sequential {
+        amount: Amount,
+    },
+    MixedSequential {
+        amount: Amount,
+    },
+    Dmt {
+        k: Amount,
+    },
+    Ratio {
+        specialized: Amount,
+        general: Amount,
+    },
 }
 
 impl Strategy {
@@ -118,24 +132,28 @@ impl Strategy {
             Strategy::Single { source, amount } => format!("single ({source} at {amount})"),
             Strategy::Mixed { amount }
             | Strategy::Sequential { amount }
-            | Strategy::MixedSequential { amount } => format!("{} (each source at {amount})", self.kind()),
+            | Strategy::MixedSequential { amount } => {
+                format!("{} (each source at {amount})", self.kind())
+            }
             Strategy::Dmt { k } => format!("dmt (k = {k})"),
-            Strategy::Ratio { specialized, general } => {
+            Strategy::Ratio {
+                specialized,
+                general,
+            } => {
                 format!("ratio (math and code at {specialized}, general at {general})")
             }
         }
     }
 
     /// Expand to stages over the recipe's `sources`; an error names a missing source.
-    pub fn stages<'a>(
-        &self,
-        sources: impl IntoIterator<Item = &'a String> + Clone,
-        epochs: u32,
-    ) -> Result<Vec<Stage>, String> {
-        let known: Vec<&String> = sources.clone().into_iter().collect();
+    pub fn stages(&self, sources: &[&String], epochs: u32) -> Result<Vec<Stage>, String> {
+        let known = sources;
         let need = |names: &[&str]| -> Result<(), String> {
-            let missing: Vec<&str> =
-                names.iter().copied().filter(|n| !known.iter().any(|k| k.as_str() == *n)).collect();
+            let missing: Vec<&str> = names
+                .iter()
+                .copied()
+                .filter(|n| !known.iter().any(|k| k.as_str() == *n))
+                .collect();
             if missing.is_empty() {
                 Ok(())
             } else {
@@ -167,7 +185,8 @@ impl Strategy {
                 if known.is_empty() {
                     return Err("kind = \"mixed\" needs at least one source".into());
                 }
-                let mix: Vec<(&str, Amount)> = known.iter().map(|s| (s.as_str(), *amount)).collect();
+                let mix: Vec<(&str, Amount)> =
+                    known.iter().map(|s| (s.as_str(), *amount)).collect();
                 vec![stage("mixed", &mix)]
             }
             Strategy::Sequential { amount } => {
@@ -188,13 +207,29 @@ impl Strategy {
             Strategy::Dmt { k } => {
                 need(&["math", "code", "general"])?;
                 vec![
-                    stage("specialized", &[("math", Amount::ALL), ("code", Amount::ALL)]),
-                    stage("general-replay", &[("general", Amount::ALL), ("math", *k), ("code", *k)]),
+                    stage(
+                        "specialized",
+                        &[("math", Amount::ALL), ("code", Amount::ALL)],
+                    ),
+                    stage(
+                        "general-replay",
+                        &[("general", Amount::ALL), ("math", *k), ("code", *k)],
+                    ),
                 ]
             }
-            Strategy::Ratio { specialized, general } => {
+            Strategy::Ratio {
+                specialized,
+                general,
+            } => {
                 need(&["math", "code", "general"])?;
-                vec![stage("mixed", &[("math", *specialized), ("code", *specialized), ("general", *general)])]
+                vec![stage(
+                    "mixed",
+                    &[
+                        ("math", *specialized),
+                        ("code", *specialized),
+                        ("general", *general),
+                    ],
+                )]
             }
         })
     }
@@ -204,7 +239,11 @@ fn join_or_none(names: &[&String]) -> String {
     if names.is_empty() {
         "none".into()
     } else {
-        names.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
+        names
+            .iter()
+            .map(|s| s.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 }
 
@@ -237,13 +276,27 @@ struct RawSource {
 #[derive(Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 enum RawStrategy {
-    Single { source: String, amount: Option<toml::Value> },
+    Single {
+        source: String,
+        amount: Option<toml::Value>,
+    },
     #[serde(alias = "multi_task", alias = "multitask")]
-    Mixed { amount: Option<toml::Value> },
-    Sequential { amount: Option<toml::Value> },
-    MixedSequential { amount: Option<toml::Value> },
-    Dmt { k: toml::Value },
-    Ratio { specialized: toml::Value, general: toml::Value },
+    Mixed {
+        amount: Option<toml::Value>,
+    },
+    Sequential {
+        amount: Option<toml::Value>,
+    },
+    MixedSequential {
+        amount: Option<toml::Value>,
+    },
+    Dmt {
+        k: toml::Value,
+    },
+    Ratio {
+        specialized: toml::Value,
+        general: toml::Value,
+    },
 }
 
 #[derive(Deserialize)]
@@ -259,7 +312,8 @@ struct RawStage {
 fn safe_name(s: &str) -> bool {
     !s.is_empty()
         && !s.starts_with('.')
-        && s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'+'))
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'+'))
 }
 
 impl Recipe {
@@ -272,7 +326,8 @@ impl Recipe {
     /// Validate recipe `text`; errors name `path` and the offending key.
     pub fn parse(text: &str, path: &Path) -> Result<Recipe> {
         let err = |msg: String| Error::config(path, msg);
-        let raw: RawRecipe = toml::from_str(text).map_err(|e| err(format!("invalid recipe: {e}")))?;
+        let raw: RawRecipe =
+            toml::from_str(text).map_err(|e| err(format!("invalid recipe: {e}")))?;
         let holdout = raw.holdout.unwrap_or(DEFAULT_HOLDOUT);
         let epochs = raw.epochs.unwrap_or(DEFAULT_EPOCHS);
         if epochs == 0 {
@@ -285,24 +340,38 @@ impl Recipe {
         for (name, s) in raw.sources {
             let key = format!("sources.{name}");
             if !safe_name(&name) {
-                return Err(err(format!("{key}: a source name may use only letters, digits, '-', '_', '.', '+'")));
+                return Err(err(format!(
+                    "{key}: a source name may use only letters, digits, '-', '_', '.', '+'"
+                )));
             }
             if s.path.as_os_str().is_empty() || s.path.is_absolute() {
-                return Err(err(format!("{key}.path: must be a path relative to --data-dir")));
+                return Err(err(format!(
+                    "{key}.path: must be a path relative to --data-dir"
+                )));
             }
             let format = match &s.format {
                 None => None,
-                Some(f) => Some(Format::from_name(f).map_err(|e| err(format!("{key}.format: {e}")))?),
+                Some(f) => {
+                    Some(Format::from_name(f).map_err(|e| err(format!("{key}.format: {e}")))?)
+                }
             };
             let mut ablate = Vec::new();
             for c in &s.ablate {
-                let cat: Category =
-                    c.parse().map_err(|e| err(format!("{key}.ablate: {c:?}: {e} (expected \"code\" or \"math\")")))?;
+                let cat: Category = c.parse().map_err(|e| {
+                    err(format!(
+                        "{key}.ablate: {c:?}: {e} (expected \"code\" or \"math\")"
+                    ))
+                })?;
                 if !ablate.contains(&cat) {
                     ablate.push(cat);
                 }
             }
-            let spec = SourceSpec { path: s.path, format, holdout: s.holdout.unwrap_or(holdout), ablate };
+            let spec = SourceSpec {
+                path: s.path,
+                format,
+                holdout: s.holdout.unwrap_or(holdout),
+                ablate,
+            };
             sources.insert(name, spec);
         }
         let amount = |key: &str, v: Option<&toml::Value>| -> Result<Amount> {
@@ -314,18 +383,26 @@ impl Recipe {
         let strategy = match &raw.strategy {
             None => None,
             Some(s) => Some(match s {
-                RawStrategy::Single { source, amount: a } => {
-                    Strategy::Single { source: source.clone(), amount: amount("strategy.amount", a.as_ref())? }
-                }
-                RawStrategy::Mixed { amount: a } => Strategy::Mixed { amount: amount("strategy.amount", a.as_ref())? },
-                RawStrategy::Sequential { amount: a } => {
-                    Strategy::Sequential { amount: amount("strategy.amount", a.as_ref())? }
-                }
-                RawStrategy::MixedSequential { amount: a } => {
-                    Strategy::MixedSequential { amount: amount("strategy.amount", a.as_ref())? }
-                }
-                RawStrategy::Dmt { k } => Strategy::Dmt { k: amount("strategy.k", Some(k))? },
-                RawStrategy::Ratio { specialized, general } => Strategy::Ratio {
+                RawStrategy::Single { source, amount: a } => Strategy::Single {
+                    source: source.clone(),
+                    amount: amount("strategy.amount", a.as_ref())?,
+                },
+                RawStrategy::Mixed { amount: a } => Strategy::Mixed {
+                    amount: amount("strategy.amount", a.as_ref())?,
+                },
+                RawStrategy::Sequential { amount: a } => Strategy::Sequential {
+                    amount: amount("strategy.amount", a.as_ref())?,
+                },
+                RawStrategy::MixedSequential { amount: a } => Strategy::MixedSequential {
+                    amount: amount("strategy.amount", a.as_ref())?,
+                },
+                RawStrategy::Dmt { k } => Strategy::Dmt {
+                    k: amount("strategy.k", Some(k))?,
+                },
+                RawStrategy::Ratio {
+                    specialized,
+                    general,
+                } => Strategy::Ratio {
                     specialized: amount("strategy.specialized", Some(specialized))?,
                     general: amount("strategy.general", Some(general))?,
                 },
@@ -336,12 +413,18 @@ impl Recipe {
                 return Err(err("strategy and stages: give either a [strategy] shortcut or [[stages]], not both".into()));
             }
             (None, None) => {
-                return Err(err("stages: no stages; add [[stages]] entries or a [strategy] shortcut".into()));
+                return Err(err(
+                    "stages: no stages; add [[stages]] entries or a [strategy] shortcut".into(),
+                ));
             }
             (None, Some(raw_stages)) if raw_stages.is_empty() => {
-                return Err(err("stages: no stages; add [[stages]] entries or a [strategy] shortcut".into()));
+                return Err(err(
+                    "stages: no stages; add [[stages]] entries or a [strategy] shortcut".into(),
+                ));
             }
-            (Some(s), None) => s.stages(sources.keys(), epochs).map_err(|e| err(format!("strategy: {e}")))?,
+            (Some(s), None) => s
+                .stages(&sources.keys().collect::<Vec<_>>(), epochs)
+                .map_err(|e| err(format!("strategy: {e}")))?,
             (None, Some(raw_stages)) => {
                 let mut stages = Vec::with_capacity(raw_stages.len());
                 for (i, st) in raw_stages.into_iter().enumerate() {
@@ -368,19 +451,28 @@ impl Recipe {
                         }
                         mix.insert(src.clone(), amount(&format!("{key}.mix.{src}"), Some(v))?);
                     }
-                    stages.push(Stage { name: st.name, epochs: stage_epochs, mix });
+                    stages.push(Stage {
+                        name: st.name,
+                        epochs: stage_epochs,
+                        mix,
+                    });
                 }
                 stages
             }
         };
         for (i, s) in stages.iter().enumerate() {
             if stages[..i].iter().any(|t| t.name == s.name) {
-                return Err(err(format!("stages[{i}].name: duplicate stage name {:?}", s.name)));
+                return Err(err(format!(
+                    "stages[{i}].name: duplicate stage name {:?}",
+                    s.name
+                )));
             }
         }
         let name = match raw.name {
             Some(n) if !safe_name(&n) => {
-                return Err(err("name: may use only letters, digits, '-', '_', '.', '+'".into()));
+                return Err(err(
+                    "name: may use only letters, digits, '-', '_', '.', '+'".into(),
+                ));
             }
             Some(n) => n,
             None => path
@@ -423,37 +515,82 @@ path = "sharegpt/sharegpt_v3_subset_10k.jsonl.gz"
     fn plan(r: &Recipe) -> Vec<(String, Vec<(String, String)>)> {
         r.stages
             .iter()
-            .map(|s| (s.name.clone(), s.mix.iter().map(|(k, a)| (k.clone(), a.to_string())).collect()))
+            .map(|s| {
+                (
+                    s.name.clone(),
+                    s.mix
+                        .iter()
+                        .map(|(k, a)| (k.clone(), a.to_string()))
+                        .collect(),
+                )
+            })
             .collect()
     }
 
     fn p(stages: &[(&str, &[(&str, &str)])]) -> Vec<(String, Vec<(String, String)>)> {
         stages
             .iter()
-            .map(|(n, m)| (n.to_string(), m.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect()))
+            .map(|(n, m)| {
+                (
+                    n.to_string(),
+                    m.iter()
+                        .map(|(a, b)| (a.to_string(), b.to_string()))
+                        .collect(),
+                )
+            })
             .collect()
     }
 
     #[test]
     fn strategies_expand_to_the_papers_stages() {
         let r = parse("[strategy]\nkind = \"sequential\"").unwrap();
-        assert_eq!(plan(&r), p(&[("code", &[("code", "1")]), ("math", &[("math", "1")]), ("general", &[("general", "1")])]));
+        assert_eq!(
+            plan(&r),
+            p(&[
+                ("code", &[("code", "1")]),
+                ("math", &[("math", "1")]),
+                ("general", &[("general", "1")])
+            ])
+        );
         let r = parse("[strategy]\nkind = \"mixed_sequential\"").unwrap();
-        assert_eq!(plan(&r), p(&[("code-math", &[("code", "1"), ("math", "1")]), ("general", &[("general", "1")])]));
+        assert_eq!(
+            plan(&r),
+            p(&[
+                ("code-math", &[("code", "1"), ("math", "1")]),
+                ("general", &[("general", "1")])
+            ])
+        );
         let r = parse("[strategy]\nkind = \"dmt\"\nk = \"1/256\"").unwrap();
         assert_eq!(
             plan(&r),
             p(&[
                 ("specialized", &[("code", "1"), ("math", "1")]),
-                ("general-replay", &[("code", "1/256"), ("general", "1"), ("math", "1/256")]),
+                (
+                    "general-replay",
+                    &[("code", "1/256"), ("general", "1"), ("math", "1/256")]
+                ),
             ])
         );
         let r = parse("[strategy]\nkind = \"multi_task\"\namount = \"1/4\"").unwrap();
-        assert_eq!(plan(&r), p(&[("mixed", &[("code", "1/4"), ("general", "1/4"), ("math", "1/4")])]));
-        let r = parse("[strategy]\nkind = \"single\"\nsource = \"code\"\namount = \"1/64\"").unwrap();
+        assert_eq!(
+            plan(&r),
+            p(&[(
+                "mixed",
+                &[("code", "1/4"), ("general", "1/4"), ("math", "1/4")]
+            )])
+        );
+        let r =
+            parse("[strategy]\nkind = \"single\"\nsource = \"code\"\namount = \"1/64\"").unwrap();
         assert_eq!(plan(&r), p(&[("code", &[("code", "1/64")])]));
-        let r = parse("[strategy]\nkind = \"ratio\"\nspecialized = \"1/16\"\ngeneral = \"1/64\"").unwrap();
-        assert_eq!(plan(&r), p(&[("mixed", &[("code", "1/16"), ("general", "1/64"), ("math", "1/16")])]));
+        let r = parse("[strategy]\nkind = \"ratio\"\nspecialized = \"1/16\"\ngeneral = \"1/64\"")
+            .unwrap();
+        assert_eq!(
+            plan(&r),
+            p(&[(
+                "mixed",
+                &[("code", "1/16"), ("general", "1/64"), ("math", "1/16")]
+            )])
+        );
         assert!(r.stages.iter().all(|s| s.epochs == DEFAULT_EPOCHS));
         assert_eq!(r.seed, DEFAULT_SEED);
         assert_eq!(r.name, "r");
@@ -469,7 +606,10 @@ path = "sharegpt/sharegpt_v3_subset_10k.jsonl.gz"
         .unwrap();
         assert_eq!((r.name.as_str(), r.seed), ("x", 7));
         assert_eq!(r.stages[0].mix["math"], Amount::Count(500));
-        assert_eq!(r.stages[0].mix["code"], Amount::Fraction(Fraction::parse("1/4").unwrap()));
+        assert_eq!(
+            r.stages[0].mix["code"],
+            Amount::Fraction(Fraction::parse("1/4").unwrap())
+        );
         assert_eq!((r.stages[0].epochs, r.stages[1].epochs), (2, 1));
         assert!(r.sources.values().all(|s| s.holdout == 10));
     }
@@ -480,25 +620,54 @@ path = "sharegpt/sharegpt_v3_subset_10k.jsonl.gz"
             ("[strategy]\nkind = \"dmt\"\nk = \"3/2\"", "strategy.k"),
             ("[strategy]\nkind = \"dmt\"\nk = \"1/0\"", "zero"),
             ("[strategy]\nkind = \"bogus\"", "bogus"),
-            ("[[stages]]\nname = \"a\"\nmix = { nope = \"1\" }", "mix.nope"),
-            ("[[stages]]\nname = \"a\"\nmix = { math = \"0\" }", "mix.math"),
+            (
+                "[[stages]]\nname = \"a\"\nmix = { nope = \"1\" }",
+                "mix.nope",
+            ),
+            (
+                "[[stages]]\nname = \"a\"\nmix = { math = \"0\" }",
+                "mix.math",
+            ),
             ("[[stages]]\nname = \"a\"\nmix = { math = 0 }", "mix.math"),
             ("[[stages]]\nname = \"a\"\nmix = {}", "mix"),
-            ("[[stages]]\nname = \"a\"\nmix = { math = \"1\" }\n[[stages]]\nname = \"a\"\nmix = { code = \"1\" }", "duplicate"),
+            (
+                "[[stages]]\nname = \"a\"\nmix = { math = \"1\" }\n[[stages]]\nname = \"a\"\nmix = { code = \"1\" }",
+                "duplicate",
+            ),
             ("frobnicate = 1", "frobnicate"),
             ("", "no stages"),
             ("stages = []", "no stages"),
-            ("[strategy]\nkind = \"dmt\"\nk = \"1\"\n[[stages]]\nname = \"a\"\nmix = { math = \"1\" }", "not both"),
-            ("[strategy]\nkind = \"single\"\nsource = \"poetry\"", "poetry"),
-            ("[strategy]\nkind = \"dmt\"\nk = \"1/4\"\nextra = 1", "extra"),
+            (
+                "[strategy]\nkind = \"dmt\"\nk = \"1\"\n[[stages]]\nname = \"a\"\nmix = { math = \"1\" }",
+                "not both",
+            ),
+            (
+                "[strategy]\nkind = \"single\"\nsource = \"poetry\"",
+                "poetry",
+            ),
+            (
+                "[strategy]\nkind = \"dmt\"\nk = \"1/4\"\nextra = 1",
+                "extra",
+            ),
         ];
         for (body, needle) in cases {
             let e = parse(body).expect_err(body).to_string();
             assert!(e.starts_with("r.toml: "), "{e}");
-            assert!(e.contains(needle), "{body:?}: {e:?} should mention {needle:?}");
+            assert!(
+                e.contains(needle),
+                "{body:?}: {e:?} should mention {needle:?}"
+            );
         }
-        let only_math = Recipe::parse("[sources.math]\npath = \"m.jsonl\"\n[strategy]\nkind = \"dmt\"\nk = \"1\"", Path::new("r.toml"));
-        assert!(only_math.unwrap_err().to_string().contains("missing: code, general"));
+        let only_math = Recipe::parse(
+            "[sources.math]\npath = \"m.jsonl\"\n[strategy]\nkind = \"dmt\"\nk = \"1\"",
+            Path::new("r.toml"),
+        );
+        assert!(
+            only_math
+                .unwrap_err()
+                .to_string()
+                .contains("missing: code, general")
+        );
         let none = Recipe::parse("[strategy]\nkind = \"mixed\"", Path::new("r.toml"));
         assert!(none.unwrap_err().to_string().contains("no sources"));
     }

@@ -333,7 +333,10 @@ fn write_sentence(r: &mut Rng, _: &mut World, _: Mode) -> Option<Exchange> {
         _ => format!("I think the {a1} {t} is very {a2}."),
     };
     ex(
-        format!("Write a {n}-word sentence that uses the word \"{t}\"."),
+        format!(
+            "Write {} {n}-word sentence that uses the word \"{t}\".",
+            if n == 8 { "an" } else { "a" }
+        ),
         s,
         Rule::Words {
             count: n,

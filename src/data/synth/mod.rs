@@ -445,6 +445,28 @@ fn readme(cfg: &SynthConfig, files: &[FileSummary]) -> String {
     s
 }
 
+/// Write one file of the suite atomically and describe it.
+fn write_file(
+    out: &Path,
+    path: &str,
+    role: FileRole,
+    ability: Option<Ability>,
+    format: &str,
+    records: usize,
+    bytes: Vec<u8>,
+) -> Result<FileSummary> {
+    write_atomic(&out.join(path), &bytes)?;
+    Ok(FileSummary {
+        path: path.into(),
+        role,
+        ability,
+        format: format.into(),
+        records,
+        bytes: bytes.len() as u64,
+        sha256: sha256_bytes(&bytes),
+    })
+}
+
 /// Generate the suite into `out` (created if needed), deterministically from `cfg`.
 pub fn generate(out: &Path, cfg: &SynthConfig) -> Result<SynthSummary> {
     if out.exists() && !out.is_dir() {
@@ -502,77 +524,71 @@ pub fn generate(out: &Path, cfg: &SynthConfig) -> Result<SynthSummary> {
     labels_bytes.push(b'\n');
 
     use Ability::{Code, General, Math};
-    let outputs: Vec<(&str, FileRole, Option<Ability>, &str, usize, Vec<u8>)> = vec![
-        (
+    let files = vec![
+        write_file(
+            out,
             MATH_TRAIN,
             FileRole::Train,
             Some(Math),
             "gsm8k",
             math_train.len(),
             gsm(&math_train)?,
-        ),
-        (
+        )?,
+        write_file(
+            out,
             MATH_TEST,
             FileRole::Eval,
             Some(Math),
             "gsm8k",
             math_test.len(),
             gsm(&math_test)?,
-        ),
-        (
+        )?,
+        write_file(
+            out,
             CODE_TRAIN,
             FileRole::Train,
             Some(Code),
             "code_alpaca",
             code_train.len(),
             json_list(&code_train)?,
-        ),
-        (
+        )?,
+        write_file(
+            out,
             CODE_EVAL,
             FileRole::Eval,
             Some(Code),
             "humaneval",
             humaneval.len(),
             gzip(&jsonl(&humaneval)?)?,
-        ),
-        (
+        )?,
+        write_file(
+            out,
             GENERAL_TRAIN,
             FileRole::Train,
             Some(General),
             "sharegpt",
             sharegpt.len(),
             gzip(&jsonl(&sharegpt)?)?,
-        ),
-        (
+        )?,
+        write_file(
+            out,
             GENERAL_EVAL,
             FileRole::Eval,
             Some(General),
             "general_eval",
             eval_items.len(),
             jsonl(&eval_items)?,
-        ),
-        (
+        )?,
+        write_file(
+            out,
             LABELS,
             FileRole::Labels,
             None,
             "labels",
             labels.labels.len(),
             labels_bytes,
-        ),
+        )?,
     ];
-    let mut files = Vec::new();
-    for (path, role, ability, format, records, bytes) in outputs {
-        write_atomic(&out.join(path), &bytes)?;
-        files.push(FileSummary {
-            path: path.into(),
-            role,
-            ability,
-            format: format.into(),
-            records,
-            bytes: bytes.len() as u64,
-            sha256: sha256_bytes(&bytes),
-        });
-    }
     write_atomic(&out.join("README.md"), readme(cfg, &files).as_bytes())?;
     let summary = SynthSummary {
         generator: "mixprobe data synth".into(),

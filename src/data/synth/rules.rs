@@ -146,7 +146,7 @@ impl GeneralEvalItem {
             return Some("empty id".into());
         }
         let n = self.conversations.len();
-        if n < 2 || n % 2 != 0 {
+        if n < 2 || !n.is_multiple_of(2) {
             return Some(format!(
                 "expected alternating human/gpt turns ending with gpt, got {n} turn(s)"
             ));

@@ -63,7 +63,11 @@ impl Affinities {
         }
         let total: f64 = vals.iter().sum();
         vals.iter_mut().for_each(|v| *v /= total);
-        Self { offsets, cols, vals }
+        Self {
+            offsets,
+            cols,
+            vals,
+        }
     }
 
     /// Number of examples.
@@ -99,22 +103,34 @@ impl Affinities {
         input::matrix("t-SNE map", y, 2)?;
         input::same_rows("t-SNE map and affinities", y.nrows(), self.len())?;
         if y.ncols() != 2 {
-            return Err(Error::invalid("t-SNE map", format!("expected 2 columns, got {}", y.ncols())));
+            return Err(Error::invalid(
+                "t-SNE map",
+                format!("expected 2 columns, got {}", y.ncols()),
+            ));
         }
-        let pts: Vec<[f64; 2]> = y.rows().into_iter().map(|r| [f64::from(r[0]), f64::from(r[1])]).collect();
+        let pts: Vec<[f64; 2]> = y
+            .rows()
+            .into_iter()
+            .map(|r| [f64::from(r[0]), f64::from(r[1])])
+            .collect();
         Ok(self.exact_kl(&pts))
     }
 
     /// Exact KL divergence of the map `y` (see [`Affinities::kl_divergence`]); deterministic
     /// (per-row partial sums added in row order).
     pub(super) fn exact_kl(&self, y: &[[f64; 2]]) -> f64 {
-        let w = |a: [f64; 2], b: [f64; 2]| 1.0 / (1.0 + (a[0] - b[0]).powi(2) + (a[1] - b[1]).powi(2));
+        let w =
+            |a: [f64; 2], b: [f64; 2]| 1.0 / (1.0 + (a[0] - b[0]).powi(2) + (a[1] - b[1]).powi(2));
         let per_row: Vec<(f64, f64)> = (0..y.len())
             .into_par_iter()
             .map(|i| {
                 let z: f64 = y[i + 1..].iter().map(|&b| w(y[i], b)).sum();
                 let (cols, vals) = self.entries(i);
-                let pl: f64 = cols.iter().zip(vals).map(|(&j, &p)| p * (p / w(y[i], y[j])).ln()).sum();
+                let pl: f64 = cols
+                    .iter()
+                    .zip(vals)
+                    .map(|(&j, &p)| p * (p / w(y[i], y[j])).ln())
+                    .sum();
                 (z, pl)
             })
             .collect();
@@ -126,7 +142,10 @@ impl Affinities {
 /// Neighbours used for `perplexity` with `n` examples, or an error naming the limits.
 pub(super) fn neighbours(perplexity: f64, n: usize) -> Result<usize> {
     if !perplexity.is_finite() || perplexity < 1.0 {
-        return Err(Error::invalid("perplexity", format!("must be a number >= 1, got {perplexity}")));
+        return Err(Error::invalid(
+            "perplexity",
+            format!("must be a number >= 1, got {perplexity}"),
+        ));
     }
     if 3.0 * perplexity > (n as f64 - 1.0) {
         return Err(Error::invalid(
@@ -163,7 +182,11 @@ fn conditional(sq: &[f64], perplexity: f64) -> Vec<f64> {
         }
         if diff > 0.0 {
             lo = beta;
-            beta = if hi.is_finite() { (beta + hi) / 2.0 } else { beta * 2.0 };
+            beta = if hi.is_finite() {
+                (beta + hi) / 2.0
+            } else {
+                beta * 2.0
+            };
         } else {
             hi = beta;
             beta = (beta + lo) / 2.0;

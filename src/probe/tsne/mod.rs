@@ -95,7 +95,10 @@ impl TsneParams {
             if v.is_finite() && v > 0.0 {
                 Ok(())
             } else {
-                Err(Error::invalid(what, format!("must be a positive number, got {v}")))
+                Err(Error::invalid(
+                    what,
+                    format!("must be a positive number, got {v}"),
+                ))
             }
         };
         if !(self.early_exaggeration.is_finite() && self.early_exaggeration >= 1.0) {
@@ -110,16 +113,25 @@ impl TsneParams {
         if let Some(s) = self.max_step_norm {
             positive("max step norm", s)?;
         }
-        for (what, m) in [("initial momentum", self.initial_momentum), ("final momentum", self.final_momentum)] {
+        for (what, m) in [
+            ("initial momentum", self.initial_momentum),
+            ("final momentum", self.final_momentum),
+        ] {
             if !(0.0..1.0).contains(&m) {
                 return Err(Error::invalid(what, format!("must be in [0, 1), got {m}")));
             }
         }
         if !(self.theta.is_finite() && self.theta >= 0.0) {
-            return Err(Error::invalid("theta", format!("must be a number >= 0, got {}", self.theta)));
+            return Err(Error::invalid(
+                "theta",
+                format!("must be a number >= 0, got {}", self.theta),
+            ));
         }
         if self.init == TsneInit::Pca && d < 2 {
-            return Err(Error::invalid("t-SNE init", "PCA initialisation needs at least 2 input columns; use random"));
+            return Err(Error::invalid(
+                "t-SNE init",
+                "PCA initialisation needs at least 2 input columns; use random",
+            ));
         }
         Ok(())
     }
@@ -150,12 +162,24 @@ pub fn tsne(x: ArrayView2<'_, f32>, params: &TsneParams) -> Result<TsneOutput> {
 
 fn run(x: ArrayView2<'_, f32>, params: &TsneParams) -> Result<TsneOutput> {
     let n = x.nrows();
+    let t0 = std::time::Instant::now();
     let k = affinity::neighbours(params.perplexity, n)?;
-    let p = Affinities::from_knn(&Points::new(x).knn(k), params.perplexity);
+    let knn = Points::new(x).knn(k);
+    eprintln!("knn {:?}", t0.elapsed());
+    let p = Affinities::from_knn(&knn, params.perplexity);
+    eprintln!("P {:?}", t0.elapsed());
     let mut y = initial_map(x, params)?;
-    let mut opt = Optimizer { update: vec![[0.0; 2]; n], gains: vec![[1.0; 2]; n] };
+    eprintln!("init {:?}", t0.elapsed());
+    let mut opt = Optimizer {
+        update: vec![[0.0; 2]; n],
+        gains: vec![[1.0; 2]; n],
+    };
     let phases = [
-        (params.early_exaggeration, params.early_exaggeration_iterations, params.initial_momentum),
+        (
+            params.early_exaggeration,
+            params.early_exaggeration_iterations,
+            params.initial_momentum,
+        ),
         (1.0, params.iterations, params.final_momentum),
     ];
     for (exaggeration, iterations, momentum) in phases {
@@ -165,9 +189,14 @@ fn run(x: ArrayView2<'_, f32>, params: &TsneParams) -> Result<TsneOutput> {
             opt.step(&mut y, &grad, lr, momentum, params.max_step_norm);
         }
     }
+    eprintln!("opt {:?}", t0.elapsed());
     let kl_divergence = p.exact_kl(&y);
+    eprintln!("kl {:?}", t0.elapsed());
     let embedding = Array2::from_shape_fn((n, 2), |(i, a)| y[i][a] as f32);
-    Ok(TsneOutput { embedding, kl_divergence })
+    Ok(TsneOutput {
+        embedding,
+        kl_divergence,
+    })
 }
 
 /// The starting map: PCA (rescaled so its first column has standard deviation 1e-4) plus
@@ -175,14 +204,20 @@ fn run(x: ArrayView2<'_, f32>, params: &TsneParams) -> Result<TsneOutput> {
 fn initial_map(x: ArrayView2<'_, f32>, params: &TsneParams) -> Result<Vec<[f64; 2]>> {
     let mut r = rng(params.seed, "tsne-init");
     match params.init {
-        TsneInit::Random => Ok((0..x.nrows()).map(|_| [INIT_STD * normal(&mut r), INIT_STD * normal(&mut r)]).collect()),
+        TsneInit::Random => Ok((0..x.nrows())
+            .map(|_| [INIT_STD * normal(&mut r), INIT_STD * normal(&mut r)])
+            .collect()),
         TsneInit::Pca => {
             let proj = pca(x, 2)?.coords;
             let col0: Vec<f64> = proj.column(0).iter().map(|&v| f64::from(v)).collect();
             let mean = col0.iter().sum::<f64>() / col0.len() as f64;
-            let std = (col0.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / col0.len() as f64).sqrt();
+            let std =
+                (col0.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / col0.len() as f64).sqrt();
             if std == 0.0 {
-                return Err(Error::invalid("t-SNE input", "all rows are identical (zero variance)"));
+                return Err(Error::invalid(
+                    "t-SNE input",
+                    "all rows are identical (zero variance)",
+                ));
             }
             let scale = INIT_STD / std;
             Ok(proj
@@ -211,7 +246,12 @@ fn normal(r: &mut Rng) -> f64 {
 fn gradient(p: &Affinities, y: &[[f64; 2]], exaggeration: f64, theta: f64) -> Vec<[f64; 2]> {
     let n = y.len();
     let tree = QuadTree::new(y, theta);
-    let rep: Vec<Repulsion> = tree.order().par_iter().with_min_len(64).map(|&i| tree.repulsion(y[i])).collect();
+    let rep: Vec<Repulsion> = tree
+        .order()
+        .par_iter()
+        .with_min_len(64)
+        .map(|&i| tree.repulsion(y[i]))
+        .collect();
     let mut repulsion = vec![Repulsion::default(); n];
     for (&i, r) in tree.order().iter().zip(rep) {
         repulsion[i] = r;
@@ -231,7 +271,10 @@ fn gradient(p: &Affinities, y: &[[f64; 2]], exaggeration: f64, theta: f64) -> Ve
                 ax += pw * dx;
                 ay += pw * dy;
             }
-            [exaggeration * ax - repulsion[i].fx / z, exaggeration * ay - repulsion[i].fy / z]
+            [
+                exaggeration * ax - repulsion[i].fx / z,
+                exaggeration * ay - repulsion[i].fy / z,
+            ]
         })
         .collect()
 }
@@ -243,12 +286,27 @@ struct Optimizer {
 }
 
 impl Optimizer {
-    fn step(&mut self, y: &mut [[f64; 2]], grad: &[[f64; 2]], lr: f64, momentum: f64, max_step: Option<f64>) {
+    fn step(
+        &mut self,
+        y: &mut [[f64; 2]],
+        grad: &[[f64; 2]],
+        lr: f64,
+        momentum: f64,
+        max_step: Option<f64>,
+    ) {
         let sign = |v: f64| (v > 0.0) as i8 - (v < 0.0) as i8;
         let mut mean = [0.0; 2];
-        for ((yi, gi), (ui, ki)) in y.iter_mut().zip(grad).zip(self.update.iter_mut().zip(self.gains.iter_mut())) {
+        for ((yi, gi), (ui, ki)) in y
+            .iter_mut()
+            .zip(grad)
+            .zip(self.update.iter_mut().zip(self.gains.iter_mut()))
+        {
             for a in 0..2 {
-                ki[a] = if sign(ui[a]) != sign(gi[a]) { ki[a] + 0.2 } else { ki[a] * 0.8 + MIN_GAIN };
+                ki[a] = if sign(ui[a]) != sign(gi[a]) {
+                    ki[a] + 0.2
+                } else {
+                    ki[a] * 0.8 + MIN_GAIN
+                };
                 ui[a] = momentum * ui[a] - lr * ki[a] * gi[a];
             }
             if let Some(m) = max_step {

@@ -54,18 +54,37 @@ impl QuadTree {
         let mut coded: Vec<(u64, usize)> = y
             .iter()
             .enumerate()
-            .map(|(i, p)| (spread(quant(p[0], min[0])) | (spread(quant(p[1], min[1])) << 1), i))
+            .map(|(i, p)| {
+                (
+                    spread(quant(p[0], min[0])) | (spread(quant(p[1], min[1])) << 1),
+                    i,
+                )
+            })
             .collect();
         coded.sort_unstable();
-        let mut tree = QuadTree { nodes: Vec::with_capacity(2 * y.len()), order: Vec::new() };
-        let inv_theta2 = if theta > 0.0 { 1.0 / (theta * theta) } else { f64::INFINITY };
+        let mut tree = QuadTree {
+            nodes: Vec::with_capacity(2 * y.len()),
+            order: Vec::new(),
+        };
+        let inv_theta2 = if theta > 0.0 {
+            1.0 / (theta * theta)
+        } else {
+            f64::INFINITY
+        };
         tree.build(y, &coded, 0, side, inv_theta2);
         tree.order = coded.into_iter().map(|c| c.1).collect();
         tree
     }
 
     /// Append the subtree over `pts` (sorted codes sharing their top `level` quadrant digits).
-    fn build(&mut self, y: &[[f64; 2]], pts: &[(u64, usize)], level: u32, side: f64, inv_theta2: f64) {
+    fn build(
+        &mut self,
+        y: &[[f64; 2]],
+        pts: &[(u64, usize)],
+        level: u32,
+        side: f64,
+        inv_theta2: f64,
+    ) {
         let idx = self.nodes.len();
         let (mut sx, mut sy) = (0.0, 0.0);
         for &(_, i) in pts {
@@ -141,10 +160,12 @@ mod tests {
     /// With θ = 0 the tree visits every point exactly: compare with the direct sums.
     #[test]
     fn exact_when_theta_is_zero() {
-        let y: Vec<[f64; 2]> = (0..200).map(|i| {
-            let t = i as f64;
-            [(t * 0.37).sin() * 3.0 + (t * 0.011), (t * 1.3).cos() * 2.0]
-        }).collect();
+        let y: Vec<[f64; 2]> = (0..200)
+            .map(|i| {
+                let t = i as f64;
+                [(t * 0.37).sin() * 3.0 + (t * 0.011), (t * 1.3).cos() * 2.0]
+            })
+            .collect();
         let tree = QuadTree::new(&y, 0.0);
         for &p in y.iter().step_by(17) {
             let r = tree.repulsion(p);
@@ -156,27 +177,43 @@ mod tests {
                 e.fx += w * w * dx;
                 e.fy += w * w * dy;
             }
-            assert!((r.sum_w - e.sum_w).abs() < 1e-9 && (r.fx - e.fx).abs() < 1e-9 && (r.fy - e.fy).abs() < 1e-9);
+            assert!(
+                (r.sum_w - e.sum_w).abs() < 1e-9
+                    && (r.fx - e.fx).abs() < 1e-9
+                    && (r.fy - e.fy).abs() < 1e-9
+            );
         }
         let mut sorted = tree.order().to_vec();
         sorted.sort_unstable();
         assert_eq!(sorted, (0..200).collect::<Vec<_>>());
     }
 
-    /// With θ = 0.5 the estimate stays within a few percent of the exact sums.
+    /// With θ = 0.5 the estimates stay within a few percent of the exact sums (forces relative
+    /// to the sum of the magnitudes of the pairwise forces, which may cancel).
     #[test]
     fn barnes_hut_is_close() {
-        let y: Vec<[f64; 2]> = (0..500).map(|i| {
-            let t = i as f64;
-            [(t * 0.37).sin() * 10.0, (t * 0.73).cos() * 10.0 + (t * 0.05).sin()]
-        }).collect();
+        let y: Vec<[f64; 2]> = (0..500)
+            .map(|i| {
+                let t = i as f64;
+                [
+                    (t * 0.37).sin() * 10.0,
+                    (t * 0.73).cos() * 10.0 + (t * 0.05).sin(),
+                ]
+            })
+            .collect();
         let exact = QuadTree::new(&y, 0.0);
         let bh = QuadTree::new(&y, 0.5);
-        for &p in y.iter().step_by(23) {
+        for &p in y.iter().step_by(7) {
             let (a, b) = (exact.repulsion(p), bh.repulsion(p));
-            assert!((a.sum_w - b.sum_w).abs() < 0.02 * a.sum_w);
-            let norm = (a.fx * a.fx + a.fy * a.fy).sqrt();
-            assert!(((a.fx - b.fx).powi(2) + (a.fy - b.fy).powi(2)).sqrt() < 0.05 * norm + 1e-9);
+            assert!((a.sum_w - b.sum_w).abs() < 0.03 * a.sum_w);
+            let scale: f64 = y
+                .iter()
+                .map(|q| {
+                    let d2 = (p[0] - q[0]).powi(2) + (p[1] - q[1]).powi(2);
+                    d2.sqrt() / (1.0 + d2).powi(2)
+                })
+                .sum();
+            assert!(((a.fx - b.fx).powi(2) + (a.fy - b.fy).powi(2)).sqrt() < 0.03 * scale);
         }
     }
 }

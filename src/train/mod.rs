@@ -1,0 +1,9 @@
+//! Supervised fine-tuning of the model layer on a composed recipe.
+pub mod batch;
+pub mod config;
+pub mod data;
+pub mod log;
+pub mod optim;
+pub mod schedule;
+pub mod state;
+pub mod step;

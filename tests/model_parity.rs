@@ -1,0 +1,289 @@
+//! Parity of the decoder with transformers (fp32 references in ../shared/fixtures): hidden states
+//! at every layer, the final norm, logits, loss and two gradients; padding invariance.
+mod common;
+
+use mixprobe::model::{
+    CpuAutodiff, CpuBackend, ForwardOptions, HiddenSelect, HostTensor, LogitsSelect, TokenBatch,
+    causal_lm_loss, load_hf_dir,
+};
+use safetensors::tensor::{Dtype, SafeTensors};
+use std::collections::HashMap;
+use std::path::Path;
+
+/// Every tensor of a reference file as (shape, f32 values); I64 tensors are converted.
+fn read_reference(path: &Path) -> HashMap<String, (Vec<usize>, Vec<f32>)> {
+    let bytes = std::fs::read(path).unwrap();
+    let st = SafeTensors::deserialize(&bytes).unwrap();
+    st.tensors()
+        .into_iter()
+        .map(|(name, v)| {
+            let data = match v.dtype() {
+                Dtype::F32 => v
+                    .data()
+                    .chunks_exact(4)
+                    .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+                    .collect(),
+                Dtype::I64 => v
+                    .data()
+                    .chunks_exact(8)
+                    .map(|c| i64::from_le_bytes(c.try_into().unwrap()) as f32)
+                    .collect(),
+                d => panic!("unexpected dtype {d:?}"),
+            };
+            (name, (v.shape().to_vec(), data))
+        })
+        .collect()
+}
+
+fn max_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len(), "length mismatch");
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
+}
+
+fn assert_close(what: &str, ours: &HostTensor, reference: &(Vec<usize>, Vec<f32>), tol: f32) {
+    assert_eq!(ours.shape, reference.0, "{what}: shape");
+    let d = max_diff(&ours.data, &reference.1);
+    assert!(d <= tol, "{what}: max abs diff {d} > {tol}");
+}
+
+fn fixture_batch(reference: &HashMap<String, (Vec<usize>, Vec<f32>)>) -> TokenBatch {
+    let (shape, ids) = &reference["input_ids"];
+    let rows: Vec<Vec<u32>> = ids
+        .chunks(shape[1])
+        .map(|r| r.iter().map(|&x| x as u32).collect())
+        .collect();
+    TokenBatch::new(&rows, 0).unwrap()
+}
+
+fn check_fixture(name: &str) {
+    let shared = match common::shared() {
+        Some(d) => d,
+        None => return,
+    };
+    let dir = shared.join("fixtures").join(name);
+    let reference = read_reference(&dir.join("reference.safetensors"));
+    let loaded = load_hf_dir::<CpuAutodiff>(&dir, &Default::default()).unwrap();
+    let model = loaded.model;
+    let layers = model.config().num_hidden_layers;
+    let batch = fixture_batch(&reference);
+    let out = model
+        .forward(&batch, &ForwardOptions::everything())
+        .unwrap();
+
+    assert_eq!(out.hidden.len(), layers + 1);
+    for i in 0..layers {
+        let ours = HostTensor::from_tensor(out.hidden(i).unwrap().clone());
+        assert_close(
+            &format!("{name} hidden.{i}"),
+            &ours,
+            &reference[&format!("hidden.{i}")],
+            1e-4,
+        );
+    }
+    let prenorm = HostTensor::from_tensor(out.hidden(layers).unwrap().clone());
+    assert_close(
+        &format!("{name} last_layer_prenorm"),
+        &prenorm,
+        &reference["last_layer_prenorm"],
+        1e-4,
+    );
+    let normed = HostTensor::from_tensor(out.final_norm.clone().unwrap());
+    assert_close(
+        &format!("{name} final_norm"),
+        &normed,
+        &reference[&format!("hidden.{layers}")],
+        1e-4,
+    );
+    let logits = out.logits.clone().unwrap();
+    assert_close(
+        &format!("{name} logits"),
+        &HostTensor::from_tensor(logits.clone()),
+        &reference["logits"],
+        1e-4,
+    );
+
+    let loss = causal_lm_loss(logits, &batch, None).unwrap();
+    let loss_value = HostTensor::from_tensor(loss.clone());
+    assert_close(
+        &format!("{name} loss"),
+        &loss_value,
+        &reference["loss"],
+        1e-4,
+    );
+
+    let grads = loss.backward();
+    let params: HashMap<_, _> = model.named_params().into_iter().collect();
+    for p in [
+        "model.layers.0.self_attn.q_proj.weight",
+        "model.norm.weight",
+    ] {
+        let g = params[p]
+            .grad_host(&grads)
+            .unwrap_or_else(|| panic!("{p} has no gradient"));
+        assert_close(
+            &format!("{name} grad {p}"),
+            &g,
+            &reference[&format!("grad.{p}")],
+            1e-4,
+        );
+    }
+}
+
+#[test]
+fn tiny_llama_matches_transformers() {
+    check_fixture("tiny-llama");
+}
+
+#[test]
+fn tiny_qwen2_matches_transformers() {
+    check_fixture("tiny-qwen2");
+}
+
+/// Three sequences of different lengths, right-padded in one batch, give the same states and
+/// logits at their real positions as three separate runs.
+#[test]
+fn padded_batch_equals_one_by_one() {
+    let shared = require_shared!();
+    for name in ["tiny-llama", "tiny-qwen2"] {
+        let dir = shared.join("fixtures").join(name);
+        let model = load_hf_dir::<CpuBackend>(&dir, &Default::default())
+            .unwrap()
+            .model;
+        let reference = read_reference(&dir.join("reference.safetensors"));
+        let ids: Vec<u32> = reference["input_ids"].1.iter().map(|&x| x as u32).collect();
+        let seqs = vec![ids[..11].to_vec(), ids[11..18].to_vec(), ids[3..7].to_vec()];
+        let batch = TokenBatch::new(&seqs, 7).unwrap();
+        let out = model
+            .forward(&batch, &ForwardOptions::everything())
+            .unwrap();
+        let t = batch.seq_len();
+        let mut compared = 0;
+        for (r, seq) in seqs.iter().enumerate() {
+            let single = model
+                .forward(
+                    &TokenBatch::new(&[seq.clone()], 0).unwrap(),
+                    &ForwardOptions::everything(),
+                )
+                .unwrap();
+            let pairs = out
+                .hidden
+                .iter()
+                .zip(&single.hidden)
+                .map(|((_, a), (_, b))| (a.clone(), b.clone()))
+                .chain([(
+                    out.final_norm.clone().unwrap(),
+                    single.final_norm.clone().unwrap(),
+                )])
+                .chain([(out.logits.clone().unwrap(), single.logits.clone().unwrap())]);
+            for (batched, alone) in pairs {
+                let width = batched.dims()[2];
+                let row = HostTensor::from_tensor(batched.narrow(0, r, 1)).data;
+                let alone = HostTensor::from_tensor(alone).data;
+                let real = &row[..seq.len() * width];
+                assert_eq!(row.len(), t * width);
+                let d = max_diff(real, &alone);
+                assert!(d <= 1e-5, "{name} row {r}: max abs diff {d}");
+                compared += 1;
+            }
+        }
+        assert_eq!(compared, 3 * 6);
+
+        // Last-position logits pick each row's last real token.
+        let opts = ForwardOptions {
+            logits: LogitsSelect::Last,
+            ..Default::default()
+        };
+        let last = HostTensor::from_tensor(model.forward(&batch, &opts).unwrap().logits.unwrap());
+        assert_eq!(last.shape, vec![3, 1, 320]);
+        let all = HostTensor::from_tensor(out.logits.clone().unwrap());
+        for (r, seq) in seqs.iter().enumerate() {
+            let start = (r * t + seq.len() - 1) * 320;
+            let d = max_diff(
+                &last.data[r * 320..(r + 1) * 320],
+                &all.data[start..start + 320],
+            );
+            assert!(d <= 1e-5, "{name} last logits row {r}: {d}");
+        }
+    }
+}
+
+/// Selecting some hidden states returns exactly those, equal to the full run's.
+#[test]
+fn selected_hidden_states_match_full_run() {
+    let shared = require_shared!();
+    let dir = shared.join("fixtures/tiny-llama");
+    let model = load_hf_dir::<CpuBackend>(&dir, &Default::default())
+        .unwrap()
+        .model;
+    let batch = TokenBatch::new(&[vec![5, 9, 2, 77, 31]], 0).unwrap();
+    let full = model
+        .forward(&batch, &ForwardOptions::everything())
+        .unwrap();
+    let opts = ForwardOptions {
+        hidden: HiddenSelect::Layers(vec![1, 2]),
+        ..Default::default()
+    };
+    let some = model.forward(&batch, &opts).unwrap();
+    assert_eq!(
+        some.hidden.iter().map(|(i, _)| *i).collect::<Vec<_>>(),
+        vec![1, 2]
+    );
+    assert!(some.logits.is_none() && some.final_norm.is_none());
+    for (i, t) in &some.hidden {
+        let a = HostTensor::from_tensor(t.clone());
+        let b = HostTensor::from_tensor(full.hidden(*i).unwrap().clone());
+        assert_eq!(a, b, "hidden.{i}");
+    }
+    let bad = ForwardOptions {
+        hidden: HiddenSelect::Layers(vec![4]),
+        ..Default::default()
+    };
+    let err = model.forward(&batch, &bad).unwrap_err().to_string();
+    assert!(err.contains("hidden layer") && err.contains('4'), "{err}");
+    let err = model
+        .forward(
+            &TokenBatch::new(&[vec![320]], 0).unwrap(),
+            &ForwardOptions::logits(),
+        )
+        .unwrap_err();
+    assert!(err.to_string().contains("320"), "{err}");
+}
+
+/// A target mask restricts the loss to the marked tokens: equal to a hand-computed mean of the
+/// per-token cross-entropies taken from the logits.
+#[test]
+fn target_mask_selects_loss_tokens() {
+    let shared = require_shared!();
+    let dir = shared.join("fixtures/tiny-llama");
+    let model = load_hf_dir::<CpuBackend>(&dir, &Default::default())
+        .unwrap()
+        .model;
+    let seqs = vec![vec![5, 9, 2, 77, 31], vec![8, 1, 4]];
+    let batch = TokenBatch::new(&seqs, 0).unwrap();
+    let logits = model
+        .forward(&batch, &ForwardOptions::logits())
+        .unwrap()
+        .logits
+        .unwrap();
+    let host = HostTensor::from_tensor(logits.clone());
+    // Targets: tokens 3 and 4 of row 0, token 2 of row 1 (token 3, 4 of row 1 are padding).
+    let mask = [
+        false, false, false, true, true, false, false, true, true, true,
+    ];
+    let loss =
+        HostTensor::from_tensor(causal_lm_loss(logits, &batch, Some(&mask)).unwrap()).data[0];
+    let ce = |row: usize, pos: usize, target: u32| -> f64 {
+        let l = &host.data[(row * 5 + pos) * 320..(row * 5 + pos + 1) * 320];
+        let m = l.iter().copied().fold(f32::MIN, f32::max) as f64;
+        let lse = m + l.iter().map(|&x| (x as f64 - m).exp()).sum::<f64>().ln();
+        lse - l[target as usize] as f64
+    };
+    let expected = (ce(0, 2, 77) + ce(0, 3, 31) + ce(1, 1, 4)) / 3.0;
+    assert!(
+        (loss as f64 - expected).abs() < 1e-5,
+        "{loss} vs {expected}"
+    );
+}
