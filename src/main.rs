@@ -37,6 +37,8 @@ enum Command {
     /// Inspect, import and run LLaMA-family models.
     #[command(subcommand)]
     Model(cli::ModelCmd),
+    /// Supervised fine-tuning of a composed recipe, every stage in order, with checkpoints.
+    Train(cli::train::Args),
     /// Score externally generated completions (HumanEval in the sandbox, GSM8K answers).
     #[command(subcommand)]
     Score(cli::score::ScoreCmd),
@@ -52,6 +54,7 @@ fn main() -> ExitCode {
         Command::Compose(args) => cli::compose::run(args),
         Command::Export(args) => cli::export::run(args),
         Command::Model(cmd) => cli::run_model(cmd),
+        Command::Train(args) => cli::train::run(args),
         Command::Score(cmd) => cli::score::run(cmd),
         Command::Demo(args) => cli::demo::run(args),
     };

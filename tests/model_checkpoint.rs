@@ -60,6 +60,8 @@ fn load_save_load_is_bit_exact() {
         let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
         let first = load_hf_dir::<CpuBackend>(&src, &Default::default()).unwrap();
         assert_eq!(first.source_dtype, "F32");
+        let eos: &[u32] = if name == "tiny-llama" { &[2] } else { &[] };
+        assert_eq!(first.eos_token_ids, eos, "{name}");
         save_hf_dir(&first.model, &a, None).unwrap();
         let second = load_hf_dir::<CpuBackend>(&a, &Default::default()).unwrap();
         save_hf_dir(&second.model, &b, None).unwrap();
@@ -352,4 +354,22 @@ fn preset_init_is_seeded_and_round_trips() {
         .model;
     assert_eq!(loaded.config().num_params(), config.num_params());
     assert_eq!(host(&loaded), host(&a));
+}
+
+/// End-of-sequence ids come from config.json and generation_config.json together.
+#[test]
+fn eos_ids_merge_config_and_generation_config() {
+    let shared = require_shared!();
+    let src = shared.join("fixtures/tiny-llama");
+    let dir = checkpoint_dir(&src, &raw_tensors(&src.join("model.safetensors")));
+    let gen_config = dir.path().join("generation_config.json");
+    std::fs::write(&gen_config, r#"{"eos_token_id": [7, 2]}"#).unwrap();
+    let loaded = load_hf_dir::<CpuBackend>(dir.path(), &Default::default()).unwrap();
+    assert_eq!(loaded.eos_token_ids, vec![2, 7]);
+    std::fs::write(&gen_config, r#"{"eos_token_id": "</s>"}"#).unwrap();
+    let e = load_err(dir.path());
+    assert!(
+        e.contains("generation_config.json") && e.contains("eos_token_id"),
+        "{e}"
+    );
 }

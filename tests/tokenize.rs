@@ -211,6 +211,13 @@ fn mask_on_real_sharegpt_conversations() {
         for ex in multi.clone() {
             check_mask(&tok, ex);
         }
+        // The batched (parallel) path gives exactly the per-example result.
+        let some = &l.examples[..40];
+        let many = tok.encode_many(some).unwrap();
+        assert_eq!(many.len(), some.len());
+        for (ex, t) in some.iter().zip(&many) {
+            assert_eq!(t, &tok.encode_example(ex).unwrap(), "{}", ex.id);
+        }
     }
 }
 

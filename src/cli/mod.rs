@@ -12,6 +12,7 @@ pub mod model;
 pub mod stats;
 pub mod synth;
 pub mod tokenizer;
+pub mod train;
 
 /// An error the binary reports as the user's (exit code 2) without a library error behind it,
 /// e.g. a flag combination clap cannot express.

@@ -114,12 +114,13 @@ pub fn file_stats(
         },
         max: turn_counts.iter().copied().max().unwrap_or(0),
     };
-    let (template, length_unit, mut lengths) = match tokenizer {
+    let (template, length_unit, mut lengths): (_, _, Vec<usize>) = match tokenizer {
         Some(tok) => {
-            let lens = examples
+            let lens = tok
+                .encode_many(examples)?
                 .iter()
-                .map(|e| tok.encode_example(e).map(|t| t.input_ids.len()))
-                .collect::<Result<Vec<_>>>()?;
+                .map(|t| t.input_ids.len())
+                .collect();
             (tok.template(), LengthUnit::Tokens, lens)
         }
         None => {

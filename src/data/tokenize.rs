@@ -100,8 +100,13 @@ impl ChatTokenizer {
         ChatTokenizer::new(tokenizer, template)
     }
 
-    /// Wrap a tokenizer; detects whether its post-processor adds a BOS token.
-    pub fn new(tokenizer: Tokenizer, template: ChatTemplate) -> Result<ChatTokenizer> {
+    /// Wrap a tokenizer; detects whether its post-processor adds a BOS token. Truncation and
+    /// padding configured in the tokenizer are turned off (truncation is ours, and counted).
+    pub fn new(mut tokenizer: Tokenizer, template: ChatTemplate) -> Result<ChatTokenizer> {
+        tokenizer
+            .with_truncation(None)
+            .map_err(|e| Error::Tokenizer(format!("disabling truncation: {e}")))?
+            .with_padding(None);
         let probe = "a";
         let plain = encode_err(tokenizer.encode(probe, false))?;
         let with = encode_err(tokenizer.encode(probe, true))?;
@@ -144,7 +149,7 @@ impl ChatTokenizer {
 
     /// Encode text as is (added tokens recognized, no post-processor tokens).
     pub fn encode_text(&self, text: &str) -> Result<Vec<u32>> {
-        Ok(encode_err(self.tokenizer.encode(text, false))?
+        Ok(encode_err(self.tokenizer.encode_fast(text, false))?
             .get_ids()
             .to_vec())
     }
@@ -177,6 +182,40 @@ impl ChatTokenizer {
         self.encode_segments(&example.id, &self.template.render(&example.turns))
     }
 
+    /// Tokenize many examples (no truncation), the same as [`ChatTokenizer::encode_example`] on
+    /// each, encoding the segments of a chunk of examples in parallel (the tokenizer's thread
+    /// pool; `TOKENIZERS_PARALLELISM=false` turns it off).
+    pub fn encode_many(&self, examples: &[Example]) -> Result<Vec<Tokenized>> {
+        const CHUNK: usize = 512;
+        let mut out = Vec::with_capacity(examples.len());
+        for chunk in examples.chunks(CHUNK) {
+            let rendered: Vec<Vec<Segment>> = chunk
+                .iter()
+                .map(|e| self.template.render(&e.turns))
+                .collect();
+            let texts: Vec<&str> = rendered.iter().flatten().map(|s| s.text.as_str()).collect();
+            let mut encodings =
+                encode_err(self.tokenizer.encode_batch_fast(texts, false))?.into_iter();
+            for (ex, segments) in chunk.iter().zip(&rendered) {
+                let mut input_ids: Vec<u32> = self.bos.into_iter().collect();
+                let mut loss_mask = vec![false; input_ids.len()];
+                for seg in segments {
+                    let enc = encodings
+                        .next()
+                        .ok_or_else(|| Error::Internal("encode_batch returned too few".into()))?;
+                    loss_mask.extend(std::iter::repeat_n(seg.assistant, enc.get_ids().len()));
+                    input_ids.extend_from_slice(enc.get_ids());
+                }
+                out.push(Tokenized {
+                    id: ex.id.clone(),
+                    input_ids,
+                    loss_mask,
+                });
+            }
+        }
+        Ok(out)
+    }
+
     /// Ids of a generation prompt for `turns` (the same pieces as in training, plus the
     /// template's assistant prefix).
     pub fn encode_prompt(&self, turns: &[Turn]) -> Result<Vec<u32>> {
@@ -200,8 +239,7 @@ impl ChatTokenizer {
             ..TokenizeStats::default()
         };
         let mut out = Vec::with_capacity(examples.len());
-        for ex in examples {
-            let mut t = self.encode_example(ex)?;
+        for mut t in self.encode_many(examples)? {
             if t.assistant_tokens() == 0 {
                 stats.dropped_no_assistant += 1;
                 continue;

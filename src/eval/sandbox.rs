@@ -94,8 +94,8 @@ const ENV: [(&str, &str); 4] = [
 /// Resource limits of one program run.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Limits {
-    /// Wall-clock limit of the program (not counting interpreter start-up). The CPU-time limit is
-    /// this, rounded up, plus one second.
+    /// Wall-clock limit of the program (not counting the sandbox's set-up). The CPU-time limit is
+    /// its whole seconds plus one.
     pub timeout: Duration,
     /// Address-space limit per process (`RLIMIT_AS`).
     pub memory_bytes: u64,

@@ -22,6 +22,9 @@ pub struct LoadedModel<B: Backend> {
     pub source_dtype: String,
     /// The directory's `tokenizer.json`, if it has one.
     pub tokenizer: Option<PathBuf>,
+    /// End-of-sequence ids: `eos_token_id` of `config.json` and of `generation_config.json`
+    /// (each a number or a list), deduplicated, in that order.
+    pub eos_token_ids: Vec<u32>,
 }
 
 /// File names in a model directory.
@@ -29,6 +32,7 @@ pub const CONFIG_FILE: &str = "config.json";
 pub const WEIGHTS_FILE: &str = "model.safetensors";
 pub const INDEX_FILE: &str = "model.safetensors.index.json";
 pub const TOKENIZER_FILE: &str = "tokenizer.json";
+pub const GENERATION_CONFIG_FILE: &str = "generation_config.json";
 
 /// Load a Hugging Face model directory onto `device`.
 pub fn load_hf_dir<B: Backend>(dir: &Path, device: &B::Device) -> Result<LoadedModel<B>> {
@@ -61,10 +65,17 @@ pub fn load_hf_dir<B: Backend>(dir: &Path, device: &B::Device) -> Result<LoadedM
     store.check_leftovers(dir, &config)?;
     let source_dtype = store.dtypes.iter().cloned().collect::<Vec<_>>().join("+");
     let tok = dir.join(TOKENIZER_FILE);
+    let mut eos_token_ids = config.eos_token_ids();
+    for id in generation_eos(&dir.join(GENERATION_CONFIG_FILE))? {
+        if !eos_token_ids.contains(&id) {
+            eos_token_ids.push(id);
+        }
+    }
     Ok(LoadedModel {
         model,
         source_dtype,
         tokenizer: tok.is_file().then_some(tok),
+        eos_token_ids,
     })
 }
 
@@ -139,6 +150,24 @@ pub fn read_tensors(path: &Path) -> Result<Vec<(String, HostTensor)>> {
         .collect::<Result<_>>()?;
     out.sort_by(|a, b| a.0.cmp(&b.0));
     Ok(out)
+}
+
+/// `eos_token_id` of a `generation_config.json` (none when the file is absent).
+fn generation_eos(path: &Path) -> Result<Vec<u32>> {
+    if !path.is_file() {
+        return Ok(Vec::new());
+    }
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    let value: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| Error::file(path, format!("not valid JSON: {e}")))?;
+    let ids: Option<Vec<u64>> = match value.get("eos_token_id") {
+        None | Some(serde_json::Value::Null) => Some(Vec::new()),
+        Some(serde_json::Value::Array(a)) => a.iter().map(serde_json::Value::as_u64).collect(),
+        Some(v) => v.as_u64().map(|x| vec![x]),
+    };
+    let ids =
+        ids.ok_or_else(|| Error::file(path, "eos_token_id: expected a token id or a list of ids"))?;
+    Ok(ids.into_iter().map(|x| x as u32).collect())
 }
 
 /// The weight files of a directory: `model.safetensors`, else the shards of the index.

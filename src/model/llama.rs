@@ -393,6 +393,18 @@ fn int_tensor<B: Backend, const D: usize>(
     Tensor::from_data(TensorData::new(data, shape), device)
 }
 
+/// Row `pos[r]` of each batch row `r` of `x` (`[B, T, d]` → `[B, 1, d]`).
+fn pick_rows<B: Backend>(x: Tensor<B, 3>, pos: &[usize]) -> Tensor<B, 3> {
+    let [b, t, d] = x.dims();
+    let rows = pos
+        .iter()
+        .enumerate()
+        .map(|(r, &p)| (r * t + p) as i64)
+        .collect();
+    let idx = int_tensor::<B, 1>(rows, [b], &x.device());
+    x.reshape([b * t, d]).select(0, idx).reshape([b, 1, d])
+}
+
 /// `x / sqrt(mean(x²) + eps) * w` over the last dimension.
 fn rms_norm<B: Backend>(x: Tensor<B, 3>, weight: &Param<Tensor<B, 1>>, eps: f64) -> Tensor<B, 3> {
     let inv = x
@@ -743,18 +755,8 @@ impl<B: Backend> Llama<B> {
             return out;
         }
         let eps = self.config.rms_norm_eps;
-        let d = self.config.hidden_size;
         let top = match (&logits, final_norm) {
-            (LogitRows::Positions(pos), false) => {
-                let rows: Vec<i64> = pos
-                    .iter()
-                    .enumerate()
-                    .map(|(r, &p)| (r * t + p) as i64)
-                    .collect();
-                let idx = int_tensor::<B, 1>(rows, [b], &device);
-                let picked = x.reshape([b * t, d]).select(0, idx).reshape([b, 1, d]);
-                rms_norm(picked, &self.norm, eps)
-            }
+            (LogitRows::Positions(pos), false) => rms_norm(pick_rows(x, pos), &self.norm, eps),
             _ => rms_norm(x, &self.norm, eps),
         };
         if final_norm {
@@ -762,17 +764,8 @@ impl<B: Backend> Llama<B> {
         }
         let rows = match logits {
             LogitRows::None => return out,
-            LogitRows::All => top,
-            LogitRows::Positions(pos) if final_norm => {
-                let rows: Vec<i64> = pos
-                    .iter()
-                    .enumerate()
-                    .map(|(r, &p)| (r * t + p) as i64)
-                    .collect();
-                let idx = int_tensor::<B, 1>(rows, [b], &device);
-                top.reshape([b * t, d]).select(0, idx).reshape([b, 1, d])
-            }
-            LogitRows::Positions(_) => top,
+            LogitRows::Positions(pos) if final_norm => pick_rows(top, &pos),
+            LogitRows::All | LogitRows::Positions(_) => top,
         };
         out.logits = Some(self.lm_head(rows));
         out

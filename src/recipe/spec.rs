@@ -162,7 +162,7 @@ impl Strategy {
                     self.kind(),
                     names.join(", "),
                     missing.join(", "),
-                    join_or_none(&known)
+                    join_or_none(known)
                 ))
             }
         };
@@ -173,10 +173,10 @@ impl Strategy {
         };
         Ok(match self {
             Strategy::Single { source, amount } => {
-                if !known.iter().any(|k| *k == source) {
+                if !known.contains(&source) {
                     return Err(format!(
                         "source = {source:?} is not a declared source (declared: {})",
-                        join_or_none(&known)
+                        join_or_none(known)
                     ));
                 }
                 vec![stage(source, &[(source, *amount)])]

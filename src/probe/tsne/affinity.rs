@@ -17,8 +17,9 @@ const MAX_SEARCH: usize = 200;
 #[derive(Debug, Clone)]
 pub struct Affinities {
     offsets: Vec<usize>,
-    cols: Vec<usize>,
-    vals: Vec<f64>,
+    /// Column indices (u32 and f32 values halve the memory streamed per iteration).
+    cols: Vec<u32>,
+    vals: Vec<f32>,
 }
 
 impl Affinities {
@@ -37,11 +38,12 @@ impl Affinities {
             .into_par_iter()
             .map(|i| conditional(&knn.sq_dists[i * knn.k..(i + 1) * knn.k], perplexity))
             .collect();
-        let mut rows: Vec<Vec<(usize, f64)>> = vec![Vec::with_capacity(2 * knn.k); n];
+        let mut rows: Vec<Vec<(u32, f64)>> = vec![Vec::with_capacity(2 * knn.k); n];
         for (i, p) in cond.iter().enumerate() {
             for (&j, &v) in knn.of(i).iter().zip(p) {
-                rows[i].push((j, v));
-                rows[j].push((i, v));
+                // n <= u32::MAX is checked by `neighbours`
+                rows[i].push((j as u32, v));
+                rows[j].push((i as u32, v));
             }
         }
         let mut offsets = Vec::with_capacity(n + 1);
@@ -62,7 +64,7 @@ impl Affinities {
             offsets.push(cols.len());
         }
         let total: f64 = vals.iter().sum();
-        vals.iter_mut().for_each(|v| *v /= total);
+        let vals = vals.iter().map(|v| (v / total) as f32).collect();
         Self {
             offsets,
             cols,
@@ -86,14 +88,45 @@ impl Affinities {
     }
 
     /// Row `i`: its neighbours' indices (ascending) and their `p_ij`; None when `i >= len()`.
-    pub fn row(&self, i: usize) -> Option<(&[usize], &[f64])> {
+    pub fn row(&self, i: usize) -> Option<(&[u32], &[f32])> {
         (i < self.len()).then(|| self.entries(i))
     }
 
     /// Row `i < len()`.
-    pub(super) fn entries(&self, i: usize) -> (&[usize], &[f64]) {
+    pub(super) fn entries(&self, i: usize) -> (&[u32], &[f32]) {
         let r = self.offsets[i]..self.offsets[i + 1];
         (&self.cols[r.clone()], &self.vals[r])
+    }
+
+    /// The attraction on point `i` of the map `y`: `Σ_j p_ij (y_i - y_j) / (1 + |y_i - y_j|²)`,
+    /// summed in `LANES` independent partial sums (so the arithmetic vectorises).
+    pub(super) fn attraction(&self, y: &[[f64; 2]], i: usize) -> [f64; 2] {
+        const LANES: usize = 4;
+        let (cols, vals) = self.entries(i);
+        let [xi, yi] = y[i];
+        let (mut ax, mut ay) = ([0.0; LANES], [0.0; LANES]);
+        let (mut dx, mut dy) = ([0.0; LANES], [0.0; LANES]);
+        let (col_chunks, val_chunks) = (cols.chunks_exact(LANES), vals.chunks_exact(LANES));
+        let rest = col_chunks.remainder().iter().zip(val_chunks.remainder());
+        for (c, v) in col_chunks.zip(val_chunks) {
+            for l in 0..LANES {
+                let q = y[c[l] as usize];
+                dx[l] = xi - q[0];
+                dy[l] = yi - q[1];
+            }
+            for l in 0..LANES {
+                let pw = f64::from(v[l]) / (1.0 + dx[l] * dx[l] + dy[l] * dy[l]);
+                ax[l] += pw * dx[l];
+                ay[l] += pw * dy[l];
+            }
+        }
+        for (&j, &p) in rest {
+            let (dx, dy) = (xi - y[j as usize][0], yi - y[j as usize][1]);
+            let pw = f64::from(p) / (1.0 + dx * dx + dy * dy);
+            ax[0] += pw * dx;
+            ay[0] += pw * dy;
+        }
+        [ax.iter().sum(), ay.iter().sum()]
     }
 
     /// Exact KL(P‖Q) of a 2-D map `y` (one row per example, e.g. another tool's t-SNE output):
@@ -129,7 +162,7 @@ impl Affinities {
                 let pl: f64 = cols
                     .iter()
                     .zip(vals)
-                    .map(|(&j, &p)| p * (p / w(y[i], y[j])).ln())
+                    .map(|(&j, &p)| f64::from(p) * (f64::from(p) / w(y[i], y[j as usize])).ln())
                     .sum();
                 (z, pl)
             })
@@ -145,6 +178,12 @@ pub(super) fn neighbours(perplexity: f64, n: usize) -> Result<usize> {
         return Err(Error::invalid(
             "perplexity",
             format!("must be a number >= 1, got {perplexity}"),
+        ));
+    }
+    if u32::try_from(n).is_err() {
+        return Err(Error::invalid(
+            "t-SNE input",
+            format!("{n} examples: at most {} supported", u32::MAX),
         ));
     }
     if 3.0 * perplexity > (n as f64 - 1.0) {

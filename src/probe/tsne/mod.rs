@@ -18,7 +18,7 @@ use super::pca::pca;
 use crate::error::{Error, Result};
 use crate::util::{Rng, rng};
 use ndarray::{Array2, ArrayView2};
-use quadtree::{QuadTree, Repulsion};
+use quadtree::QuadTree;
 use rand::Rng as _;
 use rayon::prelude::*;
 
@@ -162,14 +162,9 @@ pub fn tsne(x: ArrayView2<'_, f32>, params: &TsneParams) -> Result<TsneOutput> {
 
 fn run(x: ArrayView2<'_, f32>, params: &TsneParams) -> Result<TsneOutput> {
     let n = x.nrows();
-    let t0 = std::time::Instant::now();
     let k = affinity::neighbours(params.perplexity, n)?;
-    let knn = Points::new(x).knn(k);
-    eprintln!("knn {:?}", t0.elapsed());
-    let p = Affinities::from_knn(&knn, params.perplexity);
-    eprintln!("P {:?}", t0.elapsed());
+    let p = Affinities::from_knn(&Points::new(x).knn(k), params.perplexity);
     let mut y = initial_map(x, params)?;
-    eprintln!("init {:?}", t0.elapsed());
     let mut opt = Optimizer {
         update: vec![[0.0; 2]; n],
         gains: vec![[1.0; 2]; n],
@@ -189,9 +184,7 @@ fn run(x: ArrayView2<'_, f32>, params: &TsneParams) -> Result<TsneOutput> {
             opt.step(&mut y, &grad, lr, momentum, params.max_step_norm);
         }
     }
-    eprintln!("opt {:?}", t0.elapsed());
     let kl_divergence = p.exact_kl(&y);
-    eprintln!("kl {:?}", t0.elapsed());
     let embedding = Array2::from_shape_fn((n, 2), |(i, a)| y[i][a] as f32);
     Ok(TsneOutput {
         embedding,
@@ -245,32 +238,15 @@ fn normal(r: &mut Rng) -> f64 {
 /// - Σ_j w_ij² (y_i - y_j) / Z`, repulsion by Barnes–Hut.
 fn gradient(p: &Affinities, y: &[[f64; 2]], exaggeration: f64, theta: f64) -> Vec<[f64; 2]> {
     let n = y.len();
-    let tree = QuadTree::new(y, theta);
-    let rep: Vec<Repulsion> = tree
-        .order()
-        .par_iter()
-        .with_min_len(64)
-        .map(|&i| tree.repulsion(y[i]))
-        .collect();
-    let mut repulsion = vec![Repulsion::default(); n];
-    for (&i, r) in tree.order().iter().zip(rep) {
-        repulsion[i] = r;
-    }
-    // each point's own leaf adds 1 to its sum: Z is over pairs i != j
+    let repulsion = QuadTree::new(y, theta).repulsion();
+    // each point's interaction with itself adds 1 to its sum: Z is over pairs i != j
     let z = repulsion.iter().map(|r| r.sum_w).sum::<f64>() - n as f64;
     let z = z.max(f64::MIN_POSITIVE);
     (0..n)
         .into_par_iter()
         .with_min_len(64)
         .map(|i| {
-            let (cols, vals) = p.entries(i);
-            let (mut ax, mut ay) = (0.0, 0.0);
-            for (&j, &pij) in cols.iter().zip(vals) {
-                let (dx, dy) = (y[i][0] - y[j][0], y[i][1] - y[j][1]);
-                let pw = pij / (1.0 + dx * dx + dy * dy);
-                ax += pw * dx;
-                ay += pw * dy;
-            }
+            let [ax, ay] = p.attraction(y, i);
             [
                 exaggeration * ax - repulsion[i].fx / z,
                 exaggeration * ay - repulsion[i].fy / z,
