@@ -25,8 +25,10 @@ impl fmt::Display for Location {
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// Reading or writing a file failed.
-    #[error("{}: {source}", path.display())]
-    Io { path: PathBuf, #[source] source: std::io::Error },
+    /// (The io error is shown in the message and deliberately not chained as a `source`, so
+    /// `{:#}` does not print it twice.)
+    #[error("{}: {err}", path.display())]
+    Io { path: PathBuf, err: std::io::Error },
 
     /// A whole file is unusable (empty, wrong format, truncated gzip, invalid UTF-8 …).
     #[error("{}: {message}", path.display())]
@@ -34,11 +36,20 @@ pub enum Error {
 
     /// One record of a file is malformed.
     #[error("{}: {location}: {message}", path.display())]
-    Record { path: PathBuf, location: Location, message: String },
+    Record {
+        path: PathBuf,
+        location: Location,
+        message: String,
+    },
 
     /// Several malformed records (reported together so the user can fix them in one pass).
     #[error("{}: {count} malformed record(s); first: {first}{hint}", path.display(), hint = if *skippable { " (pass --skip-invalid to skip and count them)" } else { "" })]
-    Records { path: PathBuf, count: usize, first: String, skippable: bool },
+    Records {
+        path: PathBuf,
+        count: usize,
+        first: String,
+        skippable: bool,
+    },
 
     /// A recipe / experiment / probe spec / config file is invalid.
     #[error("{}: {message}", path.display())]
@@ -69,19 +80,35 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
     pub fn io(path: impl AsRef<Path>, source: std::io::Error) -> Self {
-        Error::Io { path: path.as_ref().to_path_buf(), source }
+        Error::Io {
+            path: path.as_ref().to_path_buf(),
+            err: source,
+        }
     }
     pub fn file(path: impl AsRef<Path>, message: impl Into<String>) -> Self {
-        Error::File { path: path.as_ref().to_path_buf(), message: message.into() }
+        Error::File {
+            path: path.as_ref().to_path_buf(),
+            message: message.into(),
+        }
     }
     pub fn record(path: impl AsRef<Path>, location: Location, message: impl Into<String>) -> Self {
-        Error::Record { path: path.as_ref().to_path_buf(), location, message: message.into() }
+        Error::Record {
+            path: path.as_ref().to_path_buf(),
+            location,
+            message: message.into(),
+        }
     }
     pub fn config(path: impl AsRef<Path>, message: impl Into<String>) -> Self {
-        Error::Config { path: path.as_ref().to_path_buf(), message: message.into() }
+        Error::Config {
+            path: path.as_ref().to_path_buf(),
+            message: message.into(),
+        }
     }
     pub fn invalid(what: impl Into<String>, message: impl Into<String>) -> Self {
-        Error::Invalid { what: what.into(), message: message.into() }
+        Error::Invalid {
+            what: what.into(),
+            message: message.into(),
+        }
     }
     pub fn model(message: impl Into<String>) -> Self {
         Error::Model(message.into())

@@ -22,7 +22,12 @@ fn serve(root: PathBuf, overrides: Vec<(String, Vec<u8>)>, max_requests: usize) 
                     break;
                 }
             }
-            let path = line.split_whitespace().nth(1).unwrap_or("/").trim_start_matches('/').to_string();
+            let path = line
+                .split_whitespace()
+                .nth(1)
+                .unwrap_or("/")
+                .trim_start_matches('/')
+                .to_string();
             let body = overrides
                 .iter()
                 .find(|(p, _)| *p == path)
@@ -30,10 +35,17 @@ fn serve(root: PathBuf, overrides: Vec<(String, Vec<u8>)>, max_requests: usize) 
                 .or_else(|| std::fs::read(root.join(&path)).ok());
             let _ = match body {
                 Some(b) => {
-                    let _ = write!(stream, "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", b.len());
+                    let _ = write!(
+                        stream,
+                        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                        b.len()
+                    );
                     stream.write_all(&b)
                 }
-                None => write!(stream, "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"),
+                None => write!(
+                    stream,
+                    "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                ),
             };
         }
     });
@@ -56,15 +68,31 @@ fn fetch_verifies_pinned_checksums_from_a_local_mirror() {
             .assert()
             .success();
     }
-    for rel in ["gsm8k/train.jsonl", "gsm8k/test.jsonl", "humaneval/HumanEval.jsonl.gz", "mt_bench/question.jsonl"] {
-        assert_eq!(sha(&out.path().join(rel)), sha(&shared.join("data").join(rel)), "{rel}");
+    for rel in [
+        "gsm8k/train.jsonl",
+        "gsm8k/test.jsonl",
+        "humaneval/HumanEval.jsonl.gz",
+        "mt_bench/question.jsonl",
+    ] {
+        assert_eq!(
+            sha(&out.path().join(rel)),
+            sha(&shared.join("data").join(rel)),
+            "{rel}"
+        );
     }
     let fetched: serde_json::Value =
         serde_json::from_slice(&std::fs::read(out.path().join("FETCHED.json")).unwrap()).unwrap();
     assert_eq!(fetched["gsm8k"]["files"][0]["verified"], true);
     // A second fetch finds the files up to date (the mirror is not needed: no request is made).
     common::bin()
-        .args(["data", "fetch", "gsm8k", "--base-url", "http://127.0.0.1:9/", "--out"])
+        .args([
+            "data",
+            "fetch",
+            "gsm8k",
+            "--base-url",
+            "http://127.0.0.1:9/",
+            "--out",
+        ])
         .arg(out.path())
         .assert()
         .success()
@@ -76,7 +104,11 @@ fn corrupted_download_is_rejected_and_nothing_is_written() {
     let shared = require_shared!();
     let mut bytes = std::fs::read(shared.join("data/gsm8k/test.jsonl")).unwrap();
     bytes[100] ^= 1;
-    let base = serve(shared.join("data"), vec![("gsm8k/test.jsonl".into(), bytes)], 4);
+    let base = serve(
+        shared.join("data"),
+        vec![("gsm8k/test.jsonl".into(), bytes)],
+        4,
+    );
     let out = tempfile::tempdir().unwrap();
     common::bin()
         .args(["data", "fetch", "gsm8k", "--base-url", &base, "--out"])
@@ -122,12 +154,26 @@ fn unpinned_dataset_records_checksum_and_sharegpt_subset_is_derived() {
     let dir = tempfile::tempdir().unwrap();
     let base = serve(
         dir.path().to_path_buf(),
-        vec![("sharegpt/ShareGPT_V3_unfiltered_cleaned_split.json".into(), list.clone().into_bytes())],
+        vec![(
+            "sharegpt/ShareGPT_V3_unfiltered_cleaned_split.json".into(),
+            list.clone().into_bytes(),
+        )],
         2,
     );
     let out = tempfile::tempdir().unwrap();
     common::bin()
-        .args(["data", "fetch", "sharegpt", "--subset-size", "10", "--seed", "3", "--base-url", &base, "--out"])
+        .args([
+            "data",
+            "fetch",
+            "sharegpt",
+            "--subset-size",
+            "10",
+            "--seed",
+            "3",
+            "--base-url",
+            &base,
+            "--out",
+        ])
         .arg(out.path())
         .assert()
         .success()
@@ -139,7 +185,12 @@ fn unpinned_dataset_records_checksum_and_sharegpt_subset_is_derived() {
     std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(&gz[..]), &mut text).unwrap();
     let ids: Vec<String> = text
         .lines()
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["id"].as_str().unwrap().to_string())
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["id"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
         .collect();
     assert_eq!(ids.len(), 10);
     // Written in file order, no ineligible (gpt-only) record, no duplicates.
@@ -149,5 +200,8 @@ fn unpinned_dataset_records_checksum_and_sharegpt_subset_is_derived() {
     let fetched: serde_json::Value =
         serde_json::from_slice(&std::fs::read(out.path().join("FETCHED.json")).unwrap()).unwrap();
     assert_eq!(fetched["sharegpt"]["files"][0]["verified"], false);
-    assert_eq!(fetched["sharegpt"]["files"][0]["sha256"], mixprobe::util::sha256_bytes(list.as_bytes()));
+    assert_eq!(
+        fetched["sharegpt"]["files"][0]["sha256"],
+        mixprobe::util::sha256_bytes(list.as_bytes())
+    );
 }

@@ -164,7 +164,7 @@ fn padded_batch_equals_one_by_one() {
         for (r, seq) in seqs.iter().enumerate() {
             let single = model
                 .forward(
-                    &TokenBatch::new(&[seq.clone()], 0).unwrap(),
+                    &TokenBatch::new(std::slice::from_ref(seq), 0).unwrap(),
                     &ForwardOptions::everything(),
                 )
                 .unwrap();

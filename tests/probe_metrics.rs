@@ -245,7 +245,7 @@ fn bad_inputs_are_errors() {
         assert!(e.contains(needle), "{e:?} should mention {needle:?}");
     };
     invalid(silhouette(x.view(), &labels[..5]), "one label per example");
-    invalid(silhouette(x.view(), &vec![0; 20]), "distinct labels");
+    invalid(silhouette(x.view(), &[0; 20]), "distinct labels");
     invalid(
         davies_bouldin(x.view(), &(0..20).collect::<Vec<_>>()),
         "distinct labels",

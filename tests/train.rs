@@ -35,9 +35,9 @@ fn hparams() -> TrainConfig {
         lr: 4e-3,
         epochs: Some(1),
         batch_size: 8,
-        max_len: 96,
+        max_len: 128,
         checkpoint_every: 0,
-        eval_limit: Some(24),
+        eval_limit: Some(16),
         ..TrainConfig::tiny()
     }
 }
@@ -108,7 +108,7 @@ fn every_strategy_trains_writes_checkpoints_and_lowers_the_loss() {
     for (name, strategy, stage_names) in strategies {
         let recipe = write_recipe(tmp.path(), name, strategy);
         let out = tmp.path().join(name);
-        let s = train(&spec(&shared, recipe, out.clone(), hparams(), 96), &Controls::default());
+        let s = train(&spec(&shared, recipe, out.clone(), hparams(), 112), &Controls::default());
         assert_eq!(s.outcome, Outcome::Finished, "{name}");
         let names: Vec<&str> = s.stages.iter().map(|st| st.name.as_str()).collect();
         assert_eq!(names, stage_names, "{name}");
@@ -136,7 +136,8 @@ fn every_strategy_trains_writes_checkpoints_and_lowers_the_loss() {
         let f = forgetting(&out);
         assert_eq!(f.rows.len(), s.stages.len() + 1, "{name}: initial row + one per stage");
         // Training lowers the held-out loss of the abilities it trains on.
-        assert!(f.nll(s.stages.len(), "math").unwrap() < f.nll(0, "math").unwrap() - 1.0, "{name}");
+        let (before, after) = (f.nll(0, "math").unwrap(), f.nll(s.stages.len(), "math").unwrap());
+        assert!(after < before - 0.3, "{name}: held-out math NLL {before} -> {after}");
         let run_json: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(out.join("run.json")).unwrap()).unwrap();
         assert_eq!(run_json["finished"], true);

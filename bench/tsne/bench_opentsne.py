@@ -6,8 +6,8 @@ every map (openTSNE's, scikit-learn's and, with --ours, mixprobe's) with ONE rou
 openTSNE's perplexity-30 affinities on exact nearest neighbours. Reads mixprobe's timings from
 <out>/ours.json when present and prints the ratios.
 
-Usage: python bench_opentsne.py --input X.npy [--out out/tsne-bench] [--threads 2] [--repeats 3]
-       [--ours out/tsne-bench/ours.npy] [--skip-sklearn]
+Usage: python bench_opentsne.py --input X.npy|X.safetensors [--tensor NAME] [--out out/tsne-bench]
+       [--threads 2] [--repeats 3] [--ours out/tsne-bench/ours.npy] [--skip-sklearn]
 """
 import argparse
 import json
@@ -32,6 +32,21 @@ def exact_kl(P, Y):
     return float(np.sum(P.data * np.log(P.data * z * (1.0 + d2))))
 
 
+def load(path, tensor=None):
+    if path.endswith(".safetensors"):
+        from safetensors.numpy import load_file
+
+        tensors = load_file(path)
+        if tensor is None:
+            if len(tensors) != 1:
+                raise SystemExit(f"{path} has {len(tensors)} tensors: pick one with --tensor")
+            tensor = next(iter(tensors))
+        x = tensors[tensor]
+    else:
+        x = np.load(path)
+    return np.ascontiguousarray(x, dtype=np.float32)
+
+
 def timed(fn, repeats):
     best, out = float("inf"), None
     for _ in range(repeats):
@@ -44,7 +59,8 @@ def timed(fn, repeats):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--input", required=True)
+    ap.add_argument("--input", required=True, help=".npy or .safetensors, rows = examples")
+    ap.add_argument("--tensor", help="tensor name in a .safetensors input (default: its only tensor)")
     ap.add_argument("--out", default="out/tsne-bench")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=3)
@@ -58,7 +74,7 @@ def main():
     from openTSNE.affinity import PerplexityBasedNN
     from threadpoolctl import threadpool_limits
 
-    X = np.load(a.input).astype(np.float32)
+    X = load(a.input, a.tensor)
     os.makedirs(a.out, exist_ok=True)
     print(f"input {a.input}: {X.shape[0]} x {X.shape[1]}, {a.threads} threads, min of {a.repeats}")
     rows = []  # (name, time or None, embedding, own KL estimate or None)

@@ -3,10 +3,12 @@ use mixprobe::data::fetch::{self, DATASETS, FetchOptions};
 use std::path::PathBuf;
 
 #[derive(clap::Args)]
-#[command(after_help = "Datasets: gsm8k, humaneval, mt_bench (checksums pinned, verified), codealpaca, sharegpt \
+#[command(
+    after_help = "Datasets: gsm8k, humaneval, mt_bench (checksums pinned, verified), codealpaca, sharegpt \
 (no published checksum: the sha256 is printed and recorded in OUT/FETCHED.json; pin it with --sha256). \
 For sharegpt the full V3 JSON (~673 MB) is downloaded and a seeded subset is written to \
-sharegpt/sharegpt_v3_subset_10k.jsonl.gz, the path the shipped recipes use.")]
+sharegpt/sharegpt_v3_subset_10k.jsonl.gz, the path the shipped recipes use."
+)]
 pub struct Args {
     /// Dataset to fetch: gsm8k, humaneval, mt_bench, codealpaca, sharegpt, or all.
     #[arg(required_unless_present = "list")]
@@ -39,14 +41,27 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         for d in DATASETS {
             println!("{:<11} {} [{}]", d.name, d.about, d.license);
             for f in d.files {
-                println!("    {:<45} {}", f.rel, f.sha256.map(|s| &s[..16]).unwrap_or("(unpinned)"));
+                println!(
+                    "    {:<45} {}",
+                    f.rel,
+                    f.sha256.map(|s| &s[..16]).unwrap_or("(unpinned)")
+                );
             }
         }
         return Ok(());
     }
     let name = args.name.as_deref().unwrap_or("all");
-    let sets: Vec<_> = if name == "all" { DATASETS.iter().collect() } else { vec![fetch::dataset(name)?] };
-    let opts = FetchOptions { base_url: args.base_url.clone(), force: args.force, sha256: args.sha256.clone(), progress: true };
+    let sets: Vec<_> = if name == "all" {
+        DATASETS.iter().collect()
+    } else {
+        vec![fetch::dataset(name)?]
+    };
+    let opts = FetchOptions {
+        base_url: args.base_url.clone(),
+        force: args.force,
+        sha256: args.sha256.clone(),
+        progress: true,
+    };
     for ds in sets {
         let files = fetch::fetch(ds, &args.out, &opts)?;
         for f in &files {
@@ -57,16 +72,27 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             } else {
                 "NOT verified (no pinned checksum; recorded in FETCHED.json)"
             };
-            eprintln!("{}: {} ({} bytes, sha256 {}) {how}", ds.name, args.out.join(&f.rel).display(), f.bytes, f.sha256);
+            eprintln!(
+                "{}: {} ({} bytes, sha256 {}) {how}",
+                ds.name,
+                args.out.join(&f.rel).display(),
+                f.bytes,
+                f.sha256
+            );
         }
         if ds.name == "sharegpt" {
             let full = args.out.join(ds.files[0].rel);
             let subset = fetch::sharegpt_subset_path(&args.out);
-            let (eligible, written, truncated) = fetch::sharegpt_subset(&full, &subset, args.subset_size, args.seed)?;
+            let (eligible, written, truncated) =
+                fetch::sharegpt_subset(&full, &subset, args.subset_size, args.seed)?;
             eprintln!(
                 "sharegpt: {} eligible conversations{}; wrote {written} (seed {}) to {}",
                 eligible,
-                if truncated { " (input ended mid-record: the partial last record was skipped)" } else { "" },
+                if truncated {
+                    " (input ended mid-record: the partial last record was skipped)"
+                } else {
+                    ""
+                },
                 args.seed,
                 subset.display()
             );

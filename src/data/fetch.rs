@@ -118,7 +118,10 @@ mod const_format_url {
 pub fn dataset(name: &str) -> Result<&'static Dataset> {
     DATASETS.iter().find(|d| d.name == name).ok_or_else(|| {
         let names: Vec<_> = DATASETS.iter().map(|d| d.name).collect();
-        Error::invalid("dataset", format!("unknown dataset {name:?}; known: {}, all", names.join(", ")))
+        Error::invalid(
+            "dataset",
+            format!("unknown dataset {name:?}; known: {}, all", names.join(", ")),
+        )
     })
 }
 
@@ -151,15 +154,29 @@ pub struct Fetched {
 /// Download every file of `ds` into `out`, verifying checksums; returns what was fetched.
 pub fn fetch(ds: &Dataset, out: &Path, opts: &FetchOptions) -> Result<Vec<Fetched>> {
     if opts.sha256.is_some() && ds.files.len() != 1 {
-        return Err(Error::invalid("--sha256", format!("dataset {} has {} files; --sha256 needs exactly one", ds.name, ds.files.len())));
+        return Err(Error::invalid(
+            "--sha256",
+            format!(
+                "dataset {} has {} files; --sha256 needs exactly one",
+                ds.name,
+                ds.files.len()
+            ),
+        ));
     }
     let mut done = Vec::new();
     for f in ds.files {
-        let expected = opts.sha256.as_deref().or(f.sha256).map(str::to_ascii_lowercase);
+        let expected = opts
+            .sha256
+            .as_deref()
+            .or(f.sha256)
+            .map(str::to_ascii_lowercase);
         if let Some(e) = &expected
             && (e.len() != 64 || !e.bytes().all(|b| b.is_ascii_hexdigit()))
         {
-            return Err(Error::invalid("--sha256", format!("{e:?} is not 64 hex digits")));
+            return Err(Error::invalid(
+                "--sha256",
+                format!("{e:?} is not 64 hex digits"),
+            ));
         }
         let dest = out.join(f.rel);
         if !opts.force
@@ -167,8 +184,17 @@ pub fn fetch(ds: &Dataset, out: &Path, opts: &FetchOptions) -> Result<Vec<Fetche
             && dest.is_file()
             && util::sha256_file(&dest)? == *e
         {
-            let bytes = std::fs::metadata(&dest).map_err(|err| Error::io(&dest, err))?.len();
-            done.push(Fetched { rel: f.rel.into(), url: f.url.into(), sha256: e.clone(), bytes, verified: true, up_to_date: true });
+            let bytes = std::fs::metadata(&dest)
+                .map_err(|err| Error::io(&dest, err))?
+                .len();
+            done.push(Fetched {
+                rel: f.rel.into(),
+                url: f.url.into(),
+                sha256: e.clone(),
+                bytes,
+                verified: true,
+                up_to_date: true,
+            });
             continue;
         }
         let url = match &opts.base_url {
@@ -176,20 +202,38 @@ pub fn fetch(ds: &Dataset, out: &Path, opts: &FetchOptions) -> Result<Vec<Fetche
             None => f.url.to_string(),
         };
         let (sha, bytes) = download(&url, &dest, expected.as_deref(), opts.progress)?;
-        done.push(Fetched { rel: f.rel.into(), url, sha256: sha, bytes, verified: expected.is_some(), up_to_date: false });
+        done.push(Fetched {
+            rel: f.rel.into(),
+            url,
+            sha256: sha,
+            bytes,
+            verified: expected.is_some(),
+            up_to_date: false,
+        });
     }
     record(out, ds, &done)?;
     Ok(done)
 }
 
 /// Stream `url` into a temp file beside `dest` while hashing; check the hash; rename into place.
-fn download(url: &str, dest: &Path, expected: Option<&str>, progress: bool) -> Result<(String, u64)> {
-    let fetch_err = |message: String| Error::Fetch { url: url.to_string(), message };
+fn download(
+    url: &str,
+    dest: &Path,
+    expected: Option<&str>,
+    progress: bool,
+) -> Result<(String, u64)> {
+    let fetch_err = |message: String| Error::Fetch {
+        url: url.to_string(),
+        message,
+    };
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .timeout_connect(Some(std::time::Duration::from_secs(30)))
         .build()
         .into();
-    let resp = agent.get(url).call().map_err(|e| fetch_err(e.to_string()))?;
+    let resp = agent
+        .get(url)
+        .call()
+        .map_err(|e| fetch_err(e.to_string()))?;
     let total = resp
         .headers()
         .get("content-length")
@@ -206,10 +250,16 @@ fn download(url: &str, dest: &Path, expected: Option<&str>, progress: bool) -> R
     let bar = if progress {
         let b = indicatif::ProgressBar::new(total.unwrap_or(0));
         b.set_style(
-            indicatif::ProgressStyle::with_template("{msg} {bar:30} {bytes}/{total_bytes} {bytes_per_sec} ETA {eta}")
-                .expect("static template"),
+            indicatif::ProgressStyle::with_template(
+                "{msg} {bar:30} {bytes}/{total_bytes} {bytes_per_sec} ETA {eta}",
+            )
+            .expect("static template"),
         );
-        b.set_message(dest.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default());
+        b.set_message(
+            dest.file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+        );
         b
     } else {
         indicatif::ProgressBar::hidden()
@@ -218,12 +268,15 @@ fn download(url: &str, dest: &Path, expected: Option<&str>, progress: bool) -> R
     let mut buf = vec![0u8; 1 << 16];
     let mut n_total = 0u64;
     loop {
-        let n = reader.read(&mut buf).map_err(|e| fetch_err(format!("reading body: {e}")))?;
+        let n = reader
+            .read(&mut buf)
+            .map_err(|e| fetch_err(format!("reading body: {e}")))?;
         if n == 0 {
             break;
         }
         hasher.update(&buf[..n]);
-        tmp.write_all(&buf[..n]).map_err(|e| Error::io(tmp.path(), e))?;
+        tmp.write_all(&buf[..n])
+            .map_err(|e| Error::io(tmp.path(), e))?;
         n_total += n as u64;
         bar.inc(n as u64);
     }
@@ -231,16 +284,23 @@ fn download(url: &str, dest: &Path, expected: Option<&str>, progress: bool) -> R
     if let Some(t) = total
         && t != n_total
     {
-        return Err(fetch_err(format!("expected {t} bytes (Content-Length), got {n_total}")));
+        return Err(fetch_err(format!(
+            "expected {t} bytes (Content-Length), got {n_total}"
+        )));
     }
     let sha = hex::encode(hasher.finalize());
     if let Some(e) = expected
         && sha != e
     {
-        return Err(fetch_err(format!("sha256 mismatch for {}: expected {e}, got {sha}; nothing was written", dest.display())));
+        return Err(fetch_err(format!(
+            "sha256 mismatch for {}: expected {e}, got {sha}; nothing was written",
+            dest.display()
+        )));
     }
     util::set_readable(tmp.path())?;
-    tmp.as_file().sync_all().map_err(|e| Error::io(tmp.path(), e))?;
+    tmp.as_file()
+        .sync_all()
+        .map_err(|e| Error::io(tmp.path(), e))?;
     tmp.persist(dest).map_err(|e| Error::io(dest, e.error))?;
     Ok((sha, n_total))
 }
@@ -249,7 +309,8 @@ fn download(url: &str, dest: &Path, expected: Option<&str>, progress: bool) -> R
 fn record(out: &Path, ds: &Dataset, files: &[Fetched]) -> Result<()> {
     let path = out.join("FETCHED.json");
     let mut all: serde_json::Map<String, serde_json::Value> = match std::fs::read(&path) {
-        Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| Error::file(&path, format!("not valid JSON: {e}")))?,
+        Ok(bytes) => serde_json::from_slice(&bytes)
+            .map_err(|e| Error::file(&path, format!("not valid JSON: {e}")))?,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Default::default(),
         Err(e) => return Err(Error::io(&path, e)),
     };
@@ -267,11 +328,22 @@ fn record(out: &Path, ds: &Dataset, files: &[Fetched]) -> Result<()> {
 /// gpt/assistant turn. `n` eligible records are drawn without replacement with
 /// `util::rng(seed, "sharegpt-subset")` and written in file order, unchanged. Returns
 /// (eligible, written, truncated_tail).
-pub fn sharegpt_subset(input: &Path, output: &Path, n: usize, seed: u64) -> Result<(usize, usize, bool)> {
+pub fn sharegpt_subset(
+    input: &Path,
+    output: &Path,
+    n: usize,
+    seed: u64,
+) -> Result<(usize, usize, bool)> {
     let bytes = std::fs::read(input).map_err(|e| Error::io(input, e))?;
-    let mut pos = bytes.iter().position(|b| !b.is_ascii_whitespace()).ok_or_else(|| Error::file(input, "empty file, expected a JSON list"))?;
+    let mut pos = bytes
+        .iter()
+        .position(|b| !b.is_ascii_whitespace())
+        .ok_or_else(|| Error::file(input, "empty file, expected a JSON list"))?;
     if bytes[pos] != b'[' {
-        return Err(Error::file(input, "expected a JSON list of ShareGPT conversations"));
+        return Err(Error::file(
+            input,
+            "expected a JSON list of ShareGPT conversations",
+        ));
     }
     pos += 1;
     let mut records: Vec<(usize, usize)> = Vec::new();
@@ -288,7 +360,8 @@ pub fn sharegpt_subset(input: &Path, output: &Path, n: usize, seed: u64) -> Resu
         if bytes[pos] == b']' {
             break;
         }
-        let mut stream = serde_json::Deserializer::from_slice(&bytes[pos..]).into_iter::<serde_json::Value>();
+        let mut stream =
+            serde_json::Deserializer::from_slice(&bytes[pos..]).into_iter::<serde_json::Value>();
         match stream.next() {
             Some(Ok(v)) => {
                 let end = pos + stream.byte_offset();
@@ -297,7 +370,9 @@ pub fn sharegpt_subset(input: &Path, output: &Path, n: usize, seed: u64) -> Resu
                     .map(|c| c.iter().filter_map(|t| t["from"].as_str()).collect())
                     .unwrap_or_default();
                 let human = roles.iter().any(|r| matches!(*r, "human" | "user"));
-                let gpt = roles.iter().any(|r| matches!(*r, "gpt" | "chatgpt" | "assistant"));
+                let gpt = roles
+                    .iter()
+                    .any(|r| matches!(*r, "gpt" | "chatgpt" | "assistant"));
                 if human && gpt {
                     eligible.push(records.len());
                 }
@@ -309,7 +384,11 @@ pub fn sharegpt_subset(input: &Path, output: &Path, n: usize, seed: u64) -> Resu
                 break;
             }
             Some(Err(e)) => {
-                return Err(Error::record(input, crate::error::Location::Index(records.len()), format!("invalid JSON: {e}")));
+                return Err(Error::record(
+                    input,
+                    crate::error::Location::Index(records.len()),
+                    format!("invalid JSON: {e}"),
+                ));
             }
             None => break,
         }
@@ -317,14 +396,20 @@ pub fn sharegpt_subset(input: &Path, output: &Path, n: usize, seed: u64) -> Resu
     use rand::seq::index::sample;
     let mut rng = util::rng(seed, "sharegpt-subset");
     let take = n.min(eligible.len());
-    let mut chosen: Vec<usize> = sample(&mut rng, eligible.len(), take).into_iter().map(|i| eligible[i]).collect();
+    let mut chosen: Vec<usize> = sample(&mut rng, eligible.len(), take)
+        .into_iter()
+        .map(|i| eligible[i])
+        .collect();
     chosen.sort_unstable();
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
     for i in &chosen {
         let (s, e) = records[*i];
-        let v: serde_json::Value = serde_json::from_slice(&bytes[s..e]).map_err(|err| Error::Internal(err.to_string()))?;
+        let v: serde_json::Value =
+            serde_json::from_slice(&bytes[s..e]).map_err(|err| Error::Internal(err.to_string()))?;
         let line = serde_json::to_string(&v).map_err(|err| Error::Internal(err.to_string()))?;
-        gz.write_all(line.as_bytes()).and_then(|_| gz.write_all(b"\n")).map_err(|err| Error::io(output, err))?;
+        gz.write_all(line.as_bytes())
+            .and_then(|_| gz.write_all(b"\n"))
+            .map_err(|err| Error::io(output, err))?;
     }
     let data = gz.finish().map_err(|e| Error::io(output, e))?;
     util::write_atomic(output, &data)?;

@@ -247,16 +247,16 @@ impl TensorStore<'_> {
     /// Anything left over is an error, except rotary `inv_freq` buffers (recomputed from the
     /// config) and, for tied models, an `lm_head.weight` equal to the embedding.
     fn check_leftovers(&mut self, dir: &Path, config: &LlamaConfig) -> Result<()> {
-        if config.tie_word_embeddings {
-            if let Some((path, view)) = self.tensors.remove("lm_head.weight") {
-                let data = to_f32(&view)
-                    .map_err(|m| Error::file(&path, format!("tensor lm_head.weight: {m}")))?;
-                if self.embedding.as_ref().map(|e| &e.data) != Some(&data) {
-                    return Err(Error::file(
-                        &path,
-                        "tie_word_embeddings is true but lm_head.weight differs from model.embed_tokens.weight",
-                    ));
-                }
+        if config.tie_word_embeddings
+            && let Some((path, view)) = self.tensors.remove("lm_head.weight")
+        {
+            let data = to_f32(&view)
+                .map_err(|m| Error::file(&path, format!("tensor lm_head.weight: {m}")))?;
+            if self.embedding.as_ref().map(|e| &e.data) != Some(&data) {
+                return Err(Error::file(
+                    &path,
+                    "tie_word_embeddings is true but lm_head.weight differs from model.embed_tokens.weight",
+                ));
             }
         }
         self.tensors

@@ -327,17 +327,17 @@ impl Parser<'_> {
                 }
             }
         }
-        if let Some(act) = self.get("hidden_act") {
-            if act.as_str() != Some("silu") {
-                return Err(self.unsupported("hidden_act", &format!("{act} (only \"silu\")")));
-            }
+        if let Some(act) = self.get("hidden_act")
+            && act.as_str() != Some("silu")
+        {
+            return Err(self.unsupported("hidden_act", &format!("{act} (only \"silu\")")));
         }
         self.check_rope_scaling()?;
         self.check_attention_window(arch)?;
-        if let Some(f) = self.get("partial_rotary_factor") {
-            if f.as_f64() != Some(1.0) {
-                return Err(self.unsupported("partial_rotary_factor", &format!("{f} (only 1.0)")));
-            }
+        if let Some(f) = self.get("partial_rotary_factor")
+            && f.as_f64() != Some(1.0)
+        {
+            return Err(self.unsupported("partial_rotary_factor", &format!("{f} (only 1.0)")));
         }
         if let Some(q) = self.get("quantization_config") {
             // A GGUF-sourced config records where the weights came from; the safetensors next to
@@ -447,13 +447,13 @@ impl Parser<'_> {
             let obj = p
                 .as_object()
                 .ok_or_else(|| self.err(format!("rope_parameters: expected an object, got {p}")))?;
-            if let Some(kind) = obj.get("rope_type").filter(|v| !v.is_null()) {
-                if kind.as_str() != Some("default") {
-                    return Err(self.unsupported(
-                        "rope_parameters.rope_type",
-                        &format!("{kind} (only \"default\", plain RoPE)"),
-                    ));
-                }
+            if let Some(kind) = obj.get("rope_type").filter(|v| !v.is_null())
+                && kind.as_str() != Some("default")
+            {
+                return Err(self.unsupported(
+                    "rope_parameters.rope_type",
+                    &format!("{kind} (only \"default\", plain RoPE)"),
+                ));
             }
             for key in obj.keys() {
                 if key != "rope_type" && key != "rope_theta" {

@@ -819,13 +819,13 @@ pub fn causal_lm_loss<B: Backend>(
             ),
         ));
     }
-    if let Some(m) = target_mask {
-        if m.len() != b * t {
-            return Err(Error::invalid(
-                "target mask",
-                format!("expected {} values, got {}", b * t, m.len()),
-            ));
-        }
+    if let Some(m) = target_mask
+        && m.len() != b * t
+    {
+        return Err(Error::invalid(
+            "target mask",
+            format!("expected {} values, got {}", b * t, m.len()),
+        ));
     }
     if t < 2 {
         return Err(Error::invalid("loss", "sequences need at least 2 tokens"));

@@ -221,7 +221,7 @@ impl Interactions {
 
     /// Pad to a multiple of [`LANES`] with massless entries.
     fn pad(&mut self) {
-        while self.x.len() % LANES != 0 {
+        while !self.x.len().is_multiple_of(LANES) {
             self.push(0.0, 0.0, 0.0);
         }
     }

@@ -1,0 +1,57 @@
+#!/usr/bin/env python3
+"""Side-by-side peer for tests/train_bench.rs: PyTorch training throughput on the same model shape.
+
+A ~20M-parameter LlamaForCausalLM (hidden 256, 4 layers, 4 heads, MLP 1024, vocab 32000, untied
+head), batches of 8 x 128 random tokens with labels = input_ids, torch.optim.AdamW, clip_grad_norm_
+1.0, fp32 on CPU with the given thread count. One warm-up step, then --steps timed steps. Prints one
+JSON line: {"impl", "params", "tokens_per_s", "seconds", "peak_rss_mib", ...}.
+"""
+import argparse, json, resource, time
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--steps", type=int, default=5)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--seq", type=int, default=128)
+    ap.add_argument("--attn", default="sdpa", choices=["sdpa", "eager"])
+    args = ap.parse_args()
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    cfg = LlamaConfig(
+        vocab_size=32000, hidden_size=256, intermediate_size=1024, num_hidden_layers=4,
+        num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=args.seq,
+        tie_word_embeddings=False, attn_implementation=args.attn,
+    )
+    model = LlamaForCausalLM(cfg).float().train()
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0)
+    params = sum(p.numel() for p in model.parameters())
+    times = []
+    for step in range(args.steps + 1):
+        ids = torch.randint(0, 32000, (args.batch, args.seq))
+        t0 = time.perf_counter()
+        loss = model(input_ids=ids, labels=ids).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        el = time.perf_counter() - t0
+        print(f"step {step}: loss {loss.item():.4f} {el:.3f}s", flush=True)
+        if step > 0:
+            times.append(el)
+    total = sum(times)
+    print(json.dumps({
+        "impl": f"pytorch {torch.__version__} ({args.attn} attention)",
+        "params": params, "batch": args.batch, "seq": args.seq, "steps": args.steps,
+        "threads": args.threads, "seconds": total,
+        "tokens_per_s": args.steps * args.batch * args.seq / total,
+        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }))
+
+
+if __name__ == "__main__":
+    main()
