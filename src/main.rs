@@ -67,7 +67,9 @@ fn main() -> ExitCode {
                 .find_map(|e| e.downcast_ref::<mixprobe::Error>())
                 .map(|e| e.is_user_error())
                 .unwrap_or(false)
-                || err.chain().any(|e| e.downcast_ref::<cli::UserError>().is_some());
+                || err
+                    .chain()
+                    .any(|e| e.downcast_ref::<cli::UserError>().is_some());
             ExitCode::from(if user { 2 } else { 1 })
         }
     }

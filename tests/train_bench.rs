@@ -37,11 +37,19 @@ fn peak_rss_mib() -> Option<f64> {
 #[test]
 #[ignore]
 fn train_tokens_per_second() {
-    let steps: usize = std::env::var("BENCH_STEPS").ok().and_then(|s| s.parse().ok()).unwrap_or(5);
+    let steps: usize = std::env::var("BENCH_STEPS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(5);
     let (batch, seq) = (8usize, 128usize);
     let config = bench_config();
     let mut model: Llama<CpuAutodiff> = Llama::init(&config, 0, &Default::default());
-    let mut opt = AdamW::new(AdamWConfig { beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.0 });
+    let mut opt = AdamW::new(AdamWConfig {
+        beta1: 0.9,
+        beta2: 0.999,
+        eps: 1e-8,
+        weight_decay: 0.0,
+    });
     let mut rng = mixprobe::util::rng(0, "bench");
     let mut make_batch = || {
         let samples: Vec<Sample> = (0..batch)
@@ -61,7 +69,10 @@ fn train_tokens_per_second() {
         let norm = global_grad_norm(&model, &grads);
         model = opt.step(model, grads, 1e-4, clip_scale(norm, 1.0));
         let el = t0.elapsed().as_secs_f64();
-        eprintln!("step {s}: loss {:.4} grad norm {norm:.4} {el:.3}s", stats.loss);
+        eprintln!(
+            "step {s}: loss {:.4} grad norm {norm:.4} {el:.3}s",
+            stats.loss
+        );
         if s > 0 {
             times.push(el);
         }

@@ -25,23 +25,39 @@ fn read_reference(path: &std::path::Path) -> Reference {
     let f32s = |name: &str| {
         let v = st.tensor(name).unwrap();
         assert_eq!(v.dtype(), Dtype::F32, "{name}");
-        v.data().chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect::<Vec<f32>>()
+        v.data()
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+            .collect::<Vec<f32>>()
     };
     let ids_view = st.tensor("input_ids").unwrap();
     assert_eq!(ids_view.shape(), &[3, 2, 12]);
-    let ids = ids_view.data().chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().unwrap())).collect();
+    let ids = ids_view
+        .data()
+        .chunks_exact(8)
+        .map(|c| i64::from_le_bytes(c.try_into().unwrap()))
+        .collect();
     let mask = st.tensor("target_mask").unwrap().data().to_vec();
     let finals = st
         .names()
         .into_iter()
         .filter_map(|n| n.strip_prefix("final.").map(|s| (s.to_string(), f32s(n))))
         .collect();
-    Reference { ids, mask, loss: f32s("loss"), grad_norm: f32s("grad_norm_before_clip"), finals }
+    Reference {
+        ids,
+        mask,
+        loss: f32s("loss"),
+        grad_norm: f32s("grad_norm_before_clip"),
+        finals,
+    }
 }
 
 fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len());
-    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
 }
 
 #[test]
@@ -49,7 +65,8 @@ fn three_adamw_steps_match_pytorch() {
     let shared = require_shared!();
     let dir = shared.join("fixtures/tiny-llama");
     let params: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("train_reference.json")).unwrap()).unwrap();
+        serde_json::from_str(&std::fs::read_to_string(dir.join("train_reference.json")).unwrap())
+            .unwrap();
     let r = read_reference(&dir.join("train_reference.safetensors"));
     let betas = params["betas"].as_array().unwrap();
     let config = AdamWConfig {
@@ -59,7 +76,12 @@ fn three_adamw_steps_match_pytorch() {
         weight_decay: params["weight_decay"].as_f64().unwrap(),
     };
     let clip = params["clip_norm"].as_f64().unwrap();
-    let lrs: Vec<f64> = params["lrs"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect();
+    let lrs: Vec<f64> = params["lrs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap())
+        .collect();
 
     let mut model: Llama<CpuAutodiff> = load_hf_dir(&dir, &Default::default()).unwrap().model;
     let mut opt = AdamW::new(config);
@@ -82,20 +104,33 @@ fn three_adamw_steps_match_pytorch() {
             "step {s}: loss {:.7} (torch {:.7}), grad norm {:.7} (torch {:.7})",
             stats.loss, r.loss[s], norm, r.grad_norm[s]
         );
-        assert!((stats.loss - r.loss[s] as f64).abs() < 1e-4, "step {s} loss");
-        assert!((norm - r.grad_norm[s] as f64).abs() < 1e-4, "step {s} grad norm");
+        assert!(
+            (stats.loss - r.loss[s] as f64).abs() < 1e-4,
+            "step {s} loss"
+        );
+        assert!(
+            (norm - r.grad_norm[s] as f64).abs() < 1e-4,
+            "step {s} grad norm"
+        );
         model = opt.step(model, grads, lr, clip_scale(norm, clip));
     }
     let mut worst = (String::new(), 0f32);
     for (name, p) in model.named_params() {
-        let expect = r.finals.get(&name).unwrap_or_else(|| panic!("reference lacks final.{name}"));
+        let expect = r
+            .finals
+            .get(&name)
+            .unwrap_or_else(|| panic!("reference lacks final.{name}"));
         let d = max_abs_diff(&p.to_host().data, expect);
         if d > worst.1 {
             worst = (name.clone(), d);
         }
         assert!(d < 1e-4, "{name}: max |Δ| {d}");
     }
-    assert_eq!(model.named_params().len(), r.finals.len(), "every parameter is compared");
+    assert_eq!(
+        model.named_params().len(),
+        r.finals.len(),
+        "every parameter is compared"
+    );
     eprintln!("final weights: worst max |Δ| {:.2e} ({})", worst.1, worst.0);
 }
 
@@ -104,9 +139,17 @@ fn optimizer_state_round_trips_through_the_host_exactly() {
     let shared = require_shared!();
     let dir = shared.join("fixtures/tiny-llama");
     let r = read_reference(&dir.join("train_reference.safetensors"));
-    let config = AdamWConfig { beta1: 0.9, beta2: 0.95, eps: 1e-8, weight_decay: 0.1 };
+    let config = AdamWConfig {
+        beta1: 0.9,
+        beta2: 0.95,
+        eps: 1e-8,
+        weight_decay: 0.1,
+    };
     let sample = |s: usize| Sample {
-        ids: r.ids[s * 24..s * 24 + 12].iter().map(|&x| x as u32).collect(),
+        ids: r.ids[s * 24..s * 24 + 12]
+            .iter()
+            .map(|&x| x as u32)
+            .collect(),
         mask: vec![true; 12],
         group: 0,
     };
@@ -136,6 +179,10 @@ fn optimizer_state_round_trips_through_the_host_exactly() {
         b = run_step(b, &mut opt, s);
     }
     for ((name, x), (_, y)) in a.named_params().into_iter().zip(b.named_params()) {
-        assert_eq!(x.to_host().data, y.to_host().data, "{name} differs after resuming");
+        assert_eq!(
+            x.to_host().data,
+            y.to_host().data,
+            "{name} differs after resuming"
+        );
     }
 }

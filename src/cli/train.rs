@@ -163,7 +163,14 @@ pub struct Args {
 impl Args {
     /// The hyperparameters: preset or file, then single-field overrides.
     fn hparams(&self) -> anyhow::Result<(TrainConfig, String)> {
-        let base = self.hparams.clone().unwrap_or_else(|| if self.preset.is_some() { "tiny" } else { "paper" }.into());
+        let base = self.hparams.clone().unwrap_or_else(|| {
+            if self.preset.is_some() {
+                "tiny"
+            } else {
+                "paper"
+            }
+            .into()
+        });
         let mut c = TrainConfig::from_spec(&base)?;
         let mut overrides = Vec::new();
         macro_rules! set {
@@ -174,7 +181,19 @@ impl Args {
                 }
             )*};
         }
-        set!(lr, batch_size, grad_accum, max_len, warmup_ratio, min_lr_ratio, weight_decay, beta1, beta2, eps, clip);
+        set!(
+            lr,
+            batch_size,
+            grad_accum,
+            max_len,
+            warmup_ratio,
+            min_lr_ratio,
+            weight_decay,
+            beta1,
+            beta2,
+            eps,
+            clip
+        );
         set!(checkpoint_every, log_every, bucket_steps);
         macro_rules! set_some {
             ($($field:ident),*) => {$(
@@ -190,8 +209,11 @@ impl Args {
             overrides.push("carry_optimizer");
         }
         c.validate()?;
-        let source =
-            if overrides.is_empty() { base } else { format!("{base} with --{}", overrides.join(", --").replace('_', "-")) };
+        let source = if overrides.is_empty() {
+            base
+        } else {
+            format!("{base} with --{}", overrides.join(", --").replace('_', "-"))
+        };
         Ok((c, source))
     }
 }
@@ -211,7 +233,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let start = match (&args.model, args.preset) {
         (Some(dir), _) => Start::Model(dir.clone()),
         (None, Some(p)) => Start::Preset(p),
-        (None, None) => return Err(crate::cli::UserError("pass --model DIR or --preset NAME".into()).into()),
+        (None, None) => {
+            return Err(crate::cli::UserError("pass --model DIR or --preset NAME".into()).into());
+        }
     };
     let spec = RunSpec {
         recipe: args.recipe.clone(),
@@ -241,7 +265,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         eprintln!("\ninterrupt: writing a checkpoint after the current step (Ctrl-C again to exit at once)");
     })
     .map_err(|e| anyhow::anyhow!("cannot install the Ctrl-C handler: {e}"))?;
-    let controls = Controls { stop: Some(stop.clone()), stop_after: args.stop_after, progress: !args.quiet };
+    let controls = Controls {
+        stop: Some(stop.clone()),
+        stop_after: args.stop_after,
+        progress: !args.quiet,
+    };
     let summary = match kind {
         DeviceKind::Cpu => train_run::<CpuAutodiff>(&spec, &controls, &Default::default())?,
         #[cfg(feature = "cuda")]
@@ -250,7 +278,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             train_run::<Cuda>(&spec, &controls, &Default::default())?
         }
         #[cfg(not(feature = "cuda"))]
-        DeviceKind::Cuda => unreachable!("device::resolve never picks CUDA without the `cuda` feature"),
+        DeviceKind::Cuda => {
+            unreachable!("device::resolve never picks CUDA without the `cuda` feature")
+        }
     };
     report(&args, &summary);
     match &summary.outcome {
@@ -274,7 +304,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 
 fn report(args: &Args, s: &Summary) {
     for (i, st) in s.stages.iter().enumerate() {
-        let dir = st.dir.as_ref().map(|d| d.display().to_string()).unwrap_or_else(|| "not finished".into());
+        let dir = st
+            .dir
+            .as_ref()
+            .map(|d| d.display().to_string())
+            .unwrap_or_else(|| "not finished".into());
         println!(
             "stage {} {}: {} examples, {} epoch(s), {} step(s) -> {dir}",
             i + 1,
@@ -287,17 +321,33 @@ fn report(args: &Args, s: &Summary) {
     let f = &s.forgetting;
     if !f.rows.is_empty() {
         println!("held-out NLL per token (forgetting.json):");
-        println!("  {:<20} {}", "after", f.abilities.iter().map(|a| format!("{a:>9}")).collect::<String>());
+        println!(
+            "  {:<20} {}",
+            "after",
+            f.abilities
+                .iter()
+                .map(|a| format!("{a:>9}"))
+                .collect::<String>()
+        );
         for r in &f.rows {
             let cells: String = f
                 .abilities
                 .iter()
-                .map(|a| r.nll.get(a).and_then(|v| v.as_f64()).map_or("        -".into(), |x| format!("{x:>9.4}")))
+                .map(|a| {
+                    r.nll
+                        .get(a)
+                        .and_then(|v| v.as_f64())
+                        .map_or("        -".into(), |x| format!("{x:>9.4}"))
+                })
                 .collect();
             println!("  {:<20} {cells}", format!("{} {}", r.stage, r.name));
         }
     }
     if s.outcome == Outcome::Finished {
-        println!("trained {} step(s); final model: {}", s.global_step, args.out.join("final").display());
+        println!(
+            "trained {} step(s); final model: {}",
+            s.global_step,
+            args.out.join("final").display()
+        );
     }
 }

@@ -36,7 +36,9 @@ impl FromStr for Ability {
             "math" => Ok(Ability::Math),
             "code" => Ok(Ability::Code),
             "general" => Ok(Ability::General),
-            other => Err(format!("unknown ability {other:?} (expected math, code or general)")),
+            other => Err(format!(
+                "unknown ability {other:?} (expected math, code or general)"
+            )),
         }
     }
 }
@@ -58,7 +60,10 @@ pub struct Turn {
 
 impl Turn {
     pub fn new(role: Role, content: impl Into<String>) -> Self {
-        Turn { role, content: content.into() }
+        Turn {
+            role,
+            content: content.into(),
+        }
     }
     pub fn user(content: impl Into<String>) -> Self {
         Turn::new(Role::User, content)
@@ -105,10 +110,16 @@ pub struct Example {
 impl Example {
     /// The first user turn (the "query" the paper's probes encode).
     pub fn first_user(&self) -> Option<&str> {
-        self.turns.iter().find(|t| t.role == Role::User).map(|t| t.content.as_str())
+        self.turns
+            .iter()
+            .find(|t| t.role == Role::User)
+            .map(|t| t.content.as_str())
     }
     /// Number of assistant turns.
     pub fn assistant_turns(&self) -> usize {
-        self.turns.iter().filter(|t| t.role == Role::Assistant).count()
+        self.turns
+            .iter()
+            .filter(|t| t.role == Role::Assistant)
+            .count()
     }
 }

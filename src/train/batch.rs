@@ -45,7 +45,13 @@ pub struct Geometry {
 }
 
 /// The steps of one epoch over samples of the given `lengths` (see the module docs).
-pub fn plan_epoch(lengths: &[usize], geo: Geometry, seed: u64, stage: usize, epoch: usize) -> Vec<StepPlan> {
+pub fn plan_epoch(
+    lengths: &[usize],
+    geo: Geometry,
+    seed: u64,
+    stage: usize,
+    epoch: usize,
+) -> Vec<StepPlan> {
     let mut rng = crate::util::rng(seed, &format!("train/stage-{stage}/epoch-{epoch}"));
     let order = permutation(lengths.len(), &mut rng);
     let window = geo.batch_size * geo.grad_accum * geo.bucket_steps;
@@ -53,9 +59,16 @@ pub fn plan_epoch(lengths: &[usize], geo: Geometry, seed: u64, stage: usize, epo
     for chunk in order.chunks(window.max(1)) {
         let mut sorted = chunk.to_vec();
         sorted.sort_by_key(|&i| (lengths[i], i));
-        let mut micro: Vec<Vec<usize>> = sorted.chunks(geo.batch_size).map(<[usize]>::to_vec).collect();
+        let mut micro: Vec<Vec<usize>> = sorted
+            .chunks(geo.batch_size)
+            .map(<[usize]>::to_vec)
+            .collect();
         shuffle(&mut micro, &mut rng);
-        steps.extend(micro.chunks(geo.grad_accum).map(|m| StepPlan { micro: m.to_vec() }));
+        steps.extend(
+            micro
+                .chunks(geo.grad_accum)
+                .map(|m| StepPlan { micro: m.to_vec() }),
+        );
     }
     steps
 }
@@ -105,7 +118,13 @@ impl MicroBatch {
             }
         }
         let tokens = samples.iter().map(|s| s.ids.len()).sum();
-        Ok(MicroBatch { batch, positions, targets, groups, tokens })
+        Ok(MicroBatch {
+            batch,
+            positions,
+            targets,
+            groups,
+            tokens,
+        })
     }
 }
 
@@ -116,13 +135,23 @@ mod tests {
     #[test]
     fn plan_covers_every_sample_once_and_buckets_lengths() {
         let lengths: Vec<usize> = (0..103).map(|i| (i * 37) % 91 + 2).collect();
-        let geo = Geometry { batch_size: 4, grad_accum: 2, bucket_steps: 3 };
+        let geo = Geometry {
+            batch_size: 4,
+            grad_accum: 2,
+            bucket_steps: 3,
+        };
         let plan = plan_epoch(&lengths, geo, 7, 1, 0);
         assert_eq!(plan.len(), steps_per_epoch(lengths.len(), geo));
-        let mut seen: Vec<usize> = plan.iter().flat_map(|s| s.micro.iter().flatten().copied()).collect();
+        let mut seen: Vec<usize> = plan
+            .iter()
+            .flat_map(|s| s.micro.iter().flatten().copied())
+            .collect();
         seen.sort();
         assert_eq!(seen, (0..103).collect::<Vec<_>>());
-        assert!(plan.iter().all(|s| s.micro.len() <= 2 && s.micro.iter().all(|m| m.len() <= 4)));
+        assert!(
+            plan.iter()
+                .all(|s| s.micro.len() <= 2 && s.micro.iter().all(|m| m.len() <= 4))
+        );
         // Same seed/stage/epoch → same plan; another epoch → another order.
         assert_eq!(plan, plan_epoch(&lengths, geo, 7, 1, 0));
         assert_ne!(plan, plan_epoch(&lengths, geo, 7, 1, 1));
@@ -131,17 +160,39 @@ mod tests {
             let max = micro.iter().map(|&i| lengths[i]).max().unwrap();
             micro.iter().map(|&i| max - lengths[i]).sum::<usize>()
         };
-        let bucketed: usize = plan.iter().flat_map(|s| s.micro.iter()).map(|m| pad(m)).sum();
-        let plain = Geometry { bucket_steps: 1, grad_accum: 1, ..geo };
-        let random: usize = permutation(103, &mut crate::util::rng(7, "x")).chunks(4).map(pad).sum();
-        assert!(bucketed * 3 < random, "bucketed {bucketed} vs random {random}");
+        let bucketed: usize = plan
+            .iter()
+            .flat_map(|s| s.micro.iter())
+            .map(|m| pad(m))
+            .sum();
+        let plain = Geometry {
+            bucket_steps: 1,
+            grad_accum: 1,
+            ..geo
+        };
+        let random: usize = permutation(103, &mut crate::util::rng(7, "x"))
+            .chunks(4)
+            .map(pad)
+            .sum();
+        assert!(
+            bucketed * 3 < random,
+            "bucketed {bucketed} vs random {random}"
+        );
         assert_eq!(steps_per_epoch(103, plain), 26);
     }
 
     #[test]
     fn micro_batch_targets_follow_the_mask() {
-        let a = Sample { ids: vec![5, 6, 7, 8], mask: vec![false, false, true, true], group: 0 };
-        let b = Sample { ids: vec![9, 10], mask: vec![true, true], group: 1 };
+        let a = Sample {
+            ids: vec![5, 6, 7, 8],
+            mask: vec![false, false, true, true],
+            group: 0,
+        };
+        let b = Sample {
+            ids: vec![9, 10],
+            mask: vec![true, true],
+            group: 1,
+        };
         let mb = MicroBatch::new(&[&a, &b], 0).unwrap();
         assert_eq!(mb.positions, vec![1, 2, 4]);
         assert_eq!(mb.targets, vec![7, 8, 10]);

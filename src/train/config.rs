@@ -124,7 +124,10 @@ impl TrainConfig {
             "tiny" => Ok(TrainConfig::tiny()),
             _ => Err(Error::invalid(
                 "hyperparameter preset",
-                format!("unknown preset {name:?}; expected one of: {}", PRESETS.join(", ")),
+                format!(
+                    "unknown preset {name:?}; expected one of: {}",
+                    PRESETS.join(", ")
+                ),
             )),
         }
     }
@@ -138,7 +141,10 @@ impl TrainConfig {
         if !path.is_file() {
             return Err(Error::invalid(
                 "--hparams",
-                format!("{spec:?} is neither a preset ({}) nor an existing TOML file", PRESETS.join(", ")),
+                format!(
+                    "{spec:?} is neither a preset ({}) nor an existing TOML file",
+                    PRESETS.join(", ")
+                ),
             ));
         }
         TrainConfig::from_toml_file(path)
@@ -147,15 +153,17 @@ impl TrainConfig {
     /// Read a TOML file of overrides on top of its `preset` (default `paper`); validated.
     pub fn from_toml_file(path: &Path) -> Result<TrainConfig> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-        let mut table: toml::Table =
-            toml::from_str(&text).map_err(|e| Error::config(path, format!("not valid TOML: {e}")))?;
+        let mut table: toml::Table = toml::from_str(&text)
+            .map_err(|e| Error::config(path, format!("not valid TOML: {e}")))?;
         let base = match table.remove("preset") {
             None => TrainConfig::paper(),
-            Some(toml::Value::String(name)) => {
-                TrainConfig::preset(&name).map_err(|e| Error::config(path, format!("preset: {e}")))?
-            }
+            Some(toml::Value::String(name)) => TrainConfig::preset(&name)
+                .map_err(|e| Error::config(path, format!("preset: {e}")))?,
             Some(other) => {
-                return Err(Error::config(path, format!("preset: expected a string, got {other}")));
+                return Err(Error::config(
+                    path,
+                    format!("preset: expected a string, got {other}"),
+                ));
             }
         };
         let mut merged = toml::Table::try_from(&base)
@@ -166,13 +174,16 @@ impl TrainConfig {
         let config: TrainConfig = toml::Value::Table(merged)
             .try_into()
             .map_err(|e| Error::config(path, format!("{e}")))?;
-        config.validate().map_err(|e| Error::config(path, e.to_string()))?;
+        config
+            .validate()
+            .map_err(|e| Error::config(path, e.to_string()))?;
         Ok(config)
     }
 
     /// Check every value; errors name the field and what is expected.
     pub fn validate(&self) -> Result<()> {
-        let bad = |field: &str, msg: String| Err(Error::invalid(format!("hyperparameter {field}"), msg));
+        let bad =
+            |field: &str, msg: String| Err(Error::invalid(format!("hyperparameter {field}"), msg));
         let positive = [
             ("batch_size", self.batch_size),
             ("grad_accum", self.grad_accum),
@@ -185,7 +196,13 @@ impl TrainConfig {
             }
         }
         if self.max_len < 2 {
-            return bad("max_len", format!("{} is too short: a sequence needs at least 2 tokens", self.max_len));
+            return bad(
+                "max_len",
+                format!(
+                    "{} is too short: a sequence needs at least 2 tokens",
+                    self.max_len
+                ),
+            );
         }
         if !(self.lr.is_finite() && self.lr > 0.0) {
             return bad("lr", format!("{} must be a positive number", self.lr));
@@ -197,7 +214,10 @@ impl TrainConfig {
             return bad("max_steps", "must be at least 1".into());
         }
         if self.eval_limit == Some(0) {
-            return bad("eval_limit", "must be at least 1 (omit it to evaluate every held-out example)".into());
+            return bad(
+                "eval_limit",
+                "must be at least 1 (omit it to evaluate every held-out example)".into(),
+            );
         }
         let unit = [
             ("warmup_ratio", self.warmup_ratio),
@@ -206,18 +226,31 @@ impl TrainConfig {
             ("beta2", self.beta2),
         ];
         for (field, v) in unit {
-            if !(v.is_finite() && (0.0..1.0).contains(&v)) && !(field == "min_lr_ratio" && v == 1.0) {
+            if !(v.is_finite() && (0.0..1.0).contains(&v)) && !(field == "min_lr_ratio" && v == 1.0)
+            {
                 return bad(field, format!("{v} must be in [0, 1)"));
             }
         }
         if !(self.eps.is_finite() && self.eps > 0.0) {
             return bad("eps", format!("{} must be a positive number", self.eps));
         }
-        if !(self.weight_decay.is_finite() && self.weight_decay >= 0.0 && self.lr * self.weight_decay < 1.0) {
-            return bad("weight_decay", format!("{} must be ≥ 0 with lr × weight_decay < 1", self.weight_decay));
+        if !(self.weight_decay.is_finite()
+            && self.weight_decay >= 0.0
+            && self.lr * self.weight_decay < 1.0)
+        {
+            return bad(
+                "weight_decay",
+                format!(
+                    "{} must be ≥ 0 with lr × weight_decay < 1",
+                    self.weight_decay
+                ),
+            );
         }
         if !(self.clip.is_finite() && self.clip >= 0.0) {
-            return bad("clip", format!("{} must be ≥ 0 (0 disables clipping)", self.clip));
+            return bad(
+                "clip",
+                format!("{} must be ≥ 0 (0 disables clipping)", self.clip),
+            );
         }
         Ok(())
     }
@@ -240,10 +273,20 @@ mod tests {
         let path = dir.path().join("h.toml");
         std::fs::write(&path, "preset = \"tiny\"\nlr = 1e-3\ngrad_accum = 2\n").unwrap();
         let c = TrainConfig::from_toml_file(&path).unwrap();
-        assert_eq!(c, TrainConfig { lr: 1e-3, grad_accum: 2, ..TrainConfig::tiny() });
+        assert_eq!(
+            c,
+            TrainConfig {
+                lr: 1e-3,
+                grad_accum: 2,
+                ..TrainConfig::tiny()
+            }
+        );
         std::fs::write(&path, "epochs = 1\n").unwrap();
         assert_eq!(TrainConfig::from_toml_file(&path).unwrap().epochs, Some(1));
-        assert_eq!(TrainConfig::from_spec(path.to_str().unwrap()).unwrap().lr, 2e-5);
+        assert_eq!(
+            TrainConfig::from_spec(path.to_str().unwrap()).unwrap().lr,
+            2e-5
+        );
     }
 
     #[test]
@@ -256,8 +299,19 @@ mod tests {
         std::fs::write(&path, "beta2 = 1.5\n").unwrap();
         let e = TrainConfig::from_toml_file(&path).unwrap_err().to_string();
         assert!(e.contains("beta2"), "{e}");
-        let e = TrainConfig { batch_size: 0, ..TrainConfig::tiny() }.validate().unwrap_err().to_string();
+        let e = TrainConfig {
+            batch_size: 0,
+            ..TrainConfig::tiny()
+        }
+        .validate()
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("batch_size"), "{e}");
-        assert!(TrainConfig::from_spec("nope").unwrap_err().to_string().contains("neither a preset"));
+        assert!(
+            TrainConfig::from_spec("nope")
+                .unwrap_err()
+                .to_string()
+                .contains("neither a preset")
+        );
     }
 }

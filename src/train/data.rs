@@ -49,24 +49,41 @@ pub struct RunData {
 
 /// Train a byte-level BPE tokenizer of `vocab_size` tokens on every stage's examples rendered
 /// with `template` (its special tokens first).
-pub fn train_tokenizer(comp: &Composition, template: ChatTemplate, vocab_size: usize) -> Result<tokenizers::Tokenizer> {
-    let texts = comp.stages.iter().flatten().map(|e| template.render_text(&e.turns));
+pub fn train_tokenizer(
+    comp: &Composition,
+    template: ChatTemplate,
+    vocab_size: usize,
+) -> Result<tokenizers::Tokenizer> {
+    let texts = comp
+        .stages
+        .iter()
+        .flatten()
+        .map(|e| template.render_text(&e.turns));
     train_bpe(texts, vocab_size, template.special_tokens())
 }
 
 /// Tokenize the composition: stage samples (truncated to `max_len`, labelled by source) and
 /// held-out samples (at most `eval_limit` per ability, in held-out order).
-pub fn prepare(comp: &Composition, tok: &ChatTokenizer, max_len: usize, eval_limit: Option<usize>) -> Result<RunData> {
+pub fn prepare(
+    comp: &Composition,
+    tok: &ChatTokenizer,
+    max_len: usize,
+    eval_limit: Option<usize>,
+) -> Result<RunData> {
     let sources: Vec<String> = comp.manifest.sources.keys().cloned().collect();
-    let index: HashMap<&str, usize> = sources.iter().enumerate().map(|(i, s)| (s.as_str(), i)).collect();
+    let index: HashMap<&str, usize> = sources
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (s.as_str(), i))
+        .collect();
     let mut stages = Vec::with_capacity(comp.stages.len());
     for (info, examples) in comp.manifest.stages.iter().zip(&comp.stages) {
         // Which source each example id came from (with multiplicity, should two sources share ids).
         let mut owner: HashMap<&str, Vec<usize>> = HashMap::new();
         for (src, part) in &info.sources {
-            let g = *index
-                .get(src.as_str())
-                .ok_or_else(|| Error::Internal(format!("stage {} names undeclared source {src}", info.name)))?;
+            let g = *index.get(src.as_str()).ok_or_else(|| {
+                Error::Internal(format!("stage {} names undeclared source {src}", info.name))
+            })?;
             for id in &part.ids {
                 owner.entry(id.as_str()).or_default().push(g);
             }
@@ -74,9 +91,15 @@ pub fn prepare(comp: &Composition, tok: &ChatTokenizer, max_len: usize, eval_lim
         let (tokenized, stats) = tok.encode_examples(examples, max_len)?;
         let mut samples = Vec::with_capacity(tokenized.len());
         for t in tokenized {
-            let group = owner.get_mut(t.id.as_str()).and_then(Vec::pop).ok_or_else(|| {
-                Error::Internal(format!("example {} of stage {} is in no source's id list", t.id, info.name))
-            })?;
+            let group = owner
+                .get_mut(t.id.as_str())
+                .and_then(Vec::pop)
+                .ok_or_else(|| {
+                    Error::Internal(format!(
+                        "example {} of stage {} is in no source's id list",
+                        t.id, info.name
+                    ))
+                })?;
             samples.push(to_sample(t, group));
         }
         samples.retain(|s| s.targets() > 0);
@@ -90,10 +113,19 @@ pub fn prepare(comp: &Composition, tok: &ChatTokenizer, max_len: usize, eval_lim
                 ),
             ));
         }
-        stages.push(StageData { name: info.name.clone(), epochs: info.epochs, samples, stats });
+        stages.push(StageData {
+            name: info.name.clone(),
+            epochs: info.epochs,
+            samples,
+            stats,
+        });
     }
     let heldout = prepare_heldout(comp, tok, max_len, eval_limit)?;
-    Ok(RunData { sources, stages, heldout })
+    Ok(RunData {
+        sources,
+        stages,
+        heldout,
+    })
 }
 
 fn prepare_heldout(
@@ -102,7 +134,8 @@ fn prepare_heldout(
     max_len: usize,
     eval_limit: Option<usize>,
 ) -> Result<HeldOutData> {
-    let mut by_ability: Vec<(Ability, Vec<Example>)> = Ability::ALL.iter().map(|&a| (a, Vec::new())).collect();
+    let mut by_ability: Vec<(Ability, Vec<Example>)> =
+        Ability::ALL.iter().map(|&a| (a, Vec::new())).collect();
     for examples in comp.heldout.values() {
         for ex in examples {
             if let Some((_, list)) = by_ability.iter_mut().find(|(a, _)| *a == ex.ability) {
@@ -119,18 +152,32 @@ fn prepare_heldout(
         }
         let (tokenized, _) = tok.encode_examples(&examples, max_len)?;
         let group = abilities.len();
-        let kept: Vec<Sample> =
-            tokenized.into_iter().map(|t| to_sample(t, group)).filter(|s| s.targets() > 0).collect();
+        let kept: Vec<Sample> = tokenized
+            .into_iter()
+            .map(|t| to_sample(t, group))
+            .filter(|s| s.targets() > 0)
+            .collect();
         if kept.is_empty() {
             continue;
         }
-        counts.push(HeldOutCount { examples: kept.len(), targets: kept.iter().map(Sample::targets).sum() });
+        counts.push(HeldOutCount {
+            examples: kept.len(),
+            targets: kept.iter().map(Sample::targets).sum(),
+        });
         abilities.push(ability);
         samples.extend(kept);
     }
-    Ok(HeldOutData { abilities, samples, counts })
+    Ok(HeldOutData {
+        abilities,
+        samples,
+        counts,
+    })
 }
 
 fn to_sample(t: Tokenized, group: usize) -> Sample {
-    Sample { ids: t.input_ids, mask: t.loss_mask, group }
+    Sample {
+        ids: t.input_ids,
+        mask: t.loss_mask,
+        group,
+    }
 }

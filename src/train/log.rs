@@ -26,28 +26,41 @@ impl MetricsLog {
         if len < keep {
             return Err(Error::file(
                 path,
-                format!("has {len} bytes but the checkpoint recorded {keep}; the run directory was modified"),
+                format!(
+                    "has {len} bytes but the checkpoint recorded {keep}; the run directory was modified"
+                ),
             ));
         }
         file.set_len(keep).map_err(|e| Error::io(path, e))?;
-        let mut log = MetricsLog { path: path.to_path_buf(), file, bytes: keep };
+        let mut log = MetricsLog {
+            path: path.to_path_buf(),
+            file,
+            bytes: keep,
+        };
         use std::io::Seek;
-        log.file.seek(std::io::SeekFrom::Start(keep)).map_err(|e| Error::io(path, e))?;
+        log.file
+            .seek(std::io::SeekFrom::Start(keep))
+            .map_err(|e| Error::io(path, e))?;
         Ok(log)
     }
 
     /// Append one JSON line.
     pub fn append(&mut self, value: &serde_json::Value) -> Result<()> {
-        let mut line = serde_json::to_string(value).map_err(|e| Error::Internal(format!("metrics line: {e}")))?;
+        let mut line = serde_json::to_string(value)
+            .map_err(|e| Error::Internal(format!("metrics line: {e}")))?;
         line.push('\n');
-        self.file.write_all(line.as_bytes()).map_err(|e| Error::io(&self.path, e))?;
+        self.file
+            .write_all(line.as_bytes())
+            .map_err(|e| Error::io(&self.path, e))?;
         self.bytes += line.len() as u64;
         Ok(())
     }
 
     /// Flush to disk and return the length (what a checkpoint records).
     pub fn sync(&mut self) -> Result<u64> {
-        self.file.sync_data().map_err(|e| Error::io(&self.path, e))?;
+        self.file
+            .sync_data()
+            .map_err(|e| Error::io(&self.path, e))?;
         Ok(self.bytes)
     }
 }
@@ -79,7 +92,10 @@ pub struct ForgettingRow {
 
 impl Forgetting {
     /// An empty matrix over `abilities`.
-    pub fn new(abilities: Vec<String>, heldout: serde_json::Map<String, serde_json::Value>) -> Forgetting {
+    pub fn new(
+        abilities: Vec<String>,
+        heldout: serde_json::Map<String, serde_json::Value>,
+    ) -> Forgetting {
         Forgetting {
             metric: "mean negative log-likelihood (nats) per assistant token of held-out examples the recipe \
                      never trains on"
@@ -92,6 +108,11 @@ impl Forgetting {
 
     /// The value at `stage` (row) for `ability`, if present.
     pub fn nll(&self, stage: usize, ability: &str) -> Option<f64> {
-        self.rows.iter().find(|r| r.stage == stage)?.nll.get(ability)?.as_f64()
+        self.rows
+            .iter()
+            .find(|r| r.stage == stage)?
+            .nll
+            .get(ability)?
+            .as_f64()
     }
 }

@@ -4,7 +4,7 @@ pub mod config;
 pub mod data;
 pub mod log;
 pub mod optim;
+pub mod run;
 pub mod schedule;
 pub mod state;
 pub mod step;
-pub mod run;

@@ -56,7 +56,11 @@ pub struct OptimizerState {
 impl<B: Backend> AdamW<B> {
     /// A fresh optimizer (step 0, no moments).
     pub fn new(config: AdamWConfig) -> AdamW<B> {
-        AdamW { config, step: 0, moments: HashMap::new() }
+        AdamW {
+            config,
+            step: 0,
+            moments: HashMap::new(),
+        }
     }
 
     /// Optimizer steps taken.
@@ -66,7 +70,13 @@ impl<B: Backend> AdamW<B> {
 
     /// Apply one update to every parameter of `model` that has a gradient in `grads`, scaling
     /// the gradients by `grad_scale` first (the clipping factor; 1 leaves them untouched).
-    pub fn step<AB>(&mut self, model: Llama<AB>, mut grads: GradientsParams, lr: f64, grad_scale: f64) -> Llama<AB>
+    pub fn step<AB>(
+        &mut self,
+        model: Llama<AB>,
+        mut grads: GradientsParams,
+        lr: f64,
+        grad_scale: f64,
+    ) -> Llama<AB>
     where
         AB: AutodiffBackend<InnerBackend = B>,
     {
@@ -105,11 +115,18 @@ impl<B: Backend> AdamW<B> {
                 Some((name, m, v))
             })
             .collect();
-        OptimizerState { step: self.step, moments }
+        OptimizerState {
+            step: self.step,
+            moments,
+        }
     }
 
     /// Rebuild the optimizer from host state for `model` (matched by name; sizes checked).
-    pub fn from_host<AB>(config: AdamWConfig, state: &OptimizerState, model: &Llama<AB>) -> Result<AdamW<B>>
+    pub fn from_host<AB>(
+        config: AdamWConfig,
+        state: &OptimizerState,
+        model: &Llama<AB>,
+    ) -> Result<AdamW<B>>
     where
         AB: AutodiffBackend<InnerBackend = B>,
     {
@@ -124,9 +141,9 @@ impl<B: Backend> AdamW<B> {
         let device = model.device();
         let mut moments = HashMap::new();
         for (name, m, v) in &state.moments {
-            let (id, n) = params
-                .get(name)
-                .ok_or_else(|| Error::model(format!("optimizer state names unknown parameter {name}")))?;
+            let (id, n) = params.get(name).ok_or_else(|| {
+                Error::model(format!("optimizer state names unknown parameter {name}"))
+            })?;
             if m.len() != *n || v.len() != *n {
                 return Err(Error::model(format!(
                     "optimizer state for {name} has {} / {} values, the parameter has {n}",
@@ -134,10 +151,16 @@ impl<B: Backend> AdamW<B> {
                     v.len()
                 )));
             }
-            let t = |x: &Vec<f32>| Tensor::<AB, 1>::from_data(TensorData::new(x.clone(), [*n]), &device).inner();
+            let t = |x: &Vec<f32>| {
+                Tensor::<AB, 1>::from_data(TensorData::new(x.clone(), [*n]), &device).inner()
+            };
             moments.insert(*id, Moments { m: t(m), v: t(v) });
         }
-        Ok(AdamW { config, step: state.step, moments })
+        Ok(AdamW {
+            config,
+            step: state.step,
+            moments,
+        })
     }
 }
 
@@ -185,12 +208,19 @@ impl<AB: AutodiffBackend> ModuleMapper<AB> for Mapper<'_, AB::InnerBackend> {
         }
         let Moments { m, v } = self.moments.remove(&id).unwrap_or_else(|| {
             let zeros = Tensor::zeros([n], &p.device());
-            Moments { m: zeros.clone(), v: zeros }
+            Moments {
+                m: zeros.clone(),
+                v: zeros,
+            }
         });
         let m = m.clone() + (g.clone() - m).mul_scalar(self.one_minus_beta1);
         let v = v.mul_scalar(self.beta2) + (g.clone() * g).mul_scalar(self.one_minus_beta2);
         let p = p.mul_scalar(self.decay);
-        let denom = v.clone().sqrt().div_scalar(self.bias2_sqrt).add_scalar(self.eps);
+        let denom = v
+            .clone()
+            .sqrt()
+            .div_scalar(self.bias2_sqrt)
+            .add_scalar(self.eps);
         let p = p - (m.clone() / denom).mul_scalar(self.step_size);
         self.moments.insert(id, Moments { m, v });
         let mut updated = Tensor::from_inner(p.reshape(dims));
@@ -203,7 +233,10 @@ impl<AB: AutodiffBackend> ModuleMapper<AB> for Mapper<'_, AB::InnerBackend> {
 
 /// The global L2 norm of the gradients of `model`'s parameters (`√(Σ ‖g‖²)`), read back once.
 pub fn global_grad_norm<AB: AutodiffBackend>(model: &Llama<AB>, grads: &GradientsParams) -> f64 {
-    let mut visitor = SquaredNorms::<AB::InnerBackend> { grads, parts: Vec::new() };
+    let mut visitor = SquaredNorms::<AB::InnerBackend> {
+        grads,
+        parts: Vec::new(),
+    };
     model.visit(&mut visitor);
     if visitor.parts.is_empty() {
         return 0.0;
@@ -216,7 +249,11 @@ pub fn global_grad_norm<AB: AutodiffBackend>(model: &Llama<AB>, grads: &Gradient
 /// The factor that clips a gradient of norm `total` to `clip` (torch's `clip_grad_norm_`):
 /// `min(1, clip / (total + 1e-6))`; 1 when clipping is off (`clip = 0`).
 pub fn clip_scale(total: f64, clip: f64) -> f64 {
-    if clip <= 0.0 { 1.0 } else { (clip / (total + 1e-6)).min(1.0) }
+    if clip <= 0.0 {
+        1.0
+    } else {
+        (clip / (total + 1e-6)).min(1.0)
+    }
 }
 
 struct SquaredNorms<'a, B: Backend> {

@@ -136,7 +136,11 @@ pub struct StageSummary {
 }
 
 /// Train `spec` on backend `B` (see the module docs).
-pub fn run<B: AutodiffBackend>(spec: &RunSpec, controls: &Controls, device: &B::Device) -> Result<Summary> {
+pub fn run<B: AutodiffBackend>(
+    spec: &RunSpec,
+    controls: &Controls,
+    device: &B::Device,
+) -> Result<Summary> {
     let hp = &spec.hparams;
     hp.validate()?;
     let out = spec.out.as_path();
@@ -151,14 +155,22 @@ pub fn run<B: AutodiffBackend>(spec: &RunSpec, controls: &Controls, device: &B::
         ));
     }
     if spec.resume && !run_json.exists() {
-        return Err(Error::invalid("--resume", format!("{} holds no run to resume (no run.json)", out.display())));
+        return Err(Error::invalid(
+            "--resume",
+            format!("{} holds no run to resume (no run.json)", out.display()),
+        ));
     }
     std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
     let recipe = Recipe::load(&spec.recipe)?;
     // The first write into the run directory: an unwritable directory fails here, before any work.
     write_atomic(&out.join("recipe.toml"), recipe.text.as_bytes())?;
     let holdout = spec.holdout.or_else(|| {
-        let most = recipe.sources.values().map(|s| s.holdout).max().unwrap_or(DEFAULT_HOLDOUT);
+        let most = recipe
+            .sources
+            .values()
+            .map(|s| s.holdout)
+            .max()
+            .unwrap_or(DEFAULT_HOLDOUT);
         spec.limit_examples.map(|n| (n / 5).max(1).min(most))
     });
     let comp = compose(
@@ -182,7 +194,11 @@ pub fn run<B: AutodiffBackend>(spec: &RunSpec, controls: &Controls, device: &B::
     check_fit(spec, model.config(), tok.vocab_size(), &tok_path)?;
     let data = prepare(&comp, &tok, hp.max_len, hp.eval_limit)?;
 
-    let geo = Geometry { batch_size: hp.batch_size, grad_accum: hp.grad_accum, bucket_steps: hp.bucket_steps };
+    let geo = Geometry {
+        batch_size: hp.batch_size,
+        grad_accum: hp.grad_accum,
+        bucket_steps: hp.bucket_steps,
+    };
     let plans: Vec<StagePlan> = data
         .stages
         .iter()
@@ -190,7 +206,11 @@ pub fn run<B: AutodiffBackend>(spec: &RunSpec, controls: &Controls, device: &B::
             let epochs = hp.epochs.unwrap_or(s.epochs);
             let per_epoch = steps_per_epoch(s.samples.len(), geo);
             let full = per_epoch * epochs as usize;
-            StagePlan { epochs, per_epoch, total: hp.max_steps.map_or(full, |m| m.min(full)) }
+            StagePlan {
+                epochs,
+                per_epoch,
+                total: hp.max_steps.map_or(full, |m| m.min(full)),
+            }
         })
         .collect();
     let fingerprint = json!({
@@ -201,11 +221,31 @@ pub fn run<B: AutodiffBackend>(spec: &RunSpec, controls: &Controls, device: &B::
         "template": spec.template.name(),
         "hyperparameters": hp,
     });
-    let info = RunInfo { spec, seed, data: &data, plans: &plans, fingerprint: &fingerprint, tokenizer_trained };
-    let resumed = if spec.resume { state::latest(out)? } else { None };
-    record_session(&run_json, &info, resumed.as_ref().map(|(_, m)| m.global_step))?;
+    let info = RunInfo {
+        spec,
+        seed,
+        data: &data,
+        plans: &plans,
+        fingerprint: &fingerprint,
+        tokenizer_trained,
+    };
+    let resumed = if spec.resume {
+        state::latest(out)?
+    } else {
+        None
+    };
+    record_session(
+        &run_json,
+        &info,
+        resumed.as_ref().map(|(_, m)| m.global_step),
+    )?;
 
-    let adam = AdamWConfig { beta1: hp.beta1, beta2: hp.beta2, eps: hp.eps, weight_decay: hp.weight_decay };
+    let adam = AdamWConfig {
+        beta1: hp.beta1,
+        beta2: hp.beta2,
+        eps: hp.eps,
+        weight_decay: hp.weight_decay,
+    };
     let mut t = Trainer::<B> {
         spec,
         controls,
@@ -221,7 +261,10 @@ pub fn run<B: AutodiffBackend>(spec: &RunSpec, controls: &Controls, device: &B::
         session_steps: 0,
         seq: 0,
         forgetting: Forgetting::new(Vec::new(), Map::new()),
-        metrics: MetricsLog::open(&out.join("metrics.jsonl"), resumed.as_ref().map_or(0, |(_, m)| m.metrics_bytes))?,
+        metrics: MetricsLog::open(
+            &out.join("metrics.jsonl"),
+            resumed.as_ref().map_or(0, |(_, m)| m.metrics_bytes),
+        )?,
         last_checkpoint: None,
     };
     match resumed {
@@ -272,7 +315,10 @@ struct StagePlan {
 fn setup_tokenizer(spec: &RunSpec, comp: &crate::recipe::Composition, dst: &Path) -> Result<bool> {
     let copy = |src: &Path| -> Result<()> {
         if !src.is_file() {
-            return Err(Error::file(src, "tokenizer file not found (expected a tokenizer.json)"));
+            return Err(Error::file(
+                src,
+                "tokenizer file not found (expected a tokenizer.json)",
+            ));
         }
         let bytes = std::fs::read(src).map_err(|e| Error::io(src, e))?;
         write_atomic(dst, &bytes)
@@ -282,7 +328,10 @@ fn setup_tokenizer(spec: &RunSpec, comp: &crate::recipe::Composition, dst: &Path
         (None, Start::Model(dir)) => {
             let file = dir.join("tokenizer.json");
             if !file.is_file() {
-                return Err(Error::file(dir, "the model directory has no tokenizer.json; pass --tokenizer FILE"));
+                return Err(Error::file(
+                    dir,
+                    "the model directory has no tokenizer.json; pass --tokenizer FILE",
+                ));
             }
             copy(&file).map(|_| false)
         }
@@ -319,7 +368,12 @@ fn initial_model<B: AutodiffBackend>(
 }
 
 /// The tokenizer must fit the model's vocabulary, and `max_len` its positions.
-fn check_fit(spec: &RunSpec, config: &LlamaConfig, tok_vocab: usize, tok_path: &Path) -> Result<()> {
+fn check_fit(
+    spec: &RunSpec,
+    config: &LlamaConfig,
+    tok_vocab: usize,
+    tok_path: &Path,
+) -> Result<()> {
     if tok_vocab > config.vocab_size {
         let what = match &spec.start {
             Start::Model(dir) => format!("the model directory {}", dir.display()),
@@ -350,7 +404,12 @@ fn new_forgetting(data: &RunData) -> Forgetting {
         .abilities
         .iter()
         .zip(&h.counts)
-        .map(|(a, c)| (a.to_string(), json!({"examples": c.examples, "targets": c.targets})))
+        .map(|(a, c)| {
+            (
+                a.to_string(),
+                json!({"examples": c.examples, "targets": c.targets}),
+            )
+        })
         .collect();
     Forgetting::new(h.abilities.iter().map(|a| a.to_string()).collect(), heldout)
 }
@@ -379,14 +438,19 @@ fn record_session(path: &Path, info: &RunInfo<'_>, from_step: Option<u64>) -> Re
     });
     if info.spec.resume {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-        let mut value: Value =
-            serde_json::from_str(&text).map_err(|e| Error::file(path, format!("not valid JSON: {e}")))?;
+        let mut value: Value = serde_json::from_str(&text)
+            .map_err(|e| Error::file(path, format!("not valid JSON: {e}")))?;
         let stored = value.get("fingerprint").cloned().unwrap_or(Value::Null);
         if &stored != info.fingerprint {
             let keys: Vec<String> = info
                 .fingerprint
                 .as_object()
-                .map(|o| o.iter().filter(|(k, v)| stored.get(k.as_str()) != Some(v)).map(|(k, _)| k.clone()).collect())
+                .map(|o| {
+                    o.iter()
+                        .filter(|(k, v)| stored.get(k.as_str()) != Some(v))
+                        .map(|(k, _)| k.clone())
+                        .collect()
+                })
                 .unwrap_or_default();
             return Err(Error::invalid(
                 "--resume",
@@ -445,7 +509,8 @@ fn record_session(path: &Path, info: &RunInfo<'_>, from_step: Option<u64>) -> Re
 
 fn mark_finished(path: &Path, global_step: u64) -> Result<()> {
     let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-    let mut value: Value = serde_json::from_str(&text).map_err(|e| Error::file(path, format!("not valid JSON: {e}")))?;
+    let mut value: Value = serde_json::from_str(&text)
+        .map_err(|e| Error::file(path, format!("not valid JSON: {e}")))?;
     value["finished"] = json!(true);
     value["global_step"] = json!(global_step);
     write_json(path, &value)
@@ -462,7 +527,10 @@ fn git_state() -> (Option<String>, Option<bool>) {
             .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
     };
     let rev = git(&["rev-parse", "HEAD"]);
-    let dirty = rev.as_ref().and_then(|_| git(&["status", "--porcelain"])).map(|s| !s.is_empty());
+    let dirty = rev
+        .as_ref()
+        .and_then(|_| git(&["status", "--porcelain"]))
+        .map(|s| !s.is_empty());
     (rev, dirty)
 }
 
@@ -493,7 +561,10 @@ impl<B: AutodiffBackend> Trainer<'_, B> {
     fn restore(&mut self, dir: &Path, meta: CheckpointMeta, device: &B::Device) -> Result<()> {
         let loaded = load_hf_dir::<B>(dir, device)?;
         if loaded.model.config() != self.model.config() {
-            return Err(Error::file(dir, "the checkpoint's model configuration differs from the run's model"));
+            return Err(Error::file(
+                dir,
+                "the checkpoint's model configuration differs from the run's model",
+            ));
         }
         self.model = loaded.model;
         self.opt = match meta.optimizer_step {
@@ -514,8 +585,14 @@ impl<B: AutodiffBackend> Trainer<'_, B> {
     }
 
     fn stop_requested(&self) -> bool {
-        self.controls.stop.as_ref().is_some_and(|f| f.load(Ordering::SeqCst))
-            || self.controls.stop_after.is_some_and(|n| self.session_steps >= n)
+        self.controls
+            .stop
+            .as_ref()
+            .is_some_and(|f| f.load(Ordering::SeqCst))
+            || self
+                .controls
+                .stop_after
+                .is_some_and(|n| self.session_steps >= n)
     }
 
     /// Train stage `si` from the current position to its last step; returns the checkpoint
@@ -540,7 +617,14 @@ impl<B: AutodiffBackend> Trainer<'_, B> {
             let micro = step
                 .micro
                 .iter()
-                .map(|m| MicroBatch::new(&m.iter().map(|&i| &stage.samples[i]).collect::<Vec<&Sample>>(), 0))
+                .map(|m| {
+                    MicroBatch::new(
+                        &m.iter()
+                            .map(|&i| &stage.samples[i])
+                            .collect::<Vec<&Sample>>(),
+                        0,
+                    )
+                })
                 .collect::<Result<Vec<_>>>()?;
             let t0 = Instant::now();
             let (grads, stats) = accumulate(&self.model, &micro, self.data.sources.len())?;
@@ -587,8 +671,13 @@ impl<B: AutodiffBackend> Trainer<'_, B> {
                 }))?;
             }
             bar.set_position(self.pos.stage_step as u64);
-            bar.set_message(format!("loss {:.4} | {:.0} tok/s", stats.loss, tokens_per_s));
-            if bar.is_hidden() && self.controls.progress && self.pos.stage_step >= last_report + plan.total.div_ceil(10)
+            bar.set_message(format!(
+                "loss {:.4} | {:.0} tok/s",
+                stats.loss, tokens_per_s
+            ));
+            if bar.is_hidden()
+                && self.controls.progress
+                && self.pos.stage_step >= last_report + plan.total.div_ceil(10)
             {
                 last_report = self.pos.stage_step;
                 eprintln!(
@@ -604,7 +693,8 @@ impl<B: AutodiffBackend> Trainer<'_, B> {
             if self.pos.stage_step == plan.total {
                 break;
             }
-            let periodic = hp.checkpoint_every > 0 && self.pos.stage_step % hp.checkpoint_every == 0;
+            let periodic =
+                hp.checkpoint_every > 0 && self.pos.stage_step % hp.checkpoint_every == 0;
             let stop = self.stop_requested();
             if periodic || stop {
                 let state = opt.to_host(&self.model);
@@ -638,14 +728,24 @@ impl<B: AutodiffBackend> Trainer<'_, B> {
     fn evaluate_row(&mut self, stage: usize, name: &str) -> Result<()> {
         let h = &self.data.heldout;
         let valid = self.model.valid();
-        let sums = evaluate(&valid, &h.samples, self.spec.hparams.batch_size, h.abilities.len())?;
+        let sums = evaluate(
+            &valid,
+            &h.samples,
+            self.spec.hparams.batch_size,
+            h.abilities.len(),
+        )?;
         let nll: Map<String, Value> = h
             .abilities
             .iter()
             .zip(&sums)
             .map(|(a, (sum, n))| (a.to_string(), json!(sum / (*n).max(1) as f64)))
             .collect();
-        self.forgetting.rows.push(ForgettingRow { stage, name: name.to_string(), step: self.global_step, nll });
+        self.forgetting.rows.push(ForgettingRow {
+            stage,
+            name: name.to_string(),
+            step: self.global_step,
+            nll,
+        });
         write_json(&self.spec.out.join("forgetting.json"), &self.forgetting)
     }
 
@@ -657,9 +757,16 @@ impl<B: AutodiffBackend> Trainer<'_, B> {
             position: self.pos,
             optimizer_step: optimizer.map(|o| o.step),
             metrics_bytes: self.metrics.sync()?,
-            forgetting: serde_json::to_value(&self.forgetting).map_err(|e| Error::Internal(e.to_string()))?,
+            forgetting: serde_json::to_value(&self.forgetting)
+                .map_err(|e| Error::Internal(e.to_string()))?,
         };
-        let dir = state::save(&self.spec.out, &self.model, &self.tok_path, optimizer, &meta)?;
+        let dir = state::save(
+            &self.spec.out,
+            &self.model,
+            &self.tok_path,
+            optimizer,
+            &meta,
+        )?;
         self.seq += 1;
         self.last_checkpoint = Some(dir.clone());
         Ok(dir)
@@ -688,10 +795,16 @@ impl<B: AutodiffBackend> Trainer<'_, B> {
             return ProgressBar::hidden();
         }
         let bar = ProgressBar::new(total as u64);
-        let style = ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} {msg} (ETA {eta})")
-            .unwrap_or_else(|_| ProgressStyle::default_bar());
+        let style =
+            ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} {msg} (ETA {eta})")
+                .unwrap_or_else(|_| ProgressStyle::default_bar());
         bar.set_style(style.progress_chars("=> "));
-        bar.set_prefix(format!("stage {}/{} {}", si + 1, self.data.stages.len(), self.data.stages[si].name));
+        bar.set_prefix(format!(
+            "stage {}/{} {}",
+            si + 1,
+            self.data.stages.len(),
+            self.data.stages[si].name
+        ));
         bar.set_position(self.pos.stage_step as u64);
         bar
     }

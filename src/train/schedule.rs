@@ -17,7 +17,12 @@ impl LrSchedule {
     /// A schedule of `total` steps whose warmup is `ceil(warmup_ratio · total)` steps.
     pub fn new(peak: f64, warmup_ratio: f64, min_ratio: f64, total: usize) -> LrSchedule {
         let warmup = ((warmup_ratio * total as f64).ceil() as usize).min(total);
-        LrSchedule { peak, min_ratio, warmup, total }
+        LrSchedule {
+            peak,
+            min_ratio,
+            warmup,
+            total,
+        }
     }
 
     /// The learning rate of 0-based step `s`.

@@ -32,7 +32,12 @@ pub struct Position {
 impl Position {
     /// The start of stage `stage`.
     pub fn stage_start(stage: usize) -> Position {
-        Position { stage, epoch: 0, step_in_epoch: 0, stage_step: 0 }
+        Position {
+            stage,
+            epoch: 0,
+            step_in_epoch: 0,
+            stage_step: 0,
+        }
     }
 }
 
@@ -94,7 +99,11 @@ pub fn save<B: Backend>(
     // Only now are older checkpoints (and temporaries of crashed writes) redundant.
     for entry in std::fs::read_dir(&root).map_err(|e| Error::io(&root, e))? {
         let path = entry.map_err(|e| Error::io(&root, e))?.path();
-        let file_name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_string();
+        let file_name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default()
+            .to_string();
         let stale = file_name.starts_with("ckpt-") || file_name.starts_with(".tmp-ckpt-");
         if path.is_dir() && stale && file_name != name {
             std::fs::remove_dir_all(&path).map_err(|e| Error::io(&path, e))?;
@@ -113,13 +122,16 @@ pub fn latest(run: &Path) -> Result<Option<(PathBuf, CheckpointMeta)>> {
         Err(e) => return Err(Error::io(&pointer, e)),
     };
     if name.is_empty() || name.contains('/') || name.starts_with('.') {
-        return Err(Error::file(&pointer, format!("does not name a checkpoint directory: {name:?}")));
+        return Err(Error::file(
+            &pointer,
+            format!("does not name a checkpoint directory: {name:?}"),
+        ));
     }
     let dir = root.join(&name);
     let state = dir.join(STATE_FILE);
     let text = std::fs::read_to_string(&state).map_err(|e| Error::io(&state, e))?;
-    let meta: CheckpointMeta =
-        serde_json::from_str(&text).map_err(|e| Error::file(&state, format!("not a valid checkpoint state: {e}")))?;
+    let meta: CheckpointMeta = serde_json::from_str(&text)
+        .map_err(|e| Error::file(&state, format!("not a valid checkpoint state: {e}")))?;
     Ok(Some((dir, meta)))
 }
 
@@ -140,13 +152,16 @@ pub fn read_optimizer(dir: &Path, step: u64) -> Result<OptimizerState> {
     }
     let mut moments = Vec::with_capacity(m.len());
     for (name, mv) in m {
-        let vv = v
-            .remove(&name)
-            .ok_or_else(|| Error::file(&path, format!("exp_avg.{name} has no exp_avg_sq.{name}")))?;
+        let vv = v.remove(&name).ok_or_else(|| {
+            Error::file(&path, format!("exp_avg.{name} has no exp_avg_sq.{name}"))
+        })?;
         moments.push((name, mv, vv));
     }
     if let Some(name) = v.keys().next() {
-        return Err(Error::file(&path, format!("exp_avg_sq.{name} has no exp_avg.{name}")));
+        return Err(Error::file(
+            &path,
+            format!("exp_avg_sq.{name} has no exp_avg.{name}"),
+        ));
     }
     Ok(OptimizerState { step, moments })
 }
@@ -155,8 +170,14 @@ pub fn read_optimizer(dir: &Path, step: u64) -> Result<OptimizerState> {
 fn write_optimizer(path: &Path, state: &OptimizerState) -> Result<()> {
     let mut tensors = Vec::with_capacity(2 * state.moments.len());
     for (name, m, v) in &state.moments {
-        tensors.push((format!("exp_avg.{name}"), HostTensor::new(vec![m.len()], m.clone())?));
-        tensors.push((format!("exp_avg_sq.{name}"), HostTensor::new(vec![v.len()], v.clone())?));
+        tensors.push((
+            format!("exp_avg.{name}"),
+            HostTensor::new(vec![m.len()], m.clone())?,
+        ));
+        tensors.push((
+            format!("exp_avg_sq.{name}"),
+            HostTensor::new(vec![v.len()], v.clone())?,
+        ));
     }
     write_tensors(path, &tensors)
 }

@@ -35,19 +35,26 @@ pub fn target_nll<B: Backend>(model: &Llama<B>, mb: &MicroBatch) -> Result<Tenso
     if n == 0 {
         return Err(Error::invalid("batch", "it has no target tokens"));
     }
-    let opts = ForwardOptions { final_norm: true, ..ForwardOptions::default() };
+    let opts = ForwardOptions {
+        final_norm: true,
+        ..ForwardOptions::default()
+    };
     let out = model.forward(&mb.batch, &opts)?;
-    let top = out
-        .final_norm
-        .ok_or_else(|| Error::Internal("the forward pass returned no final-normed states".into()))?;
+    let top = out.final_norm.ok_or_else(|| {
+        Error::Internal("the forward pass returned no final-normed states".into())
+    })?;
     let [b, t, d] = top.dims();
     let device = top.device();
-    let idx: Tensor<B, 1, Int> =
-        Tensor::from_data(TensorData::new(mb.positions.iter().map(|&p| p as i64).collect(), [n]), &device);
+    let idx: Tensor<B, 1, Int> = Tensor::from_data(
+        TensorData::new(mb.positions.iter().map(|&p| p as i64).collect(), [n]),
+        &device,
+    );
     let rows = top.reshape([b * t, d]).select(0, idx);
     let logits = head(model, rows)?;
-    let targets: Tensor<B, 2, Int> =
-        Tensor::from_data(TensorData::new(mb.targets.iter().map(|&x| x as i64).collect(), [n, 1]), &device);
+    let targets: Tensor<B, 2, Int> = Tensor::from_data(
+        TensorData::new(mb.targets.iter().map(|&x| x as i64).collect(), [n, 1]),
+        &device,
+    );
     let logp = activation::log_softmax(logits, 1);
     Ok(logp.gather(1, targets).reshape([n]).neg())
 }
@@ -56,7 +63,11 @@ pub fn target_nll<B: Backend>(model: &Llama<B>, mb: &MicroBatch) -> Result<Tenso
 /// embedding when tied.
 fn head<B: Backend>(model: &Llama<B>, rows: Tensor<B, 2>) -> Result<Tensor<B, 2>> {
     let tied = model.config().tie_word_embeddings;
-    let wanted = if tied { "model.embed_tokens.weight" } else { "lm_head.weight" };
+    let wanted = if tied {
+        "model.embed_tokens.weight"
+    } else {
+        "lm_head.weight"
+    };
     let view = model
         .named_params()
         .into_iter()
@@ -81,10 +92,18 @@ pub fn accumulate<B: AutodiffBackend>(
 ) -> Result<(GradientsParams, StepStats)> {
     let total: usize = micro.iter().map(|m| m.positions.len()).sum();
     if total == 0 {
-        return Err(Error::invalid("batch", "the optimizer step has no target tokens"));
+        return Err(Error::invalid(
+            "batch",
+            "the optimizer step has no target tokens",
+        ));
     }
     let mut acc = GradientsAccumulator::<Llama<B>>::new();
-    let mut stats = StepStats { loss: 0.0, targets: total, tokens: 0, by_group: vec![(0.0, 0); n_groups] };
+    let mut stats = StepStats {
+        loss: 0.0,
+        targets: total,
+        tokens: 0,
+        by_group: vec![(0.0, 0); n_groups],
+    };
     let mut sum = 0.0f64;
     for mb in micro {
         stats.tokens += mb.tokens;
@@ -129,8 +148,9 @@ pub fn evaluate<B: Backend>(
         }
         let values = host_values(target_nll(model, &mb)?);
         for (&g, &x) in mb.groups.iter().zip(&values) {
-            let slot =
-                out.get_mut(g).ok_or_else(|| Error::Internal(format!("sample group {g} ≥ {n_groups}")))?;
+            let slot = out
+                .get_mut(g)
+                .ok_or_else(|| Error::Internal(format!("sample group {g} ≥ {n_groups}")))?;
             slot.0 += x as f64;
             slot.1 += 1;
         }
