@@ -6,10 +6,12 @@
 pub mod data;
 pub mod error;
 pub mod eval;
+pub mod experiment;
 pub mod gguf;
 pub mod model;
 pub mod probe;
 pub mod recipe;
+pub mod report;
 pub mod train;
 pub mod util;
 

@@ -42,6 +42,21 @@ enum Command {
     /// Score externally generated completions (HumanEval in the sandbox, GSM8K answers).
     #[command(subcommand)]
     Score(cli::score::ScoreCmd),
+    /// Evaluate a model or every stage of a run: GSM8K, HumanEval, MT-Bench, held-out NLL, synth.
+    Eval(cli::eval::Args),
+    /// Extract pooled hidden-state embeddings of probe sets from one or more models.
+    Probe(cli::probe::ProbeArgs),
+    /// Project probe embeddings to 2-D (t-SNE or PCA) and cluster them (k-means).
+    Project(cli::probe::ProjectArgs),
+    /// Interference metrics per model and layer (silhouette, kNN overlap, ARI, CKA, ...).
+    Metrics(cli::probe::MetricsArgs),
+    /// Run an experiment grid (train, evaluate, probe every cell), cached and resumable.
+    Run(cli::run::Args),
+    /// Write the HTML/Markdown report (with PNG and SVG figures) of an experiment directory.
+    Report(cli::report::Args),
+    /// Benchmarks (forward, generation, training throughput) to compare with other toolkits.
+    #[command(subcommand)]
+    Bench(cli::bench::BenchCmd),
     /// The embedded default: runs end to end on a fresh clone with no downloads.
     Demo(cli::demo::Args),
 }
@@ -56,6 +71,13 @@ fn main() -> ExitCode {
         Command::Model(cmd) => cli::run_model(cmd),
         Command::Train(args) => cli::train::run(args),
         Command::Score(cmd) => cli::score::run(cmd),
+        Command::Eval(args) => cli::eval::run(args),
+        Command::Probe(args) => cli::probe::run_probe(args),
+        Command::Project(args) => cli::probe::run_project(args),
+        Command::Metrics(args) => cli::probe::run_metrics(args),
+        Command::Run(args) => cli::run::run(args),
+        Command::Report(args) => cli::report::run(args),
+        Command::Bench(cmd) => cli::bench::run(cmd),
         Command::Demo(args) => cli::demo::run(args),
     };
     match result {

@@ -66,12 +66,14 @@ fn train_tokens_per_second() {
         let mb = make_batch();
         let t0 = Instant::now();
         let (grads, stats) = accumulate(&model, &[mb], 1).unwrap();
+        let t_grads = t0.elapsed().as_secs_f64();
         let norm = global_grad_norm(&model, &grads);
         model = opt.step(model, grads, 1e-4, clip_scale(norm, 1.0));
         let el = t0.elapsed().as_secs_f64();
         eprintln!(
-            "step {s}: loss {:.4} grad norm {norm:.4} {el:.3}s",
-            stats.loss
+            "step {s}: loss {:.4} grad norm {norm:.4} {el:.3}s (forward+backward {t_grads:.3}s, clip+AdamW {:.3}s)",
+            stats.loss,
+            el - t_grads
         );
         if s > 0 {
             times.push(el);

@@ -2,12 +2,17 @@
 use clap::Subcommand;
 
 pub mod ablate;
+pub mod bench;
 pub mod compose;
 pub mod demo;
+pub mod eval;
 pub mod export;
 pub mod fetch;
 pub mod gguf;
 pub mod model;
+pub mod probe;
+pub mod report;
+pub mod run;
 pub mod score;
 pub mod stats;
 pub mod synth;

@@ -1,0 +1,1 @@
+//! Reports: HTML, Markdown and PNG/SVG figures of an experiment directory (being implemented).
