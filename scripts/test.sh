@@ -7,6 +7,9 @@ bash scripts/setup.sh
 if [ -n "${CI:-}" ]; then
   # In CI the shared data must be present: tests that need it fail instead of skipping.
   export MIXPROBE_REQUIRE_SHARED=1
+  # ... and the tools the project's setup installs must be there: the report is checked in
+  # headless Chromium and the book is built with mdbook.
+  export MIXPROBE_REQUIRE_BROWSER=1 MIXPROBE_REQUIRE_BOOK=1
   [ -d ../shared/data ] || { echo "CI: ../shared/data is missing" >&2; exit 1; }
 fi
 echo "== cargo check --features cuda (the CUDA path must keep compiling)"

@@ -287,3 +287,41 @@ fn target_mask_selects_loss_tokens() {
         "{loss} vs {expected}"
     );
 }
+
+/// The CPU fast path (taken by `forward` on `CpuBackend`) against the same transformers
+/// references, on the fixtures' batch: every hidden state, the final norm and the logits.
+#[test]
+fn cpu_fast_path_matches_transformers() {
+    let shared = require_shared!();
+    for name in ["tiny-llama", "tiny-qwen2"] {
+        let dir = shared.join("fixtures").join(name);
+        let reference = read_reference(&dir.join("reference.safetensors"));
+        let model = load_hf_dir::<CpuBackend>(&dir, &Default::default())
+            .unwrap()
+            .model;
+        let layers = model.config().num_hidden_layers;
+        let batch = fixture_batch(&reference);
+        let out = model
+            .forward(&batch, &ForwardOptions::everything())
+            .unwrap();
+        assert_eq!(out.hidden.len(), layers + 1);
+        for i in 0..layers {
+            let ours = HostTensor::from_tensor(out.hidden(i).unwrap().clone());
+            let want = &reference[&format!("hidden.{i}")];
+            assert_close(&format!("{name} fast hidden.{i}"), &ours, want, 1e-4);
+        }
+        let prenorm = HostTensor::from_tensor(out.hidden(layers).unwrap().clone());
+        let want = &reference["last_layer_prenorm"];
+        assert_close(&format!("{name} fast prenorm"), &prenorm, want, 1e-4);
+        let normed = HostTensor::from_tensor(out.final_norm.clone().unwrap());
+        let want = &reference[&format!("hidden.{layers}")];
+        assert_close(&format!("{name} fast final_norm"), &normed, want, 1e-4);
+        let logits = HostTensor::from_tensor(out.logits.clone().unwrap());
+        assert_close(
+            &format!("{name} fast logits"),
+            &logits,
+            &reference["logits"],
+            1e-4,
+        );
+    }
+}

@@ -130,6 +130,13 @@ impl Questions {
     pub fn is_empty(&self) -> bool {
         self.by_idx.is_empty()
     }
+
+    /// The questions in file order, with their 0-based record index.
+    pub fn ordered(&self) -> Vec<(usize, &Example)> {
+        let mut v: Vec<(usize, &Example)> = self.by_idx.iter().map(|(&i, e)| (i, e)).collect();
+        v.sort_by_key(|(i, _)| *i);
+        v
+    }
 }
 
 /// Read a samples file (see the module docs) against the questions; unknown or repeated

@@ -4,6 +4,7 @@
 //! Prompts are right-padded into one batch; every sequence keeps its own positions (0-based) and
 //! padded cache slots are masked, so a prompt generates the same tokens alone or in a batch.
 //! Finished sequences leave the batch (their cache rows are dropped).
+use super::fast::Decoder;
 use super::llama::{HiddenSelect, KvCache, Llama, LogitRows, Rope, Step, attention_bias};
 use crate::error::{Error, Result};
 use crate::util::{Rng, rng};
@@ -40,7 +41,8 @@ impl Default for GenerateConfig {
 }
 
 /// Generate a continuation for every prompt (token ids); returns the new tokens of each, without
-/// the prompt and without the stop token.
+/// the prompt and without the stop token. On [`crate::model::CpuBackend`] the CPU fast path
+/// (`model::fast`) does the decoding.
 pub fn generate<B: Backend>(
     model: &Llama<B>,
     prompts: &[Vec<u32>],
@@ -56,53 +58,55 @@ pub fn generate<B: Backend>(
     for p in prompts {
         model.check_ids(p)?;
     }
-    let mut outputs: Vec<Vec<u32>> = vec![Vec::new(); prompts.len()];
     if prompts.is_empty() || cfg.max_new_tokens == 0 {
-        return Ok(outputs);
+        return Ok(vec![Vec::new(); prompts.len()]);
     }
-    let config = model.config();
-    let device = model.device();
-    let groups = config.groups();
-    let mut rngs: Vec<Rng> = (0..prompts.len())
+    let vocab = model.config().vocab_size;
+    match super::fast::as_cpu(model) {
+        Some(cpu) => {
+            let (decoder, logits) = Decoder::prefill(cpu, prompts);
+            decode(decoder, logits, vocab, prompts.len(), cfg)
+        }
+        None => {
+            let (session, logits) = BurnSession::prefill(model, prompts)?;
+            decode(session, logits, vocab, prompts.len(), cfg)
+        }
+    }
+}
+
+/// Incremental decoding state: rows are the unfinished sequences, in order.
+trait Session {
+    /// Keep only these rows, in this order.
+    fn select_rows(&mut self, rows: &[usize]);
+    /// Feed one token per row (each at its next position); the next logits `[rows · vocab]`.
+    fn step(&mut self, next: &[u32]) -> Result<Vec<f32>>;
+}
+
+impl Session for Decoder {
+    fn select_rows(&mut self, rows: &[usize]) {
+        Decoder::select_rows(self, rows);
+    }
+
+    fn step(&mut self, next: &[u32]) -> Result<Vec<f32>> {
+        Ok(Decoder::step(self, next))
+    }
+}
+
+/// The sampling loop shared by both decoders, from the prefill's last-position logits.
+fn decode(
+    mut session: impl Session,
+    mut values: Vec<f32>,
+    vocab: usize,
+    n_prompts: usize,
+    cfg: &GenerateConfig,
+) -> Result<Vec<Vec<u32>>> {
+    let mut outputs: Vec<Vec<u32>> = vec![Vec::new(); n_prompts];
+    let mut rngs: Vec<Rng> = (0..n_prompts)
         .map(|i| rng(cfg.seed, &format!("generate/{i}")))
         .collect();
-
-    // Prefill: the right-padded prompts, logits at each prompt's last token.
-    let t0 = prompts.iter().map(Vec::len).max().unwrap_or(0);
-    let mut ids = Vec::with_capacity(prompts.len() * t0);
-    for p in prompts {
-        ids.extend_from_slice(p);
-        ids.extend(std::iter::repeat_n(0, t0 - p.len()));
-    }
-    let positions: Vec<usize> = (0..t0).collect();
-    let rope = Rope::new(config, &positions, 1, t0, &device);
-    // Per active row: the prompt index and which cache slots hold real tokens.
-    let mut active: Vec<usize> = (0..prompts.len()).collect();
-    let mut key_valid: Vec<Vec<bool>> = prompts
-        .iter()
-        .map(|p| (0..t0).map(|j| j < p.len()).collect())
-        .collect();
-    let bias = attention_bias(&key_valid, 0, t0, groups, &device);
-    let mut cache = KvCache::new(config.num_hidden_layers);
-    let last = LogitRows::Positions(prompts.iter().map(|p| p.len() - 1).collect());
-    let step = Step {
-        ids: &ids,
-        batch: prompts.len(),
-        len: t0,
-        rope: &rope,
-        bias: &bias,
-    };
-    let mut logits = model
-        .run(step, Some(&mut cache), &HiddenSelect::None, false, last)
-        .logits;
-
-    let mut slots = t0;
+    // Prompt index of each active row.
+    let mut active: Vec<usize> = (0..n_prompts).collect();
     loop {
-        let Some(l) = logits.take() else {
-            return Err(Error::Internal("generation step returned no logits".into()));
-        };
-        let vocab = config.vocab_size;
-        let values = super::host::HostTensor::from_tensor(l).data;
         let mut keep = Vec::with_capacity(active.len());
         let mut next = Vec::with_capacity(active.len());
         for (row, &p) in active.iter().enumerate() {
@@ -121,40 +125,115 @@ pub fn generate<B: Backend>(
             return Ok(outputs);
         }
         if keep.len() < active.len() {
-            cache.select_rows(&keep, &device);
+            session.select_rows(&keep);
             active = keep.iter().map(|&r| active[r]).collect();
-            key_valid = keep
-                .iter()
-                .map(|&r| std::mem::take(&mut key_valid[r]))
-                .collect();
         }
-        // One step: each row's new token sits in cache slot `slots` at its own position.
-        for v in &mut key_valid {
+        values = session.step(&next)?;
+    }
+}
+
+/// Decoding on any backend with burn tensors: a right-padded cache with masked slots.
+struct BurnSession<'m, B: Backend> {
+    model: &'m Llama<B>,
+    cache: KvCache<B>,
+    /// Per row: which cache slots hold real tokens.
+    key_valid: Vec<Vec<bool>>,
+    /// Per row: the position of its next token.
+    positions: Vec<usize>,
+    /// Cache slots used so far (the same for every row).
+    slots: usize,
+}
+
+impl<'m, B: Backend> BurnSession<'m, B> {
+    /// Run the right-padded prompts; the logits at each prompt's last token.
+    fn prefill(model: &'m Llama<B>, prompts: &[Vec<u32>]) -> Result<(Self, Vec<f32>)> {
+        let config = model.config();
+        let device = model.device();
+        let t0 = prompts.iter().map(Vec::len).max().unwrap_or(0);
+        let mut ids = Vec::with_capacity(prompts.len() * t0);
+        for p in prompts {
+            ids.extend_from_slice(p);
+            ids.extend(std::iter::repeat_n(0, t0 - p.len()));
+        }
+        let positions: Vec<usize> = (0..t0).collect();
+        let rope = Rope::new(config, &positions, 1, t0, &device);
+        let key_valid: Vec<Vec<bool>> = prompts
+            .iter()
+            .map(|p| (0..t0).map(|j| j < p.len()).collect())
+            .collect();
+        let bias = attention_bias(&key_valid, 0, t0, config.groups(), &device);
+        let mut cache = KvCache::new(config.num_hidden_layers);
+        let last = LogitRows::Positions(prompts.iter().map(|p| p.len() - 1).collect());
+        let step = Step {
+            ids: &ids,
+            batch: prompts.len(),
+            len: t0,
+            rope: &rope,
+            bias: &bias,
+        };
+        let logits = model
+            .run(step, Some(&mut cache), &HiddenSelect::None, false, last)
+            .logits;
+        let session = BurnSession {
+            model,
+            cache,
+            key_valid,
+            positions: prompts.iter().map(Vec::len).collect(),
+            slots: t0,
+        };
+        Ok((session, host_logits(logits)?))
+    }
+}
+
+impl<B: Backend> Session for BurnSession<'_, B> {
+    fn select_rows(&mut self, rows: &[usize]) {
+        self.cache.select_rows(rows, &self.model.device());
+        self.key_valid = rows
+            .iter()
+            .map(|&r| std::mem::take(&mut self.key_valid[r]))
+            .collect();
+        self.positions = rows.iter().map(|&r| self.positions[r]).collect();
+    }
+
+    fn step(&mut self, next: &[u32]) -> Result<Vec<f32>> {
+        // Each row's new token sits in cache slot `slots` at its own position.
+        let config = self.model.config();
+        let device = self.model.device();
+        for v in &mut self.key_valid {
             v.push(true);
         }
-        let positions: Vec<usize> = active
-            .iter()
-            .map(|&p| prompts[p].len() + outputs[p].len() - 1)
-            .collect();
-        let rope = Rope::new(config, &positions, active.len(), 1, &device);
-        let bias = attention_bias(&key_valid, slots, 1, groups, &device);
+        let rows = next.len();
+        let rope = Rope::new(config, &self.positions, rows, 1, &device);
+        let bias = attention_bias(&self.key_valid, self.slots, 1, config.groups(), &device);
         let step = Step {
-            ids: &next,
-            batch: active.len(),
+            ids: next,
+            batch: rows,
             len: 1,
             rope: &rope,
             bias: &bias,
         };
-        logits = model
+        let logits = self
+            .model
             .run(
                 step,
-                Some(&mut cache),
+                Some(&mut self.cache),
                 &HiddenSelect::None,
                 false,
                 LogitRows::All,
             )
             .logits;
-        slots += 1;
+        self.slots += 1;
+        for p in &mut self.positions {
+            *p += 1;
+        }
+        host_logits(logits)
+    }
+}
+
+fn host_logits<B: Backend>(logits: Option<burn::tensor::Tensor<B, 3>>) -> Result<Vec<f32>> {
+    match logits {
+        Some(l) => Ok(super::host::HostTensor::from_tensor(l).data),
+        None => Err(Error::Internal("generation step returned no logits".into())),
     }
 }
 

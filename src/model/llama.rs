@@ -25,8 +25,8 @@ use rand::Rng;
 /// A linear projection `y = x W (+ b)` with `W` stored `[in, out]`.
 #[derive(Module, Debug)]
 pub struct Proj<B: Backend> {
-    weight: Param<Tensor<B, 2>>,
-    bias: Option<Param<Tensor<B, 1>>>,
+    pub(crate) weight: Param<Tensor<B, 2>>,
+    pub(crate) bias: Option<Param<Tensor<B, 1>>>,
 }
 
 impl<B: Backend> Proj<B> {
@@ -45,26 +45,26 @@ impl<B: Backend> Proj<B> {
 /// One decoder block.
 #[derive(Module, Debug)]
 pub struct Block<B: Backend> {
-    input_layernorm: Param<Tensor<B, 1>>,
-    q_proj: Proj<B>,
-    k_proj: Proj<B>,
-    v_proj: Proj<B>,
-    o_proj: Proj<B>,
-    post_attention_layernorm: Param<Tensor<B, 1>>,
-    gate_proj: Proj<B>,
-    up_proj: Proj<B>,
-    down_proj: Proj<B>,
+    pub(crate) input_layernorm: Param<Tensor<B, 1>>,
+    pub(crate) q_proj: Proj<B>,
+    pub(crate) k_proj: Proj<B>,
+    pub(crate) v_proj: Proj<B>,
+    pub(crate) o_proj: Proj<B>,
+    pub(crate) post_attention_layernorm: Param<Tensor<B, 1>>,
+    pub(crate) gate_proj: Proj<B>,
+    pub(crate) up_proj: Proj<B>,
+    pub(crate) down_proj: Proj<B>,
 }
 
 /// The decoder. Build it with [`Llama::init`] (seeded, from scratch) or load it with
 /// [`crate::model::load_hf_dir`].
 #[derive(Module, Debug)]
 pub struct Llama<B: Backend> {
-    embed_tokens: Param<Tensor<B, 2>>,
-    layers: Vec<Block<B>>,
-    norm: Param<Tensor<B, 1>>,
+    pub(crate) embed_tokens: Param<Tensor<B, 2>>,
+    pub(crate) layers: Vec<Block<B>>,
+    pub(crate) norm: Param<Tensor<B, 1>>,
     /// `None` when tied to `embed_tokens`.
-    lm_head: Option<Proj<B>>,
+    pub(crate) lm_head: Option<Proj<B>>,
     #[module(skip)]
     config: LlamaConfig,
 }
@@ -655,7 +655,9 @@ impl<B: Backend> Llama<B> {
         out
     }
 
-    /// Run a batch. See the module docs for the hidden-state numbering and padding.
+    /// Run a batch. See the module docs for the hidden-state numbering and padding. On
+    /// [`crate::model::CpuBackend`] this runs the CPU fast path (`model::fast`), which computes
+    /// the same function.
     pub fn forward(&self, batch: &TokenBatch, opts: &ForwardOptions) -> Result<ForwardOutput<B>> {
         self.check_ids(batch.ids())?;
         if let HiddenSelect::Layers(idx) = &opts.hidden {
@@ -667,8 +669,29 @@ impl<B: Backend> Llama<B> {
                 ));
             }
         }
-        let device = self.device();
+        let logits = match opts.logits {
+            LogitsSelect::None => LogitRows::None,
+            LogitsSelect::All => LogitRows::All,
+            LogitsSelect::Last => {
+                LogitRows::Positions(batch.lengths().iter().map(|l| l - 1).collect())
+            }
+        };
         let (b, t) = (batch.batch_size(), batch.seq_len());
+        if let Some(cpu) = super::fast::as_cpu(self) {
+            let out = super::fast::forward(
+                cpu,
+                batch.ids(),
+                b,
+                t,
+                batch.lengths(),
+                &opts.hidden,
+                opts.final_norm,
+                logits,
+            );
+            return super::fast::cast_output(out)
+                .ok_or_else(|| Error::Internal("fast path output type".into()));
+        }
+        let device = self.device();
         let positions: Vec<usize> = (0..t).collect();
         let rope = Rope::new(&self.config, &positions, 1, t, &device);
         let key_valid: Vec<Vec<bool>> = batch
@@ -677,13 +700,6 @@ impl<B: Backend> Llama<B> {
             .map(|&len| (0..t).map(|j| j < len).collect())
             .collect();
         let bias = attention_bias(&key_valid, 0, t, self.config.groups(), &device);
-        let logits = match opts.logits {
-            LogitsSelect::None => LogitRows::None,
-            LogitsSelect::All => LogitRows::All,
-            LogitsSelect::Last => {
-                LogitRows::Positions(batch.lengths().iter().map(|l| l - 1).collect())
-            }
-        };
         let step = Step {
             ids: batch.ids(),
             batch: b,

@@ -6,6 +6,7 @@
 pub mod checkpoint;
 pub mod config;
 pub mod device;
+mod fast;
 pub mod generate;
 pub mod host;
 pub mod llama;
