@@ -1,51 +1,108 @@
-//! The embedded default runs with no downloads and composes every embedded recipe over the suite.
+//! The embedded default, at smoke size (`--quick`: a few steps per cell): it generates the suite,
+//! runs every embedded cell (train, evaluate, probe) and writes the report; a second run reuses
+//! every cell.
 mod common;
 
+use mixprobe::experiment::Results;
+
 #[test]
-fn demo_generates_the_suite_and_composes_every_strategy() {
+fn quick_demo_writes_every_output_and_the_report() {
     let out = tempfile::tempdir().unwrap();
-    common::bin()
-        .args(["demo", "--out"])
-        .arg(out.path())
-        .assert()
-        .success();
-    let data = out.path().join("data");
-    for rel in [
-        "gsm8k/train.jsonl",
-        "codealpaca/code_alpaca_20k.json",
-        "sharegpt/sharegpt_v3_subset_10k.jsonl.gz",
-        "humaneval/HumanEval.jsonl.gz",
-    ] {
-        assert!(data.join(rel).is_file(), "{rel}");
-    }
-    let manifest = |name: &str| -> serde_json::Value {
-        serde_json::from_slice(
-            &std::fs::read(out.path().join("compose").join(name).join("manifest.json")).unwrap(),
-        )
-        .unwrap()
+    let dir = out.path();
+    let run = || {
+        common::bin()
+            .args(["demo", "--quick", "--quiet", "--out"])
+            .arg(dir)
+            .output()
+            .unwrap()
     };
-    // Sequential: three stages in the paper's order code → math → general.
-    let seq = manifest("rq4-sequential");
-    let names: Vec<Vec<String>> = seq["stages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["sources"].as_object().unwrap().keys().cloned().collect())
-        .collect();
-    assert_eq!(
-        names,
-        vec![
-            vec!["code".to_string()],
-            vec!["math".to_string()],
-            vec!["general".to_string()]
-        ]
+    let first = run();
+    let stderr = String::from_utf8_lossy(&first.stderr);
+    let stdout = String::from_utf8_lossy(&first.stdout);
+    assert!(first.status.success(), "{stderr}\n{stdout}");
+    assert!(
+        stdout.contains(&format!(
+            "report: {}",
+            dir.join("report/index.html").display()
+        )),
+        "{stdout}"
     );
-    // DMT k = 1/256: stage 2 replays round(N/256) (at least 1) of math and code.
-    let dmt = manifest("dmt-k256");
-    let s2 = &dmt["stages"][1]["sources"];
-    for src in ["math", "code"] {
-        let n = s2[src]["available"].as_u64().unwrap() as f64;
-        let expected = ((n / 256.0).round() as u64).max(1);
-        assert_eq!(s2[src]["taken"].as_u64().unwrap(), expected, "{src}");
+    for rel in [
+        "data/gsm8k/train.jsonl",
+        "data/codealpaca/code_alpaca_20k.json",
+        "data/sharegpt/sharegpt_v3_subset_10k.jsonl.gz",
+        "data/humaneval/HumanEval.jsonl.gz",
+        "inputs/experiments/demo.toml",
+        "inputs/probes/demo.toml",
+        "inputs/recipes/rq4-dmt.toml",
+        "experiment/experiment.toml",
+        "experiment/results.json",
+        "experiment/models/tiny/s42/config.json",
+        "experiment/models/tiny/s42/tokenizer.json",
+        "experiment/probe/index.json",
+        "experiment/probe/metrics.json",
+        "report/index.html",
+        "report/summary.md",
+    ] {
+        assert!(dir.join(rel).is_file(), "{rel} missing");
     }
+    let results = Results::read(&dir.join("experiment/results.json")).unwrap();
+    let recipes: Vec<&str> = results.cells.iter().map(|c| c.recipe.as_str()).collect();
+    for r in [
+        "rq4-multitask",
+        "rq4-sequential",
+        "rq4-mixed-sequential",
+        "rq4-dmt",
+        "dmt-k1",
+        "dmt-k64",
+        "ablation-dmt-k256-no-code-math",
+    ] {
+        assert!(recipes.contains(&r), "{r} in {recipes:?}");
+    }
+    for c in &results.cells {
+        assert_eq!(c.status, "done", "{}: {:?}", c.id, c.error);
+        let cell = dir.join("experiment").join(&c.run_dir);
+        assert!(cell.join("final/model.safetensors").is_file(), "{}", c.id);
+        assert!(
+            cell.parent().unwrap().join("eval.json").is_file(),
+            "{}",
+            c.id
+        );
+        for key in ["synth.math", "synth.code", "synth.general"] {
+            let v = c.scores.get(key).copied();
+            assert!(
+                v.is_some_and(|v| (0.0..=1.0).contains(&v)),
+                "{}: {key} = {v:?}",
+                c.id
+            );
+        }
+    }
+    let groups = |g: &str| results.cells.iter().filter(|c| c.group == g).count();
+    assert_eq!(
+        (groups("rq4"), groups("dmt_k"), groups("ablation")),
+        (4, 4, 1)
+    );
+    // Every probed model has a projection directory; the base model is probed too.
+    let probe = results.probe.as_ref().expect("probe ran");
+    assert_eq!(probe.error, None);
+    assert!(probe.models.contains_key("tiny/base"));
+    for name in probe.models.values() {
+        assert!(
+            dir.join("experiment/probe/projection").join(name).is_dir(),
+            "projection of {name}"
+        );
+    }
+    // Figures are written beside the page.
+    let figures = std::fs::read_dir(dir.join("report/figures"))
+        .unwrap()
+        .count();
+    assert!(figures > 0);
+
+    // A second run reuses every cell.
+    let second = run();
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert!(second.status.success(), "{stderr}");
+    let results = Results::read(&dir.join("experiment/results.json")).unwrap();
+    assert_eq!(results.meta.counts.cached, results.cells.len(), "{stderr}");
+    assert_eq!(results.meta.counts.ran, 0);
 }

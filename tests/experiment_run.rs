@@ -94,7 +94,11 @@ fn cells_run_cache_invalidate_and_fail_independently() {
     assert_eq!(mixed.fractions["math"], Value::from(0.5));
     assert_eq!(mixed.scores_from.as_deref(), Some("eval"));
     for key in ["nll.math", "nll.code", "synth.math"] {
-        assert!(mixed.scores.contains_key(key), "{key} in {:?}", mixed.scores);
+        assert!(
+            mixed.scores.contains_key(key),
+            "{key} in {:?}",
+            mixed.scores
+        );
     }
     assert!(mixed.final_loss.is_some_and(|l| l.is_finite()));
     assert_eq!(mixed.train_tokens.map(|t| t > 0), Some(true));
@@ -103,7 +107,11 @@ fn cells_run_cache_invalidate_and_fail_independently() {
     let failed = by_id(&results, "tiny/missing");
     assert_eq!(failed.status, "failed");
     assert!(
-        failed.error.as_deref().unwrap_or("").contains("no-such-file"),
+        failed
+            .error
+            .as_deref()
+            .unwrap_or("")
+            .contains("no-such-file"),
         "{:?}",
         failed.error
     );
@@ -111,7 +119,10 @@ fn cells_run_cache_invalidate_and_fail_independently() {
     assert_eq!(results.base.len(), 1);
     assert!(results.base[0].scores.contains_key("synth.math"));
     assert!(out.join("cells/tiny__mixed/eval.json").is_file());
-    assert!(out.join("cells/tiny__single/run/final/config.json").is_file());
+    assert!(
+        out.join("cells/tiny__single/run/final/config.json")
+            .is_file()
+    );
     assert_eq!(bytes(&out.join("experiment.toml")), bytes(&exp_path));
     let mixed_json = bytes(&out.join("cells/tiny__mixed/cell.json"));
     let single_json = bytes(&out.join("cells/tiny__single/cell.json"));
@@ -122,7 +133,10 @@ fn cells_run_cache_invalidate_and_fail_independently() {
     let c = &report.results.meta.counts;
     assert_eq!((c.ran, c.cached, c.failed), (0, 2, 1), "{c:?}");
     assert_eq!(bytes(&out.join("cells/tiny__mixed/cell.json")), mixed_json);
-    assert_eq!(bytes(&out.join("cells/tiny__single/cell.json")), single_json);
+    assert_eq!(
+        bytes(&out.join("cells/tiny__single/cell.json")),
+        single_json
+    );
     assert_eq!(report.failed().len(), 1);
 
     // Editing one recipe re-runs that cell only.
@@ -136,7 +150,10 @@ fn cells_run_cache_invalidate_and_fail_independently() {
     let c = &report.results.meta.counts;
     assert_eq!((c.ran, c.cached, c.failed), (1, 1, 1), "{c:?}");
     assert_eq!(bytes(&out.join("cells/tiny__mixed/cell.json")), mixed_json);
-    assert_ne!(bytes(&out.join("cells/tiny__single/cell.json")), single_json);
+    assert_ne!(
+        bytes(&out.join("cells/tiny__single/cell.json")),
+        single_json
+    );
     let single = by_id(&report.results, "tiny/single");
     assert_eq!(single.fractions["math"], Value::from(0.5));
     assert_eq!(single.status, "done");
@@ -201,8 +218,14 @@ fn interrupted_rq4_grid_resumes_without_redoing_finished_cells() {
         .unwrap();
     let stderr = String::from_utf8_lossy(&second.stderr);
     assert!(second.status.success(), "{stderr}");
-    assert!(stderr.contains("tiny/rq4-multitask (rq4): cached"), "{stderr}");
-    assert!(stderr.contains("tiny/rq4-sequential (rq4): resuming"), "{stderr}");
+    assert!(
+        stderr.contains("tiny/rq4-multitask (rq4): cached"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("tiny/rq4-sequential (rq4): resuming"),
+        "{stderr}"
+    );
     assert_eq!(
         bytes(&out.join("cells/tiny__rq4-multitask/cell.json")),
         multitask_json
@@ -214,18 +237,30 @@ fn interrupted_rq4_grid_resumes_without_redoing_finished_cells() {
     let steps: Vec<u64> = std::fs::read_to_string(run.join("metrics.jsonl"))
         .unwrap()
         .lines()
-        .map(|l| serde_json::from_str::<Value>(l).unwrap()["step"].as_u64().unwrap())
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["step"]
+                .as_u64()
+                .unwrap()
+        })
         .collect();
     assert_eq!(steps, [1, 2, 3, 4, 5, 6]);
     let run_json: Value = serde_json::from_slice(&bytes(&run.join("run.json"))).unwrap();
     assert_eq!(run_json["sessions"].as_array().map(Vec::len), Some(2));
     let results = Results::read(&out.join("results.json")).unwrap();
     assert!(results.cells.iter().all(|c| c.status == "done"));
-    let dmt = results.cells.iter().find(|c| c.recipe == "rq4-dmt").unwrap();
+    let dmt = results
+        .cells
+        .iter()
+        .find(|c| c.recipe == "rq4-dmt")
+        .unwrap();
     assert_eq!(dmt.k, Some(1.0 / 256.0));
     assert_eq!(dmt.strategy, "dmt");
     // Held-out NLL before training and after each of the three stages.
-    let seq = results.cells.iter().find(|c| c.recipe == "rq4-sequential").unwrap();
+    let seq = results
+        .cells
+        .iter()
+        .find(|c| c.recipe == "rq4-sequential")
+        .unwrap();
     let f = seq.forgetting.as_ref().unwrap();
     assert_eq!(f.stages, ["initial", "stage-1", "stage-2", "stage-3"]);
     assert_eq!(results.meta.counts.cached, 1);

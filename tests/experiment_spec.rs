@@ -49,23 +49,44 @@ fn errors_name_the_file_and_the_field() {
     let cases: &[(&str, &[&str])] = &[
         (&format!("colour = 1\n{OK}"), &["exp.toml", "colour"]),
         (
-            &OK.replace("preset = \"tiny\"\n[train]", "preset = \"tiny\"\nhf = \"x\"\n[train]"),
+            &OK.replace(
+                "preset = \"tiny\"\n[train]",
+                "preset = \"tiny\"\nhf = \"x\"\n[train]",
+            ),
             &["models[0]", "exactly one of preset, hf, gguf"],
         ),
         (
-            &OK.replace("name = \"tiny\"\npreset = \"tiny\"", "name = \"tiny\"\npreset = \"huge\""),
+            &OK.replace(
+                "name = \"tiny\"\npreset = \"tiny\"",
+                "name = \"tiny\"\npreset = \"huge\"",
+            ),
             &["models[0]", "preset", "huge"],
         ),
-        (&OK.replace("max_steps = 3", "learning_rate = 3"), &["train", "learning_rate"]),
+        (
+            &OK.replace("max_steps = 3", "learning_rate = 3"),
+            &["train", "learning_rate"],
+        ),
         (&OK.replace("max_steps = 3", "lr = -1.0"), &["train", "lr"]),
-        (&OK.replace("limit_examples = 50", "limit_examples = 0"), &["train.limit_examples"]),
-        (&format!("benches = [\"gsm9k\"]\n{OK}"), &["benches", "gsm9k"]),
-        (&OK.replace("r.toml", "nope-*.toml"), &["grid[0]", "nope-*.toml", "matches no recipe"]),
+        (
+            &OK.replace("limit_examples = 50", "limit_examples = 0"),
+            &["train.limit_examples"],
+        ),
+        (
+            &format!("benches = [\"gsm9k\"]\n{OK}"),
+            &["benches", "gsm9k"],
+        ),
+        (
+            &OK.replace("r.toml", "nope-*.toml"),
+            &["grid[0]", "nope-*.toml", "matches no recipe"],
+        ),
         (
             &format!("{OK}[[grid]]\ngroup = \"rq2\"\nrecipes = [\"r.toml\"]\n"),
             &["grid[1]", "already in group \"rq1\""],
         ),
-        (&OK.replace("[[models]]\nname = \"tiny\"\npreset = \"tiny\"\n", ""), &["models"]),
+        (
+            &OK.replace("[[models]]\nname = \"tiny\"\npreset = \"tiny\"\n", ""),
+            &["models"],
+        ),
         (
             &format!("{OK}[probe]\nspec = \"missing.toml\"\n"),
             &["probe.spec", "missing.toml"],
@@ -80,7 +101,11 @@ fn errors_name_the_file_and_the_field() {
         assert!(e.contains("exp.toml"), "error {e:?} should name the file");
     }
     // A bad recipe is reported with the recipe's own file name.
-    std::fs::write(dir.path().join("bad.toml"), "[strategy]\nkind = \"zigzag\"\n").unwrap();
+    std::fs::write(
+        dir.path().join("bad.toml"),
+        "[strategy]\nkind = \"zigzag\"\n",
+    )
+    .unwrap();
     let e = parse(dir.path(), &OK.replace("r.toml", "bad.toml")).unwrap_err();
     assert!(e.contains("bad.toml"), "{e}");
 }
@@ -91,11 +116,19 @@ fn shipped_experiments_cover_every_research_question() {
     let load = |name: &str| Experiment::load(&dir.join(name)).unwrap();
     let groups = |e: &Experiment, g: &str| e.cells.iter().filter(|c| c.group == g).count();
     let rq1 = load("rq1.toml");
-    assert_eq!(groups(&rq1, "rq1") / rq1.models.len(), 15, "3 sources x 5 fractions");
+    assert_eq!(
+        groups(&rq1, "rq1") / rq1.models.len(),
+        15,
+        "3 sources x 5 fractions"
+    );
     let rq2 = load("rq2.toml");
     assert_eq!(groups(&rq2, "rq2") / rq2.models.len(), 5);
     let rq3 = load("rq3.toml");
-    assert_eq!(groups(&rq3, "rq3") / rq3.models.len(), 15, "3 settings x 5 fractions");
+    assert_eq!(
+        groups(&rq3, "rq3") / rq3.models.len(),
+        15,
+        "3 settings x 5 fractions"
+    );
     let rq4 = load("rq4.toml");
     assert_eq!(groups(&rq4, "rq4") / rq4.models.len(), 4);
     let dmt = load("dmt_k.toml");
@@ -103,8 +136,19 @@ fn shipped_experiments_cover_every_research_question() {
     let abl = load("ablation.toml");
     assert_eq!(groups(&abl, "ablation") / abl.models.len(), 5);
     let paper = load("paper.toml");
-    for (g, n) in [("rq1", 15), ("rq2", 5), ("rq3", 15), ("rq4", 4), ("dmt_k", 5), ("ablation", 5)] {
-        assert_eq!(groups(&paper, g) / paper.models.len(), n, "paper.toml group {g}");
+    for (g, n) in [
+        ("rq1", 15),
+        ("rq2", 5),
+        ("rq3", 15),
+        ("rq4", 4),
+        ("dmt_k", 5),
+        ("ablation", 5),
+    ] {
+        assert_eq!(
+            groups(&paper, g) / paper.models.len(),
+            n,
+            "paper.toml group {g}"
+        );
     }
     // The paper's model-size axis: more than one model in paper.toml.
     assert!(paper.models.len() >= 2);

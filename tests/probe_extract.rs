@@ -88,8 +88,8 @@ fn opts(batch_size: usize) -> ExtractOptions {
     }
 }
 
-/// Mean (or last) of `hidden[layer]` of one sequence run alone, in f64.
-fn by_hand(model_dir: &Path, text: &str, layer: usize, last: bool) -> Vec<f64> {
+/// `hidden[layer]` of one sequence run alone, pooled in f64.
+fn by_hand(model_dir: &Path, text: &str, layer: usize, pooling: &str) -> Vec<f64> {
     let tok = tokenizers::Tokenizer::from_file(model_dir.join("tokenizer.json")).unwrap();
     let ids = tok.encode(text, false).unwrap().get_ids().to_vec();
     let loaded =
@@ -107,7 +107,11 @@ fn by_hand(model_dir: &Path, text: &str, layer: usize, last: bool) -> Vec<f64> {
     let h = HostTensor::from_tensor(out.hidden(layer).unwrap().clone());
     let (t, d) = (h.shape[1], h.shape[2]);
     assert_eq!(t, ids.len());
-    let rows: Vec<usize> = if last { vec![t - 1] } else { (0..t).collect() };
+    let rows: Vec<usize> = match pooling {
+        "last" => vec![t - 1],
+        "mean_skip_first" if t > 1 => (1..t).collect(),
+        _ => (0..t).collect(),
+    };
     (0..d)
         .map(|j| {
             rows.iter()
@@ -129,7 +133,7 @@ fn max_abs_diff(a: &[f32], b: &[f64]) -> f64 {
 fn extraction_matches_forward_and_ignores_batch_size() {
     let s = setup();
     let models = [ModelRef::from_dir(&s.model)];
-    for (pooling, last) in [("mean", false), ("last", true)] {
+    for pooling in ["mean", "mean_skip_first", "last"] {
         let spec = spec(6, "[0, 2, \"last\"]", pooling);
         let out1 = s.root.join(format!("out-{pooling}-1"));
         let out5 = s.root.join(format!("out-{pooling}-5"));
@@ -163,7 +167,7 @@ fn extraction_matches_forward_and_ignores_batch_size() {
             // one example of each source, by hand
             for row in [0, 7, 17] {
                 let ex = &index.examples[row];
-                let want = by_hand(&s.model, &ex.text, layer, last);
+                let want = by_hand(&s.model, &ex.text, layer, pooling);
                 let got = b.row(row).to_vec();
                 let err = max_abs_diff(&got, &want);
                 assert!(

@@ -27,6 +27,12 @@ fn paper_spec_is_the_papers_protocol() {
     assert_eq!(spec.layers.resolve(16).unwrap(), [8]); // 7.5 rounds up
     assert_eq!(spec.layers.resolve(4).unwrap(), [2]);
     assert_eq!(shipped("paper-last.toml").pooling, Pooling::Last);
+    let skip = shipped("paper-skip-first.toml");
+    assert_eq!(skip.pooling, Pooling::MeanSkipFirst);
+    assert_eq!(
+        (skip.sets.clone(), skip.layers.clone()),
+        (spec.sets.clone(), spec.layers.clone())
+    );
 }
 
 #[test]

@@ -1,56 +1,102 @@
-//! `mixprobe demo`: the embedded default. Runs on a fresh clone with no downloads: generates the
-//! synthetic ability suite, then composes the paper's RQ4 strategies, the DMT k sweep and the
-//! ShareGPT-style ablation over it with the shipped recipes (embedded in the binary), and prints
-//! what each stage takes from each source. (Training, evaluation, probes and the report join this
-//! command as those layers land.)
+//! `mixprobe demo`: the embedded default. Runs on a fresh clone with nothing but the binary (and
+//! python3 for the code sandbox): generates the synthetic ability suite, runs the embedded
+//! experiments/demo.toml over it (a tiny from-scratch model trained with every RQ4 strategy, the
+//! DMT k sweep and the ablation variant; evaluated; probed) and writes the report.
 use anyhow::Context;
 use mixprobe::data::synth::{self, Scale, SynthConfig};
-use mixprobe::recipe::{ComposeOptions, Recipe, compose};
-use std::path::PathBuf;
+use mixprobe::experiment::{Experiment, Results, RunOptions, run_experiment};
+use mixprobe::model::device::{self, DeviceKind};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
 
-/// The recipes the demo composes, embedded so the demo needs nothing but the binary.
-const RECIPES: &[(&str, &str)] = &[
+/// The demo experiment and what it reads, embedded so the demo needs nothing but the binary.
+/// Written out under `DIR/inputs/` in the repository's layout, so relative paths resolve.
+const INPUTS: &[(&str, &str)] = &[
     (
-        "rq4-multitask",
+        "experiments/demo.toml",
+        include_str!("../../experiments/demo.toml"),
+    ),
+    ("probes/demo.toml", include_str!("../../probes/demo.toml")),
+    (
+        "recipes/rq4-multitask.toml",
         include_str!("../../recipes/rq4-multitask.toml"),
     ),
     (
-        "rq4-sequential",
+        "recipes/rq4-sequential.toml",
         include_str!("../../recipes/rq4-sequential.toml"),
     ),
     (
-        "rq4-mixed-sequential",
+        "recipes/rq4-mixed-sequential.toml",
         include_str!("../../recipes/rq4-mixed-sequential.toml"),
     ),
-    ("rq4-dmt", include_str!("../../recipes/rq4-dmt.toml")),
-    ("dmt-k1", include_str!("../../recipes/dmt-k1.toml")),
-    ("dmt-k4", include_str!("../../recipes/dmt-k4.toml")),
-    ("dmt-k16", include_str!("../../recipes/dmt-k16.toml")),
-    ("dmt-k64", include_str!("../../recipes/dmt-k64.toml")),
-    ("dmt-k256", include_str!("../../recipes/dmt-k256.toml")),
     (
-        "ablation-dmt-k256-no-code-math",
+        "recipes/rq4-dmt.toml",
+        include_str!("../../recipes/rq4-dmt.toml"),
+    ),
+    (
+        "recipes/dmt-k1.toml",
+        include_str!("../../recipes/dmt-k1.toml"),
+    ),
+    (
+        "recipes/dmt-k4.toml",
+        include_str!("../../recipes/dmt-k4.toml"),
+    ),
+    (
+        "recipes/dmt-k16.toml",
+        include_str!("../../recipes/dmt-k16.toml"),
+    ),
+    (
+        "recipes/dmt-k64.toml",
+        include_str!("../../recipes/dmt-k64.toml"),
+    ),
+    (
+        "recipes/ablation-dmt-k256-no-code-math.toml",
         include_str!("../../recipes/ablation-dmt-k256-no-code-math.toml"),
     ),
 ];
 
+const AFTER_HELP: &str = "\
+DIR holds data/ (the synthetic suite), inputs/ (the embedded experiments/demo.toml, its recipes and \
+probe spec), experiment/ (the `mixprobe run` output: results.json, cells/, probe/) and report/ \
+(index.html, summary.md, figures/). Re-running the same command reuses finished cells. The same \
+by hand: mixprobe data synth --out DIR/data; mixprobe run experiments/demo.toml --data-dir DIR/data \
+--out DIR/experiment; mixprobe report DIR/experiment --out DIR/report.
+
+--quick shrinks every cell to a few optimizer steps and the evaluations to a few items (a smoke \
+test of the whole pipeline in about a minute; its numbers mean nothing).";
+
+/// The embedded default: synthetic suite → every RQ4 strategy, DMT k sweep and the ablation on a
+/// tiny model → evaluation → probe → report (DIR/report/index.html).
 #[derive(clap::Args)]
+#[command(after_long_help = AFTER_HELP)]
 pub struct Args {
-    /// Output directory: DIR/data (the synthetic suite), DIR/compose/<recipe>/ (stages + manifest.json).
+    /// Output directory (see below).
     #[arg(long, default_value = "out/demo")]
     pub out: PathBuf,
-    /// Seed of the synthetic suite and of every recipe's sampling.
+    /// Seed of the synthetic suite.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// Size of the synthetic suite: small (the default, minutes on a laptop) or medium (about 4x).
+    /// Size of the synthetic suite: small (the default) or medium (about 4x the training data).
     #[arg(long, default_value = "small")]
     pub scale: Scale,
+    /// Where to train and evaluate; cuda falls back to the CPU with a warning when unavailable.
+    #[arg(long, value_enum, default_value_t = DeviceKind::Cpu)]
+    pub device: DeviceKind,
+    /// Smoke test: a few optimizer steps per cell and a few evaluation items (see below).
+    #[arg(long, hide = true)]
+    pub quick: bool,
+    /// No training progress bars (one line per step of the demo and per cell is still printed).
+    #[arg(long)]
+    pub quiet: bool,
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
+    let t0 = Instant::now();
     let data = args.out.join("data");
     eprintln!(
-        "[1/2] generating the synthetic ability suite (seed {}, {:?}) in {}",
+        "[1/3] generating the synthetic ability suite (seed {}, {}) in {}",
         args.seed,
         args.scale,
         data.display()
@@ -65,56 +111,150 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     for f in &summary.files {
         eprintln!("      {:<45} {:>6} records", f.path, f.records);
     }
-    eprintln!(
-        "[2/2] composing {} recipes (strategies, DMT k sweep, ablation)",
-        RECIPES.len()
-    );
-    let bar = indicatif::ProgressBar::new(RECIPES.len() as u64);
-    bar.set_style(
-        indicatif::ProgressStyle::with_template("      {bar:30} {pos}/{len} {msg} ETA {eta}")
-            .expect("static template"),
-    );
-    let mut rows = Vec::new();
-    for (name, text) in RECIPES {
-        bar.set_message(*name);
-        let dir = args.out.join("compose").join(name);
-        let recipe_path = dir.join("recipe.toml");
-        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-        mixprobe::util::write_atomic(&recipe_path, text.as_bytes())?;
-        let recipe = Recipe::parse(text, &recipe_path)?;
-        let opts = ComposeOptions {
-            data_dir: data.clone(),
-            seed: Some(args.seed),
-            holdout: Some(50),
-            ..Default::default()
+
+    let inputs = args.out.join("inputs");
+    for (rel, text) in INPUTS {
+        let path = inputs.join(rel);
+        let dir = path.parent().unwrap_or(Path::new("."));
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        let text = if args.quick && rel.starts_with("experiments/") {
+            quick(text)?
+        } else {
+            text.to_string()
         };
-        let comp = compose(&recipe, &opts)?;
-        comp.write(&dir)?;
-        let stages: Vec<String> = comp
-            .manifest
-            .stages
-            .iter()
-            .map(|s| {
-                let parts: Vec<String> = s
-                    .sources
-                    .iter()
-                    .map(|(src, t)| format!("{src} {}", t.taken))
-                    .collect();
-                format!("{}[{}]", s.name, parts.join(", "))
-            })
-            .collect();
-        rows.push(format!("{name:<32} {}", stages.join(" → ")));
-        bar.inc(1);
+        mixprobe::util::write_atomic(&path, text.as_bytes())?;
     }
-    bar.finish_and_clear();
-    println!("recipe                           stages (examples taken per source)");
-    for r in rows {
-        println!("{r}");
+    let exp = Experiment::load(&inputs.join("experiments/demo.toml"))?;
+    let exp_out = args.out.join("experiment");
+    eprintln!(
+        "[2/3] running {} cells (train, evaluate, probe) into {}",
+        exp.cells.len(),
+        exp_out.display()
+    );
+    let (kind, warning) = device::resolve(args.device);
+    if let Some(w) = warning {
+        eprintln!("warning: {w}");
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    ctrlc::set_handler(move || {
+        if flag.swap(true, Ordering::SeqCst) {
+            std::process::exit(130);
+        }
+        eprintln!("\ninterrupt: checkpointing the current cell (Ctrl-C again to exit at once)");
+    })
+    .map_err(|e| anyhow::anyhow!("cannot install the Ctrl-C handler: {e}"))?;
+    let report = run_experiment(
+        &exp,
+        &RunOptions {
+            data_dir: data.clone(),
+            out: exp_out.clone(),
+            device: kind,
+            only: Vec::new(),
+            retry_failed: true,
+            stop: Some(stop),
+            stop_after: None,
+            progress: !args.quiet,
+            command: std::env::args().collect(),
+        },
+    )?;
+    if report.interrupted {
+        anyhow::bail!("interrupted; run the same command again to resume");
+    }
+    let report_dir = args.out.join("report");
+    eprintln!("[3/3] writing the report in {}", report_dir.display());
+    let written = mixprobe::report::write_report(&exp_out, &report_dir)?;
+    print_findings(&report.results);
+    let failed = report.failed();
+    if !failed.is_empty() {
+        anyhow::bail!(
+            "{} cell(s) failed ({}); the report at {} shows the rest",
+            failed.len(),
+            failed
+                .iter()
+                .map(|c| c.id.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+            written.index.display()
+        );
     }
     println!(
-        "\nwrote {} (synthetic suite) and {} (per recipe: stages/, heldout/, manifest.json)",
-        data.display(),
-        args.out.join("compose").display()
+        "demo finished in {}; report: {}",
+        mixprobe::experiment::runner::format_secs(t0.elapsed().as_secs_f64()),
+        written.index.display()
     );
     Ok(())
+}
+
+/// The demo experiment at smoke size: 3 steps per stage, tiny evaluations.
+fn quick(text: &str) -> anyhow::Result<String> {
+    let mut t: toml::Table = toml::from_str(text).context("the embedded demo.toml")?;
+    let set = |t: &mut toml::Table, table: &str, key: &str, v: i64| {
+        if let Some(toml::Value::Table(tab)) = t.get_mut(table) {
+            tab.insert(key.into(), toml::Value::Integer(v));
+        }
+    };
+    for (k, v) in [
+        ("max_steps", 3),
+        ("limit_examples", 60),
+        ("holdout", 10),
+        ("eval_limit", 10),
+        ("batch_size", 4),
+        ("max_len", 128),
+    ] {
+        set(&mut t, "train", k, v);
+    }
+    for (k, v) in [("limit", 3), ("max_new_tokens", 12)] {
+        set(&mut t, "eval", k, v);
+    }
+    Ok(toml::to_string(&t)?)
+}
+
+/// The demo's question, answered from its own measurements: did sequential training forget
+/// math relative to multi-task, and did DMT recover it?
+fn print_findings(results: &Results) {
+    let score = |recipe: &str, key: &str| {
+        results
+            .cells
+            .iter()
+            .find(|c| c.recipe == recipe && c.status == "done")
+            .and_then(|c| c.scores.get(key).copied())
+    };
+    println!(
+        "\n{:<34} {:>10} {:>10} {:>12} {:>9}",
+        "cell", "synth.math", "synth.code", "synth.general", "nll.math"
+    );
+    let fmt = |v: Option<f64>| v.map_or("-".into(), |x| format!("{x:.3}"));
+    for c in &results.cells {
+        println!(
+            "{:<34} {:>10} {:>10} {:>12} {:>9}",
+            c.id,
+            fmt(c.scores.get("synth.math").copied()),
+            fmt(c.scores.get("synth.code").copied()),
+            fmt(c.scores.get("synth.general").copied()),
+            fmt(c.scores.get("nll.math").copied()),
+        );
+    }
+    let (multi, seq, dmt) = (
+        score("rq4-multitask", "synth.math"),
+        score("rq4-sequential", "synth.math"),
+        score("rq4-dmt", "synth.math"),
+    );
+    if let (Some(m), Some(s), Some(d)) = (multi, seq, dmt) {
+        println!(
+            "math accuracy: multi-task {m:.3}, sequential {s:.3} ({}), DMT {d:.3} ({})",
+            if s < m {
+                "forgot relative to multi-task"
+            } else {
+                "no forgetting measured"
+            },
+            if s < m && d > s {
+                "recovered part of it"
+            } else if s < m {
+                "did not recover it"
+            } else {
+                "nothing to recover"
+            }
+        );
+    }
 }

@@ -5,7 +5,7 @@ use mixprobe::data::template::ChatTemplate;
 use mixprobe::eval::sandbox::{Limits, SandboxConfig};
 use mixprobe::eval::{Bench, EvalResults, EvalSpec, JudgeConfig, evaluate_model, evaluate_run_dir};
 use mixprobe::model::device::DeviceKind;
-use mixprobe::util::{write_atomic, write_json};
+use mixprobe::util::write_json;
 use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -101,20 +101,17 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         let r = evaluate_run_dir(&args.target, &spec)?;
         let forgetting_path = sibling(&args.out, "forgetting-eval.json");
         for (stage, res) in &r.stages {
-            write_samples(&args.out, Some(stage), res)?;
+            res.write_samples(&args.out, Some(stage))?;
             print_scores(stage, res);
         }
-        let stages: Vec<serde_json::Value> = r
-            .stages
-            .iter()
-            .map(|(s, res)| {
-                let mut v = serde_json::to_value(res).unwrap_or_default();
-                if let serde_json::Value::Object(m) = &mut v {
-                    m.insert("stage".into(), json!(s));
-                }
-                v
-            })
-            .collect();
+        let mut stages = Vec::with_capacity(r.stages.len());
+        for (s, res) in &r.stages {
+            let mut v = serde_json::to_value(res)?;
+            if let serde_json::Value::Object(m) = &mut v {
+                m.insert("stage".into(), json!(s));
+            }
+            stages.push(v);
+        }
         write_json(
             &args.out,
             &json!({"run_dir": args.target, "benches": spec.benches, "limit": spec.limit,
@@ -131,7 +128,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         );
     } else {
         let res = evaluate_model(&args.target, &spec)?;
-        write_samples(&args.out, None, &res)?;
+        res.write_samples(&args.out, None)?;
         write_json(&args.out, &res)?;
         print_scores("model", &res);
         println!(
@@ -204,27 +201,6 @@ fn sibling(out: &Path, name: &str) -> PathBuf {
     out.parent()
         .map(|p| p.join(name))
         .unwrap_or_else(|| PathBuf::from(name))
-}
-
-/// Write each bench's generations as `<stem>[.<stage>].<bench>.jsonl` next to `out`.
-fn write_samples(out: &Path, stage: Option<&str>, res: &EvalResults) -> anyhow::Result<()> {
-    let stem = out
-        .file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "results".into());
-    for (bench, lines) in &res.samples {
-        let name = match stage {
-            Some(s) => format!("{stem}.{s}.{bench}.jsonl"),
-            None => format!("{stem}.{bench}.jsonl"),
-        };
-        let mut text = String::new();
-        for l in lines {
-            text.push_str(&serde_json::to_string(l)?);
-            text.push('\n');
-        }
-        write_atomic(&sibling(out, &name), text.as_bytes())?;
-    }
-    Ok(())
 }
 
 fn print_scores(label: &str, res: &EvalResults) {

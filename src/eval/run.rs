@@ -45,7 +45,7 @@ use crate::error::{Error, Result};
 use crate::model::CpuBackend;
 use crate::model::device::{self, DeviceKind};
 use burn::tensor::backend::Backend;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -54,7 +54,7 @@ use std::str::FromStr;
 use std::time::Instant;
 
 /// A benchmark.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Bench {
     Gsm8k,
@@ -174,7 +174,7 @@ impl EvalSpec {
 }
 
 /// One model's scores.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct EvalResults {
     /// The model directory.
     pub model: String,
@@ -191,8 +191,36 @@ pub struct EvalResults {
     pub samples: BTreeMap<String, Vec<Value>>,
 }
 
+impl EvalResults {
+    /// Write each bench's generations as `<stem>[.<stage>].<bench>.jsonl` in the directory of
+    /// `results` (whose file stem is `<stem>`); returns the files written.
+    pub fn write_samples(&self, results: &Path, stage: Option<&str>) -> Result<Vec<PathBuf>> {
+        let stem = results
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "results".into());
+        let dir = results.parent().unwrap_or(Path::new("."));
+        let mut written = Vec::new();
+        for (bench, lines) in &self.samples {
+            let name = match stage {
+                Some(s) => format!("{stem}.{s}.{bench}.jsonl"),
+                None => format!("{stem}.{bench}.jsonl"),
+            };
+            let mut text = String::new();
+            for l in lines {
+                text.push_str(&serde_json::to_string(l).map_err(internal)?);
+                text.push('\n');
+            }
+            let path = dir.join(name);
+            crate::util::write_atomic(&path, text.as_bytes())?;
+            written.push(path);
+        }
+        Ok(written)
+    }
+}
+
 /// The stage × ability matrix of a run: `metrics[key][stage][ability]`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ForgettingMatrix {
     pub stages: Vec<String>,
     pub abilities: Vec<String>,
@@ -241,7 +269,7 @@ fn metric_of(key: &str) -> Option<(String, Ability)> {
 }
 
 /// Every stage of a run.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RunEval {
     pub stages: Vec<(String, EvalResults)>,
     pub forgetting: ForgettingMatrix,
@@ -844,4 +872,68 @@ fn code_detail(r: &humaneval::Report) -> Value {
 
 fn internal(e: serde_json::Error) -> Error {
     Error::Internal(format!("serializing results: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn results(scores: &[(&str, f64)]) -> EvalResults {
+        EvalResults {
+            model: "m".into(),
+            template: "plain".into(),
+            device: "cpu".into(),
+            wall_s: 0.0,
+            scores: scores.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
+            details: Value::Null,
+            samples: BTreeMap::new(),
+        }
+    }
+
+    #[test]
+    fn bench_lists_parse_and_reject_unknown_names() {
+        assert_eq!(
+            Bench::parse_list("gsm8k, HumanEval,mt_bench,gsm8k").unwrap(),
+            [Bench::Gsm8k, Bench::HumanEval, Bench::MtBench]
+        );
+        assert!(
+            Bench::parse_list("nll,chess")
+                .unwrap_err()
+                .to_string()
+                .contains("chess")
+        );
+        assert!(Bench::parse_list(" , ").is_err());
+    }
+
+    #[test]
+    fn matrix_places_each_key_in_its_ability_column() {
+        let stages = vec![
+            (
+                "stage-1".to_string(),
+                results(&[("nll.math", 2.0), ("gsm8k.strict", 0.5), ("x.y", 1.0)]),
+            ),
+            (
+                "final".to_string(),
+                results(&[
+                    ("nll.general", 3.0),
+                    ("humaneval.pass@1", 0.25),
+                    ("mtbench.proxy", 0.1),
+                ]),
+            ),
+        ];
+        let m = ForgettingMatrix::from_stages(&stages);
+        assert_eq!(m.stages, ["stage-1", "final"]);
+        assert_eq!(m.abilities, ["math", "code", "general"]);
+        assert_eq!(
+            m.metrics["nll"],
+            [[Some(2.0), None, None], [None, None, Some(3.0)]]
+        );
+        assert_eq!(
+            m.metrics["gsm8k.strict"],
+            [[Some(0.5), None, None], [None, None, None]]
+        );
+        assert_eq!(m.metrics["humaneval.pass@1"][1], [None, Some(0.25), None]);
+        assert_eq!(m.metrics["mtbench.proxy"][1], [None, None, Some(0.1)]);
+        assert!(!m.metrics.contains_key("x.y"));
+    }
 }

@@ -469,12 +469,15 @@ pub(crate) fn tokenize(
 }
 
 /// Weights `[b, 1, t]` that pool a `[b, t, d]` batch by a batched matmul: `1/len` on each real
-/// token (mean) or 1 on the last real token (last).
+/// token (mean), `1/(len - 1)` on each but the first (mean_skip_first) or 1 on the last real
+/// token (last).
 pub(crate) fn pool_weights(lengths: &[usize], t: usize, pooling: Pooling) -> Vec<f32> {
     let mut w = vec![0f32; lengths.len() * t];
     for (row, &len) in w.chunks_mut(t).zip(lengths) {
         match pooling {
             Pooling::Mean => row[..len].fill(1.0 / len as f32),
+            Pooling::MeanSkipFirst if len == 1 => row[0] = 1.0,
+            Pooling::MeanSkipFirst => row[1..len].fill(1.0 / (len - 1) as f32),
             Pooling::Last => row[len - 1] = 1.0,
         }
     }

@@ -1,10 +1,12 @@
-//! Principal component analysis (f64 inside): linfa-reduction's `Pca` (truncated SVD by LOBPCG)
-//! when few components are asked for, an exact eigendecomposition otherwise.
+//! Principal component analysis (f64 inside): an exact eigendecomposition (linfa-linalg) of the
+//! smaller of the covariance and Gram matrices when that is at most [`EXACT_MAX`] wide or few
+//! components are not few enough for LOBPCG; linfa-reduction's `Pca` (truncated SVD by LOBPCG)
+//! for larger inputs.
 //!
-//! LOBPCG is only valid for a few components: with 5·n_components > min(n, d) linfa's solver
-//! can return unconverged results without an error (2 components of 3 features: singular
-//! values 3.07, 1.44 instead of 4.24, 2.83). There the smaller of the covariance and Gram
-//! matrices (at most 5·n_components wide) is decomposed exactly by linfa-linalg.
+//! LOBPCG is fragile: with 5·n_components > min(n, d) linfa's solver can return unconverged
+//! results without an error (2 components of 3 features: singular values 3.07, 1.44 instead of
+//! 4.24, 2.83), and on real hidden states with a few huge outlier dimensions (SmolLM2's residual
+//! stream) it panics on NaNs. A panic there falls back to the exact path.
 use super::input;
 use crate::error::{Error, Result};
 use linfa::DatasetBase;
@@ -12,6 +14,10 @@ use linfa::traits::{Fit, Predict};
 use linfa_linalg::eigh::{EigSort, Eigh};
 use linfa_reduction::Pca;
 use ndarray::{Array1, Array2, ArrayView1, ArrayView2, Axis, s};
+
+/// Largest covariance / Gram matrix side decomposed exactly (a 2048² eigendecomposition takes
+/// seconds); larger inputs go through LOBPCG.
+pub const EXACT_MAX: usize = 2048;
 
 /// A projection onto the leading principal components.
 #[derive(Debug, Clone)]
@@ -50,8 +56,12 @@ pub fn pca(x: ArrayView2<'_, f32>, n_components: usize) -> Result<Projection> {
             "all rows are identical (zero variance)",
         ));
     }
-    let (mut coords, variances, loadings) = if 5 * k <= n.min(d) {
-        lobpcg(x, k)?
+    let (mut coords, variances, loadings) = if 5 * k <= n.min(d) && n.min(d) > EXACT_MAX {
+        let solved = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| lobpcg(x, k)));
+        match solved {
+            Ok(Ok(parts)) => parts,
+            Ok(Err(_)) | Err(_) => exact(&centred, k)?,
+        }
     } else {
         exact(&centred, k)?
     };

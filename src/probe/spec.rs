@@ -5,7 +5,7 @@
 //! description = "the paper's protocol"
 //! seed = 0                  # seeds the sampling of every set
 //! layers = ["15/32"]        # a list, or one entry: "all"
-//! pooling = "mean"          # mean | last
+//! pooling = "mean"          # mean | mean_skip_first | last
 //! projection = "tsne"       # the 2-D map the protocol looks at (default of `mixprobe project`)
 //!
 //! [text]
@@ -36,6 +36,10 @@
 //! choice for sentence embeddings from a decoder that was not trained to summarise into its
 //! last token, and the paper's "hidden states of a query" reads most naturally as all of them;
 //! `last` (the state the next token is predicted from) is the alternative, shipped as a variant.
+//! `mean_skip_first` leaves out the first position: in a sequence without BOS the first token
+//! is the attention sink, whose residual state carries massive activations (norm ~10⁴ in a few
+//! dimensions of SmolLM2-135M from block 2 on, against ~10² elsewhere), so a plain mean is
+//! dominated by `sink / length` and its geometry mostly encodes the text's length.
 //!
 //! # Sampling
 //! Every set reads its file (malformed records are skipped and counted), then draws `count`
@@ -173,6 +177,8 @@ pub enum Pooling {
     /// Mean over every token of the encoded text.
     #[default]
     Mean,
+    /// Mean over every token but the first (the first one alone for a one-token text).
+    MeanSkipFirst,
     /// The last token's state.
     Last,
 }

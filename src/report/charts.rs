@@ -155,11 +155,24 @@ fn frame<DB: DrawingBackend>(
                 .map_err(err)?,
         }
         strip
-            .draw(&Text::new(e.label.clone(), (x + 32, y + 1), font.clone()))
+            .draw(&Text::new(
+                e.label.clone(),
+                (x + 32, cy),
+                font.clone().pos(Pos::new(HPos::Left, VPos::Center)),
+            ))
             .map_err(err)?;
         x += item;
     }
     Ok(rest)
+}
+
+/// The widest a figure should be: the report page's content width, so figures are shown at
+/// their own pixel size, unscaled.
+const MAX_WIDTH: u32 = 1120;
+
+/// How many panels of width `panel_w` fit side by side, at most `columns`.
+fn fit_columns(columns: usize, panel_w: u32) -> usize {
+    columns.min((MAX_WIDTH / panel_w.max(1)) as usize).max(1)
 }
 
 /// Grid dimensions (rows, columns) for `n` panels in at most `columns` columns.
@@ -226,16 +239,22 @@ pub struct LineFigure {
     pub columns: usize,
 }
 
-const LINE_PANEL: (u32, u32) = (460, 340);
+const LINE_PANEL: (u32, u32) = (370, 330);
+
+impl LineFigure {
+    fn cols(&self) -> usize {
+        fit_columns(self.columns, LINE_PANEL.0)
+    }
+}
 
 impl Figure for LineFigure {
     fn size(&self) -> (u32, u32) {
-        grid_size(self.panels.len(), self.columns, LINE_PANEL, &self.legend)
+        grid_size(self.panels.len(), self.cols(), LINE_PANEL, &self.legend)
     }
 
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<(), String> {
         let body = frame(root, &self.title, &self.legend)?;
-        let areas = body.split_evenly(grid(self.panels.len(), self.columns));
+        let areas = body.split_evenly(grid(self.panels.len(), self.cols()));
         for (panel, area) in self.panels.iter().zip(areas) {
             let xs: Vec<f64> = {
                 let mut v: Vec<f64> = panel
@@ -333,6 +352,10 @@ pub struct BarFigure {
 }
 
 impl BarFigure {
+    fn cols(&self) -> usize {
+        fit_columns(self.columns, self.panel_size().0)
+    }
+
     fn panel_size(&self) -> (u32, u32) {
         let cats = self
             .panels
@@ -346,8 +369,8 @@ impl BarFigure {
             .flat_map(|p| p.categories.iter().map(|c| c.chars().count()))
             .max()
             .unwrap_or(4) as u32;
-        let per_cat = (longest * 8 + 16).max(70);
-        ((cats * per_cat + 90).max(380), 340)
+        let per_cat = (longest * 7 + 14).max(64);
+        ((cats * per_cat + 90).max(360), 330)
     }
 }
 
@@ -355,7 +378,7 @@ impl Figure for BarFigure {
     fn size(&self) -> (u32, u32) {
         grid_size(
             self.panels.len(),
-            self.columns,
+            self.cols(),
             self.panel_size(),
             &self.legend,
         )
@@ -363,7 +386,7 @@ impl Figure for BarFigure {
 
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<(), String> {
         let body = frame(root, &self.title, &self.legend)?;
-        let areas = body.split_evenly(grid(self.panels.len(), self.columns));
+        let areas = body.split_evenly(grid(self.panels.len(), self.cols()));
         for (panel, area) in self.panels.iter().zip(areas) {
             let n = panel.categories.len().max(1);
             let (ylo, yhi) = padded(
@@ -462,6 +485,10 @@ pub struct HeatmapFigure {
 }
 
 impl HeatmapFigure {
+    fn cols(&self) -> usize {
+        fit_columns(self.columns, self.panel_size().0)
+    }
+
     fn panel_size(&self) -> (u32, u32) {
         let label = self
             .panels
@@ -485,12 +512,12 @@ impl HeatmapFigure {
 
 impl Figure for HeatmapFigure {
     fn size(&self) -> (u32, u32) {
-        grid_size(self.panels.len(), self.columns, self.panel_size(), &[])
+        grid_size(self.panels.len(), self.cols(), self.panel_size(), &[])
     }
 
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<(), String> {
         let body = frame(root, &self.title, &[])?;
-        let areas = body.split_evenly(grid(self.panels.len(), self.columns));
+        let areas = body.split_evenly(grid(self.panels.len(), self.cols()));
         let label = self
             .panels
             .iter()
@@ -599,6 +626,15 @@ pub struct ScatterFigure {
 }
 
 impl ScatterFigure {
+    fn cols(&self) -> usize {
+        self.columns.max(1)
+    }
+
+    /// Panel width: all columns fit the page, between 220 and 330 pixels.
+    fn panel_w(&self) -> u32 {
+        (MAX_WIDTH / self.cols() as u32).clamp(220, 330)
+    }
+
     fn caption_h(&self) -> u32 {
         self.panels
             .iter()
@@ -614,15 +650,15 @@ impl Figure for ScatterFigure {
     fn size(&self) -> (u32, u32) {
         grid_size(
             self.panels.len(),
-            self.columns,
-            (330, 320 + self.caption_h()),
+            self.cols(),
+            (self.panel_w(), self.panel_w() - 10 + self.caption_h()),
             &self.legend,
         )
     }
 
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<(), String> {
         let body = frame(root, &self.title, &self.legend)?;
-        let areas = body.split_evenly(grid(self.panels.len(), self.columns));
+        let areas = body.split_evenly(grid(self.panels.len(), self.cols()));
         let caption_h = self.caption_h();
         for (panel, area) in self.panels.iter().zip(areas) {
             let (_, h) = area.dim_in_pixel();
@@ -694,14 +730,22 @@ pub struct LossFigure {
     pub columns: usize,
 }
 
+const LOSS_PANEL: (u32, u32) = (370, 280);
+
+impl LossFigure {
+    fn cols(&self) -> usize {
+        fit_columns(self.columns, LOSS_PANEL.0)
+    }
+}
+
 impl Figure for LossFigure {
     fn size(&self) -> (u32, u32) {
-        grid_size(self.panels.len(), self.columns, (420, 290), &self.legend)
+        grid_size(self.panels.len(), self.cols(), LOSS_PANEL, &self.legend)
     }
 
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<(), String> {
         let body = frame(root, &self.title, &self.legend)?;
-        let areas = body.split_evenly(grid(self.panels.len(), self.columns));
+        let areas = body.split_evenly(grid(self.panels.len(), self.cols()));
         for (panel, area) in self.panels.iter().zip(areas) {
             let all = || panel.series.iter().flat_map(|s| s.1.iter());
             let (xlo, xhi) = padded(all().map(|p| p.0), false);

@@ -91,7 +91,7 @@ fn text_to_paths(font: &FontRef<'static>, svg: &str) -> Result<String> {
     static TEXT: OnceLock<Regex> = OnceLock::new();
     let re = TEXT.get_or_init(|| {
         Regex::new(
-            r#"(?s)<text x="(-?\d+)" y="(-?\d+)" dy="([^"]*)" text-anchor="(start|middle|end)" font-family="[^"]*" font-size="([0-9.eE+-]+)" opacity="([0-9.eE+-]+)" fill="(#[0-9A-Fa-f]{6})"([^>]*)>\n?(.*?)</text>\n?"#,
+            r#"(?s)<text x="(-?\d+)" y="(-?\d+)" dy="([^"]*)" text-anchor="(start|middle|end)" font-family="[^"]*" font-size="([0-9.eE+-]+)" opacity="([0-9.eE+-]+)" fill="(#[0-9A-Fa-f]{6})"([^>]*)>\n?(.*?)\n?</text>\n?"#,
         )
         .expect("static regex")
     });
@@ -146,8 +146,7 @@ fn text_to_paths(font: &FontRef<'static>, svg: &str) -> Result<String> {
 
 /// The SVG path data of `text` set in `font` at `size`, placed exactly as plotters' bitmap
 /// backend places it: its layout box (advance widths, height `size / 1.24`) anchored at `pos`,
-/// the baseline `size / 2` below the box's top, each glyph's ink starting at its pen position,
-/// then rotated by `rotate` degrees about `pos`. `font_size` is the SVG attribute (plotters
+/// the baseline `size / 2` below the box's top, then rotated by `rotate` degrees about `pos`. `font_size` is the SVG attribute (plotters
 /// writes the font size divided by 1.24), `v` the vertical anchor (0 top, 1 center, 2 bottom).
 fn text_path(
     font: &FontRef<'static>,
@@ -164,7 +163,7 @@ fn text_path(
     // Layout box, as plotters' ab_glyph `estimate_layout` computes it.
     let mut width = 0f32;
     let mut prev = None;
-    for c in text.chars() {
+    for c in text.chars().filter(|c| !c.is_control()) {
         let id = scaled.glyph_id(c);
         width += scaled.h_advance(id);
         if let Some(p) = prev {
@@ -197,16 +196,14 @@ fn text_path(
     let mut d = String::new();
     let mut pen = 0f32;
     let mut prev = None;
-    for c in text.chars() {
+    for c in text.chars().filter(|c| !c.is_control()) {
         let id = scaled.glyph_id(c);
         if let Some(p) = prev {
             pen += scaled.kern(p, id);
         }
         prev = Some(id);
         if let Some(outline) = font.outline(id) {
-            let left = outline.bounds.min.x * hs;
-            let origin = pen.trunc() - left;
-            let pt = |p: ab_glyph::Point| place(origin + p.x * hs, baseline - p.y * vs);
+            let pt = |p: ab_glyph::Point| place(pen + p.x * hs, baseline - p.y * vs);
             let mut last: Option<ab_glyph::Point> = None;
             for curve in &outline.curves {
                 let (start, end) = match *curve {

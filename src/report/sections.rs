@@ -873,15 +873,13 @@ pub fn probe(ctx: &Ctx, figs: &mut Figures) -> Result<Section> {
                         opt(lm.silhouette),
                         opt(lm.cka_to_first_model)
                     ));
-                    if !lm.knn_overlap.is_empty() {
-                        caption.push(format!(
-                            "kNN overlap {}",
-                            lm.knn_overlap
-                                .iter()
-                                .map(|(k, v)| format!("{k} {}", opt(*v)))
-                                .collect::<Vec<_>>()
-                                .join(", ")
-                        ));
+                    let pairs: Vec<String> = lm
+                        .knn_overlap
+                        .iter()
+                        .map(|(k, v)| format!("{k} {}", opt(*v)))
+                        .collect();
+                    for chunk in pairs.chunks(2) {
+                        caption.push(format!("kNN {}", chunk.join(" · ")));
                     }
                 }
                 None => caption.push("no metrics for this layer".into()),
@@ -899,7 +897,17 @@ pub fn probe(ctx: &Ctx, figs: &mut Figures) -> Result<Section> {
             probe.dir.display()
         ));
     } else if !panels.is_empty() {
-        let method = method.into_iter().collect::<Vec<_>>().join("/");
+        let method = method
+            .into_iter()
+            .map(|m| {
+                if m == "tsne" {
+                    "t-SNE".to_string()
+                } else {
+                    m.to_uppercase()
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("/");
         let fig = ScatterFigure {
             title: format!("{method} maps: models (rows) × layers (columns), coloured by source"),
             legend,
