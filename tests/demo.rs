@@ -54,7 +54,7 @@ fn quick_demo_writes_every_output_and_the_report() {
         "rq4-mixed-sequential",
         "rq4-dmt",
         "dmt-k1",
-        "dmt-k64",
+        "dmt-k16",
         "ablation-dmt-k256-no-code-math",
     ] {
         assert!(recipes.contains(&r), "{r} in {recipes:?}");
@@ -80,7 +80,7 @@ fn quick_demo_writes_every_output_and_the_report() {
     let groups = |g: &str| results.cells.iter().filter(|c| c.group == g).count();
     assert_eq!(
         (groups("rq4"), groups("dmt_k"), groups("ablation")),
-        (4, 4, 1)
+        (4, 2, 1)
     );
     // Every probed model has a projection directory; the base model is probed too.
     let probe = results.probe.as_ref().expect("probe ran");

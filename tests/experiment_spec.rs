@@ -159,7 +159,7 @@ fn shipped_experiments_cover_every_research_question() {
     let demo = load("demo.toml");
     assert!(matches!(demo.models[0].source, ModelSource::Preset(_)));
     assert_eq!(groups(&demo, "rq4"), 4);
-    assert!(groups(&demo, "dmt_k") >= 2);
+    assert_eq!(groups(&demo, "dmt_k"), 2);
     assert!(groups(&demo, "ablation") >= 1);
     assert!(demo.benches.contains(&"synth".to_string()));
 }

@@ -151,6 +151,13 @@ fn full_fixture_writes_every_figure_and_section() {
         md.contains("| tiny/rq4-dmt | dmt |"),
         "summary.md lacks the RQ4 table"
     );
+    assert!(
+        md.contains("general without code, math"),
+        "ablation not described"
+    );
+    assert!(md.contains("general 1/16"), "string amounts not read");
+    // RQ3 x positions come from the runner's explicit ratio: 1 : 1/16 is 16.
+    assert!(html.contains("RQ3: score vs specialized : general ratio"));
 }
 
 #[test]

@@ -40,16 +40,8 @@ const INPUTS: &[(&str, &str)] = &[
         include_str!("../../recipes/dmt-k1.toml"),
     ),
     (
-        "recipes/dmt-k4.toml",
-        include_str!("../../recipes/dmt-k4.toml"),
-    ),
-    (
         "recipes/dmt-k16.toml",
         include_str!("../../recipes/dmt-k16.toml"),
-    ),
-    (
-        "recipes/dmt-k64.toml",
-        include_str!("../../recipes/dmt-k64.toml"),
     ),
     (
         "recipes/ablation-dmt-k256-no-code-math.toml",
@@ -211,49 +203,60 @@ fn quick(text: &str) -> anyhow::Result<String> {
 }
 
 /// The demo's question, answered from its own measurements: did sequential training forget
-/// math relative to multi-task, and did DMT recover it?
+/// math relative to multi-task, and did DMT recover it? Judged on held-out math NLL (lower is
+/// better), which moves at the demo's scale where the tiny model's answer accuracy may not.
 fn print_findings(results: &Results) {
-    let score = |recipe: &str, key: &str| {
+    let fmt = |v: Option<f64>| v.map_or("-".into(), |x| format!("{x:.3}"));
+    println!(
+        "\n{:<38} {:>8} {:>8} {:>8} {:>10} {:>10} {:>10}",
+        "cell", "nll.math", "nll.code", "nll.gen", "synth.math", "synth.code", "synth.gen"
+    );
+    for c in &results.cells {
+        let g = |k: &str| fmt(c.scores.get(k).copied());
+        println!(
+            "{:<38} {:>8} {:>8} {:>8} {:>10} {:>10} {:>10}",
+            c.id,
+            g("nll.math"),
+            g("nll.code"),
+            g("nll.general"),
+            g("synth.math"),
+            g("synth.code"),
+            g("synth.general")
+        );
+    }
+    let math = |recipe: &str| {
         results
             .cells
             .iter()
             .find(|c| c.recipe == recipe && c.status == "done")
-            .and_then(|c| c.scores.get(key).copied())
+            .and_then(|c| c.scores.get("nll.math").copied())
+    };
+    let (Some(multi), Some(seq)) = (math("rq4-multitask"), math("rq4-sequential")) else {
+        return;
     };
     println!(
-        "\n{:<34} {:>10} {:>10} {:>12} {:>9}",
-        "cell", "synth.math", "synth.code", "synth.general", "nll.math"
+        "held-out math NLL: multi-task {multi:.3}, sequential {seq:.3}: {}",
+        if seq > multi {
+            "sequential training forgot math relative to multi-task"
+        } else {
+            "no forgetting of math measured"
+        }
     );
-    let fmt = |v: Option<f64>| v.map_or("-".into(), |x| format!("{x:.3}"));
-    for c in &results.cells {
+    let mut dmt: Vec<(f64, f64)> = results
+        .cells
+        .iter()
+        .filter(|c| c.strategy == "dmt" && c.ablation.is_none() && c.status == "done")
+        .filter_map(|c| Some((c.k?, c.scores.get("nll.math").copied()?)))
+        .collect();
+    dmt.sort_by(|a, b| a.0.total_cmp(&b.0));
+    for (k, v) in dmt {
         println!(
-            "{:<34} {:>10} {:>10} {:>12} {:>9}",
-            c.id,
-            fmt(c.scores.get("synth.math").copied()),
-            fmt(c.scores.get("synth.code").copied()),
-            fmt(c.scores.get("synth.general").copied()),
-            fmt(c.scores.get("nll.math").copied()),
-        );
-    }
-    let (multi, seq, dmt) = (
-        score("rq4-multitask", "synth.math"),
-        score("rq4-sequential", "synth.math"),
-        score("rq4-dmt", "synth.math"),
-    );
-    if let (Some(m), Some(s), Some(d)) = (multi, seq, dmt) {
-        println!(
-            "math accuracy: multi-task {m:.3}, sequential {s:.3} ({}), DMT {d:.3} ({})",
-            if s < m {
-                "forgot relative to multi-task"
+            "  DMT k = 1/{:.0}: {v:.3} ({} of the gap to multi-task recovered)",
+            1.0 / k,
+            if seq > multi {
+                format!("{:.0}%", 100.0 * (seq - v) / (seq - multi))
             } else {
-                "no forgetting measured"
-            },
-            if s < m && d > s {
-                "recovered part of it"
-            } else if s < m {
-                "did not recover it"
-            } else {
-                "nothing to recover"
+                "none".into()
             }
         );
     }

@@ -21,7 +21,8 @@
 //! - mtbench: `mt_bench/question.jsonl`, `judge_prompts.jsonl`, `reference_answer/gpt-4.jsonl`,
 //!   `model_answer/gpt-4.jsonl` (proxy);
 //! - nll: math = the GSM8K test questions with their worked answers, code = each HumanEval
-//!   prompt (as above) answered by the prompt plus its canonical solution, general = the
+//!   prompt (as above) answered by the prompt plus its canonical solution (the copied prompt
+//!   makes `nll.code` low in absolute terms; compare it across checkpoints), general = the
 //!   synthetic suite's `sharegpt/eval.jsonl` conversations or, on real data, the MT-Bench
 //!   questions with GPT-4's answers. An ability whose files are missing is left out and named
 //!   in `details.nll.missing`.
@@ -406,6 +407,9 @@ fn heldout_matrix(
     Ok(Some(rows))
 }
 
+/// One ability's examples for the nll bench.
+type NllSet = (Ability, Vec<Example>);
+
 /// Everything one evaluation keeps while running the benches.
 struct Ctx<'a, B: Backend> {
     spec: &'a EvalSpec,
@@ -695,7 +699,7 @@ impl<B: Backend> Ctx<'_, B> {
     }
 
     /// The NLL sets available in the data directory (see the module docs).
-    fn nll_sets(&self) -> Result<(Vec<(Ability, Vec<Example>)>, Vec<String>)> {
+    fn nll_sets(&self) -> Result<(Vec<NllSet>, Vec<String>)> {
         let mut sets = Vec::new();
         let mut missing = Vec::new();
         let math = self.path("gsm8k/test.jsonl");

@@ -264,7 +264,7 @@ pub fn run_experiment(exp: &Experiment, opts: &RunOptions) -> Result<RunReport> 
         results.meta.wall_s = started.elapsed().as_secs_f64();
         write_json(&results_path, &results)?;
     }
-    results.base = if exp.benches.is_empty() {
+    results.base = if exp.benches.is_empty() || interrupted {
         base_scores(exp, &results.cells, out)
     } else {
         base_evals(exp, &prepared, opts)

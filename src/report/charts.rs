@@ -2,6 +2,11 @@
 //! line panels on a log x-axis ([`LineFigure`]), grouped bars ([`BarFigure`]), annotated heatmaps
 //! ([`HeatmapFigure`]), scatter grids with captions ([`ScatterFigure`]) and training-loss panels
 //! ([`LossFigure`]). Panels are laid out in a grid under a title and a shared legend.
+//!
+//! All font sizes are even: plotters' bitmap text renderer places each glyph at
+//! `trunc(size / 2 + glyph top)`, which for odd sizes puts glyphs whose tops lie on either side
+//! of that line a pixel apart (a raised decimal point); with `size / 2` whole, all glyphs share
+//! the baseline.
 use super::format;
 use super::render::{FAMILY, Figure};
 use plotters::coord::Shift;
@@ -289,8 +294,8 @@ impl Figure for LineFigure {
                 .configure_mesh()
                 .x_desc(&panel.x_label)
                 .y_desc(&panel.y_label)
-                .label_style((FAMILY, 13).into_font().color(&TEXT))
-                .axis_desc_style((FAMILY, 13).into_font().color(&TEXT))
+                .label_style((FAMILY, 14).into_font().color(&TEXT))
+                .axis_desc_style((FAMILY, 14).into_font().color(&TEXT))
                 .x_label_formatter(&|v| format::fraction(*v))
                 .y_label_formatter(&|v| format::num(*v))
                 .light_line_style(WHITE)
@@ -412,8 +417,8 @@ impl Figure for BarFigure {
                 .configure_mesh()
                 .disable_x_mesh()
                 .y_desc(&panel.y_label)
-                .label_style((FAMILY, 13).into_font().color(&TEXT))
-                .axis_desc_style((FAMILY, 13).into_font().color(&TEXT))
+                .label_style((FAMILY, 14).into_font().color(&TEXT))
+                .axis_desc_style((FAMILY, 14).into_font().color(&TEXT))
                 .x_label_formatter(&fmt_cat)
                 .y_label_formatter(&|v| format::num(*v))
                 .light_line_style(WHITE)
@@ -422,7 +427,7 @@ impl Figure for BarFigure {
                 .map_err(err)?;
             let k = panel.series.len().max(1) as f64;
             let width = 0.8 / k;
-            let value_font = (FAMILY, 11)
+            let value_font = (FAMILY, 12)
                 .into_font()
                 .color(&TEXT)
                 .pos(Pos::new(HPos::Center, VPos::Bottom));
@@ -530,7 +535,7 @@ impl Figure for HeatmapFigure {
             foot.draw(&Text::new(
                 panel.note.clone(),
                 (12, 4),
-                (FAMILY, 13).into_font().color(&RGBColor(90, 90, 90)),
+                (FAMILY, 14).into_font().color(&RGBColor(90, 90, 90)),
             ))
             .map_err(err)?;
             let (nr, nc) = (panel.rows.len().max(1), panel.columns.len().max(1));
@@ -566,7 +571,7 @@ impl Figure for HeatmapFigure {
             chart
                 .configure_mesh()
                 .disable_mesh()
-                .label_style((FAMILY, 13).into_font().color(&TEXT))
+                .label_style((FAMILY, 14).into_font().color(&TEXT))
                 .x_label_formatter(&fmt_col)
                 .y_label_formatter(&fmt_row)
                 .draw()
@@ -641,7 +646,7 @@ impl ScatterFigure {
             .map(|p| p.caption.len())
             .max()
             .unwrap_or(0) as u32
-            * 17
+            * 18
             + 8
     }
 }
@@ -666,7 +671,7 @@ impl Figure for ScatterFigure {
             let (xlo, xhi) = padded(panel.points.iter().map(|p| p.0), false);
             let (ylo, yhi) = padded(panel.points.iter().map(|p| p.1), false);
             let mut chart = ChartBuilder::on(&plot)
-                .caption(&panel.title, (FAMILY, 15).into_font().color(&TEXT))
+                .caption(&panel.title, (FAMILY, 16).into_font().color(&TEXT))
                 .margin(8)
                 .build_cartesian_2d(xlo..xhi, ylo..yhi)
                 .map_err(err)?;
@@ -701,8 +706,8 @@ impl Figure for ScatterFigure {
             for (i, line) in panel.caption.iter().enumerate() {
                 foot.draw(&Text::new(
                     line.clone(),
-                    (10, 4 + 17 * i as i32),
-                    (FAMILY, 13).into_font().color(&TEXT),
+                    (10, 4 + 18 * i as i32),
+                    (FAMILY, 14).into_font().color(&TEXT),
                 ))
                 .map_err(err)?;
             }
@@ -751,7 +756,7 @@ impl Figure for LossFigure {
             let (xlo, xhi) = padded(all().map(|p| p.0), false);
             let (ylo, yhi) = padded(all().map(|p| p.1), false);
             let mut chart = ChartBuilder::on(&area)
-                .caption(&panel.title, (FAMILY, 15).into_font().color(&TEXT))
+                .caption(&panel.title, (FAMILY, 16).into_font().color(&TEXT))
                 .margin(10)
                 .x_label_area_size(40)
                 .y_label_area_size(52)
@@ -762,7 +767,7 @@ impl Figure for LossFigure {
                 .x_desc("optimizer step")
                 .y_desc("loss (nats/token)")
                 .label_style((FAMILY, 12).into_font().color(&TEXT))
-                .axis_desc_style((FAMILY, 13).into_font().color(&TEXT))
+                .axis_desc_style((FAMILY, 14).into_font().color(&TEXT))
                 .x_labels(6)
                 .y_labels(6)
                 .x_label_formatter(&|v| format!("{v:.0}"))

@@ -65,11 +65,14 @@ pub struct Cell {
     pub group: Option<String>,
     /// The recipe's strategy shortcut (single, mixed, sequential, mixed_sequential, dmt, ratio).
     pub strategy: Option<String>,
-    /// Data fraction per source.
-    pub fractions: BTreeMap<String, f64>,
+    /// Amount per source: a fraction of the source (≤ 1), or an example count (> 1); a JSON
+    /// number or a string such as `"1/256"`.
+    pub fractions: BTreeMap<String, serde_json::Value>,
     /// DMT's k (the fraction of specialized data replayed in stage 2).
     pub k: Option<f64>,
+    /// Per source: the categories removed before sampling.
     pub ablation: Option<serde_json::Value>,
+    /// RQ3: `{"specialized": f, "general": f}` (or a bare number).
     pub ratio: Option<serde_json::Value>,
     /// done | failed | pending.
     pub status: String,
@@ -90,14 +93,32 @@ impl Cell {
         self.status == "done"
     }
 
-    /// The sources this cell trains on (fraction > 0), in name order.
+    /// The amount of `source` as a number (fraction or count), if the cell names one.
+    pub fn fraction(&self, source: &str) -> Option<f64> {
+        amount(self.fractions.get(source)?)
+    }
+
+    /// The sources this cell trains on (amount > 0), in name order.
     pub fn sources(&self) -> Vec<&str> {
         self.fractions
-            .iter()
-            .filter(|(_, f)| **f > 0.0)
-            .map(|(s, _)| s.as_str())
+            .keys()
+            .filter(|s| self.fraction(s).is_some_and(|f| f > 0.0))
+            .map(|s| s.as_str())
             .collect()
     }
+}
+
+/// An amount written as a JSON number or a string (`"0.25"`, `"1/256"`, `"1000"`).
+pub fn amount(v: &serde_json::Value) -> Option<f64> {
+    match v {
+        serde_json::Value::Number(n) => n.as_f64(),
+        serde_json::Value::String(s) => match s.split_once('/') {
+            Some((a, b)) => Some(a.trim().parse::<f64>().ok()? / b.trim().parse::<f64>().ok()?),
+            None => s.trim().parse().ok(),
+        },
+        _ => None,
+    }
+    .filter(|f| f.is_finite())
 }
 
 /// The stage × ability matrix of one cell, per metric.
@@ -115,6 +136,8 @@ pub struct ForgettingMatrix {
 pub struct BaseScores {
     pub model: String,
     pub scores: BTreeMap<String, f64>,
+    /// Why the base model could not be scored, if it could not.
+    pub error: Option<String>,
 }
 
 /// Where the probe output lives, relative to the experiment dir.
@@ -123,8 +146,10 @@ pub struct BaseScores {
 pub struct ProbeRef {
     pub dir: Option<String>,
     pub metrics: Option<String>,
-    /// Cell id → the probe's model name.
+    /// Cell id (or `<model>/base`) → the probe's model name.
     pub models: BTreeMap<String, String>,
+    /// Why the probe failed, if it did.
+    pub error: Option<String>,
 }
 
 /// Read and parse a JSON file; a missing file is an error naming it.
@@ -243,10 +268,13 @@ pub fn load_probe(
     let dir = experiment_dir.join(probe.dir.as_deref().unwrap_or("probe"));
     let index_path = dir.join("index.json");
     if !index_path.is_file() {
-        return Ok(Err(format!(
-            "the probe dir {} has no index.json (the probe has not run yet or failed)",
-            dir.display()
-        )));
+        return Ok(Err(match &probe.error {
+            Some(e) => format!("the probe failed: {e}"),
+            None => format!(
+                "the probe dir {} has no index.json (the probe has not run yet)",
+                dir.display()
+            ),
+        }));
     }
     let index: ProbeIndex = read_json(&index_path, "probe index.json")?;
     let metrics_path = match &probe.metrics {
@@ -417,6 +445,15 @@ pub fn read_train_log(path: &Path) -> Result<TrainLog> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn amounts_parse_numbers_and_fractions() {
+        assert_eq!(amount(&serde_json::json!(0.25)), Some(0.25));
+        assert_eq!(amount(&serde_json::json!(1000)), Some(1000.0));
+        assert_eq!(amount(&serde_json::json!("1/256")), Some(1.0 / 256.0));
+        assert_eq!(amount(&serde_json::json!("x")), None);
+        assert_eq!(amount(&serde_json::json!(null)), None);
+    }
 
     #[test]
     fn csv_fields_honour_quotes() {

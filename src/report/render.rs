@@ -4,7 +4,9 @@
 //! Fonts: `assets/fonts/DejaVuSans.ttf` is compiled in and registered with plotters' ab_glyph
 //! text renderer as the `sans-serif` family (the bitmap backend rasterizes it). In the SVGs, text
 //! is **converted to paths**: every `<text>` element plotters' SVG backend writes is replaced by
-//! the glyph outlines of the same font, laid out exactly as the bitmap backend lays them out.
+//! the glyph outlines of the same font, with the layout box, anchor and baseline plotters' bitmap
+//! backend uses (glyphs keep their side bearings, which the bitmap renderer drops, so letter
+//! spacing in an SVG can differ from its PNG by a pixel).
 //! An SVG therefore needs no font (in a browser, an `<img>`, Inkscape or a LaTeX toolchain alike)
 //! and renders identically everywhere; the price is that its text is not selectable.
 use crate::error::{Error, Result};
@@ -144,8 +146,8 @@ fn text_to_paths(font: &FontRef<'static>, svg: &str) -> Result<String> {
     Ok(out)
 }
 
-/// The SVG path data of `text` set in `font` at `size`, placed exactly as plotters' bitmap
-/// backend places it: its layout box (advance widths, height `size / 1.24`) anchored at `pos`,
+/// The SVG path data of `text` set in `font` at `size`, placed as plotters' bitmap backend
+/// places it: its layout box (advance widths, height `size / 1.24`) anchored at `pos`,
 /// the baseline `size / 2` below the box's top, then rotated by `rotate` degrees about `pos`. `font_size` is the SVG attribute (plotters
 /// writes the font size divided by 1.24), `v` the vertical anchor (0 top, 1 center, 2 bottom).
 fn text_path(

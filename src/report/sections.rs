@@ -100,7 +100,10 @@ fn all_keys(cells: &[&Cell]) -> Vec<String> {
 fn fractions_label(c: &Cell) -> String {
     c.fractions
         .iter()
-        .map(|(s, f)| format!("{s} {}", format::fraction(*f)))
+        .map(|(s, f)| match super::input::amount(f) {
+            Some(f) => format!("{s} {}", format::fraction(f)),
+            None => format!("{s} {f}"),
+        })
         .collect::<Vec<_>>()
         .join(", ")
 }
@@ -177,6 +180,14 @@ pub fn overview(ctx: &Ctx) -> Section {
             failed.join("; ")
         ));
     }
+    for b in &r.base {
+        if let Some(e) = &b.error {
+            s.note(format!(
+                "The base model {} could not be scored: {e}",
+                b.model
+            ));
+        }
+    }
     s.text(
         "Every number below was measured by this experiment. Figures are drawn with the embedded \
          DejaVu Sans font; each is also saved as PNG and SVG in figures/.",
@@ -218,7 +229,7 @@ pub fn scaling(ctx: &Ctx, figs: &mut Figures) -> Result<Section> {
                     .iter()
                     .filter(|c| &c.model == model)
                     .filter(|c| is_mixed || c.sources() == vec![ability])
-                    .filter_map(|c| Some((*c.fractions.get(ability)?, *c.scores.get(key)?)))
+                    .filter_map(|c| Some((c.fraction(ability)?, *c.scores.get(key)?)))
                     .collect();
                 if pts.is_empty() {
                     continue;
@@ -235,7 +246,11 @@ pub fn scaling(ctx: &Ctx, figs: &mut Figures) -> Result<Section> {
         if !lines.is_empty() {
             panels.push(LinePanel {
                 title: format!("{ability}: {}", key_label(key)),
-                x_label: format!("fraction of {ability} data"),
+                x_label: if lines.iter().flat_map(|l| &l.points).any(|p| p.0 > 1.0) {
+                    format!("amount of {ability} data (fraction, or examples when > 1)")
+                } else {
+                    format!("fraction of {ability} data")
+                },
                 y_label: y_label(key),
                 lines,
             });
@@ -295,13 +310,22 @@ fn rq3_setting(c: &Cell) -> String {
 /// The specialized : general ratio of an RQ3 cell: `ratio` when numeric, else the mean
 /// math/code fraction divided by the general fraction.
 fn rq3_ratio(c: &Cell) -> Option<f64> {
-    if let Some(v) = c.ratio.as_ref().and_then(|v| v.as_f64()) {
-        return Some(v);
+    match &c.ratio {
+        Some(serde_json::Value::Number(n)) => return n.as_f64(),
+        Some(serde_json::Value::Object(m)) => {
+            let get = |k: &str| m.get(k).and_then(super::input::amount);
+            if let (Some(sp), Some(g)) = (get("specialized"), get("general"))
+                && g > 0.0
+            {
+                return Some(sp / g);
+            }
+        }
+        _ => {}
     }
-    let general = *c.fractions.get("general")?;
+    let general = c.fraction("general")?;
     let spec: Vec<f64> = ["math", "code"]
         .iter()
-        .filter_map(|s| c.fractions.get(*s).copied())
+        .filter_map(|s| c.fraction(s))
         .collect();
     (general > 0.0 && !spec.is_empty())
         .then(|| spec.iter().sum::<f64>() / spec.len() as f64 / general)
@@ -471,6 +495,59 @@ fn bars(
     }
     if panels.is_empty() {
         return None;
+    }
+    // One model and every ability scored in [0, 1], higher is better: one panel, the abilities
+    // side by side in their source colours, is the easiest to compare.
+    let unit = |p: &BarPanel| {
+        p.series
+            .iter()
+            .flat_map(|s| s.values.iter().flatten())
+            .all(|v| (0.0..=1.0).contains(v))
+    };
+    let keys: Vec<&str> = ABILITIES
+        .iter()
+        .filter_map(|a| primary_key(cells, a))
+        .collect();
+    if models.len() == 1 && keys.iter().all(|k| !lower_is_better(k)) && panels.iter().all(unit) {
+        let abilities: Vec<&str> = ABILITIES
+            .iter()
+            .copied()
+            .filter(|a| primary_key(cells, a).is_some())
+            .collect();
+        let names: Vec<String> = abilities.iter().map(|a| a.to_string()).collect();
+        let legend = abilities
+            .iter()
+            .zip(&keys)
+            .map(|(a, k)| LegendEntry {
+                label: format!("{a}: {}", key_label(k)),
+                color: source_color(a, &names),
+                mark: Mark::Square,
+            })
+            .collect();
+        let series = abilities
+            .iter()
+            .zip(panels)
+            .map(|(a, p)| BarSeries {
+                color: source_color(a, &names),
+                values: p
+                    .series
+                    .into_iter()
+                    .next()
+                    .map(|s| s.values)
+                    .unwrap_or_default(),
+            })
+            .collect();
+        return Some(BarFigure {
+            title: title.into(),
+            legend,
+            columns: 1,
+            panels: vec![BarPanel {
+                title: format!("model {}", models[0]),
+                y_label: "score (higher is better)".into(),
+                categories: cats,
+                series,
+            }],
+        });
     }
     let legend = models
         .iter()
@@ -706,8 +783,25 @@ pub fn ablation(ctx: &Ctx, figs: &mut Figures) -> Result<Section> {
     }
     let describe = |c: &Cell| match &c.ablation {
         Some(serde_json::Value::String(a)) => a.clone(),
+        Some(serde_json::Value::Object(m)) if !m.is_empty() => m
+            .iter()
+            .map(|(src, cats)| match cats.as_array() {
+                Some(list) => format!(
+                    "{src} without {}",
+                    list.iter()
+                        .map(|c| c
+                            .as_str()
+                            .map(str::to_string)
+                            .unwrap_or_else(|| c.to_string()))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+                None => format!("{src}: {cats}"),
+            })
+            .collect::<Vec<_>>()
+            .join("; "),
         Some(v) if !v.is_null() => v.to_string(),
-        _ => c.recipe.clone(),
+        _ => "no ablation".into(),
     };
     s.table(score_table(&cells, describe, vec![]));
     Ok(s)
