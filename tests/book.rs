@@ -622,7 +622,9 @@ fn unmarked_samples_use_real_commands_and_flags() {
             // `mixprobe …`, or a path to it such as `target/release/mixprobe …`
             let Some(rest) = code
                 .split_once("mixprobe ")
-                .filter(|(pre, _)| pre.is_empty() || (pre.ends_with('/') && !pre.contains(' ')))
+                .filter(|(pre, _)| {
+                    pre.is_empty() || (pre.ends_with('/') && !pre.contains([' ', '=']))
+                })
                 .map(|(_, rest)| rest)
             else {
                 continue;

@@ -557,51 +557,6 @@ fn add_into(x: &mut [f32], y: &[f32]) {
     }
 }
 
-/// Up to this many rows (decoding steps), products stream the weights once in column blocks
-/// instead of going through `gemm`, whose packing dominates at one row: memory-bound there.
-const SMALL_M: usize = 8;
-
-/// Columns of `B` per parallel task in [`matmul_small`].
-const BLOCK: usize = 512;
-
-/// [`matmul`] for few rows: each task owns a block of output columns and walks `B` once,
-/// summing over `k` in order (so a row's result does not depend on the other rows).
-fn matmul_small(dst: &mut [f32], a: &[f32], b: &[f32], m: usize, k: usize, n: usize, b_t: bool) {
-    let starts: Vec<usize> = (0..n).step_by(BLOCK).collect();
-    let blocks: Vec<Vec<f32>> = starts
-        .par_iter()
-        .map(|&c0| {
-            let w = BLOCK.min(n - c0);
-            let mut acc = vec![0f32; m * w];
-            if b_t {
-                // B = bᵀ with b [n, k]: one dot product per output.
-                for (j, row) in b[c0 * k..(c0 + w) * k].chunks_exact(k).enumerate() {
-                    for r in 0..m {
-                        acc[r * w + j] = dot(&a[r * k..(r + 1) * k], row);
-                    }
-                }
-            } else {
-                for i in 0..k {
-                    let brow = &b[i * n + c0..i * n + c0 + w];
-                    for r in 0..m {
-                        let x = a[r * k + i];
-                        for (o, &bv) in acc[r * w..(r + 1) * w].iter_mut().zip(brow) {
-                            *o += x * bv;
-                        }
-                    }
-                }
-            }
-            acc
-        })
-        .collect();
-    for (&c0, acc) in starts.iter().zip(&blocks) {
-        let w = BLOCK.min(n - c0);
-        for r in 0..m {
-            dst[r * n + c0..r * n + c0 + w].copy_from_slice(&acc[r * w..(r + 1) * w]);
-        }
-    }
-}
-
 /// `dst[m, n] = a[m, k] · B`, all row-major, where `B` is `b` (`[k, n]`) or, when `b_t`, the
 /// transpose of `b` (`[n, k]`). Threads come from the current rayon pool.
 fn matmul(dst: &mut [f32], a: &[f32], b: &[f32], m: usize, k: usize, n: usize, b_t: bool) {
@@ -618,9 +573,6 @@ fn matmul(dst: &mut [f32], a: &[f32], b: &[f32], m: usize, k: usize, n: usize, b
     if k == 0 {
         dst.fill(0.0);
         return;
-    }
-    if m <= SMALL_M {
-        return matmul_small(dst, a, b, m, k, n, b_t);
     }
     let (b_cs, b_rs) = if b_t {
         (k as isize, 1)

@@ -19,9 +19,10 @@ pub fn ability_keys(ability: &str) -> &'static [&'static str] {
     }
 }
 
-/// True when a smaller value of `key` is better (held-out NLL).
+/// True when a smaller value of `key` is better (held-out NLL or loss, e.g. `nll.math`,
+/// `heldout_nll`).
 pub fn lower_is_better(key: &str) -> bool {
-    key.starts_with("nll")
+    key.contains("nll") || key.contains("loss")
 }
 
 /// A human label for a score key, saying which direction is better where it is not obvious.
@@ -116,7 +117,8 @@ mod tests {
         assert_eq!(num(45.67), "45.7");
         assert_eq!(duration(75.0), "1 min 15 s");
         assert_eq!(duration(3725.0), "1 h 02 min");
-        assert!(lower_is_better("nll.math") && !lower_is_better("synth.math"));
+        assert!(lower_is_better("nll.math") && lower_is_better("heldout_nll"));
+        assert!(!lower_is_better("synth.math"));
         assert_eq!(
             key_label("nll.code"),
             "held-out NLL, code (lower is better)"

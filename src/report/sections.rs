@@ -72,12 +72,50 @@ impl Ctx<'_> {
     }
 }
 
-/// The first key measuring `ability` that any of `cells` has.
+/// The key measuring `ability` to plot for `cells`: the first of [`ability_keys`] that varies
+/// across them (a benchmark at 0 everywhere says nothing), else the first present.
 fn primary_key(cells: &[&Cell], ability: &str) -> Option<&'static str> {
-    ability_keys(ability)
+    let present: Vec<&'static str> = ability_keys(ability)
         .iter()
         .copied()
-        .find(|k| cells.iter().any(|c| c.scores.contains_key(*k)))
+        .filter(|k| cells.iter().any(|c| c.scores.contains_key(*k)))
+        .collect();
+    let varies = |k: &str| {
+        let v: Vec<f64> = cells
+            .iter()
+            .filter_map(|c| c.scores.get(k).copied())
+            .collect();
+        v.iter().any(|x| (x - v[0]).abs() > 1e-12)
+    };
+    present
+        .iter()
+        .copied()
+        .find(|k| varies(k))
+        .or(present.first().copied())
+}
+
+/// A note naming the preferred keys skipped because they are constant across `cells`.
+fn constant_keys_note(cells: &[&Cell]) -> Option<String> {
+    let skipped: Vec<String> = ABILITIES
+        .iter()
+        .filter_map(|a| {
+            let chosen = primary_key(cells, a)?;
+            let before: Vec<&str> = ability_keys(a)
+                .iter()
+                .copied()
+                .take_while(|k| *k != chosen)
+                .filter(|k| cells.iter().any(|c| c.scores.contains_key(*k)))
+                .collect();
+            (!before.is_empty())
+                .then(|| format!("{} (plotting {chosen} instead)", before.join(", ")))
+        })
+        .collect();
+    (!skipped.is_empty()).then(|| {
+        format!(
+            "Some scores are the same in every cell and are not plotted: {}. They are in the table.",
+            skipped.join("; ")
+        )
+    })
 }
 
 /// Every score key any of `cells` has, abilities' keys first.
@@ -717,6 +755,9 @@ pub fn strategies(ctx: &Ctx, figs: &mut Figures) -> Result<Section> {
             &fig,
         )?;
     }
+    if let Some(n) = constant_keys_note(&cells) {
+        s.note(n);
+    }
     s.note(
         "The paper's own numbers are not shown beside ours: its per-strategy table could not be \
          sourced verbatim for this build, and the report shows no number it cannot cite exactly. \
@@ -755,6 +796,9 @@ pub fn dmt_k(ctx: &Ctx, figs: &mut Figures) -> Result<Section> {
     if let Some(fig) = bars(ctx, "Scores by DMT k", &cells, &label, false) {
         figs.add(&mut s, "dmt-k", "DMT: scores by k", &fig)?;
     }
+    if let Some(n) = constant_keys_note(&cells) {
+        s.note(n);
+    }
     if let Some(n) = ctx.not_done(&["dmt_k"]) {
         s.note(n);
     }
@@ -777,6 +821,9 @@ pub fn ablation(ctx: &Ctx, figs: &mut Figures) -> Result<Section> {
     let label = |c: &Cell| c.recipe.clone();
     if let Some(fig) = bars(ctx, "Scores by ablation variant", &cells, &label, false) {
         figs.add(&mut s, "ablation", "Ablation: scores by variant", &fig)?;
+    }
+    if let Some(n) = constant_keys_note(&cells) {
+        s.note(n);
     }
     if let Some(n) = ctx.not_done(&["ablation"]) {
         s.note(n);
