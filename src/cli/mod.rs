@@ -19,6 +19,25 @@ pub mod synth;
 pub mod tokenizer;
 pub mod train;
 
+/// Install a Ctrl-C handler and return the flag it sets: the first Ctrl-C prints `first` and asks
+/// the running job to checkpoint and stop; a second one exits at once (code 130).
+pub fn interrupt_flag(
+    first: &'static str,
+) -> anyhow::Result<std::sync::Arc<std::sync::atomic::AtomicBool>> {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let stop = std::sync::Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    ctrlc::set_handler(move || {
+        if flag.swap(true, Ordering::SeqCst) {
+            eprintln!("\ninterrupted again: exiting without a checkpoint");
+            std::process::exit(130);
+        }
+        eprintln!("\n{first}");
+    })
+    .map_err(|e| anyhow::anyhow!("cannot install the Ctrl-C handler: {e}"))?;
+    Ok(stop)
+}
+
 /// An error the binary reports as the user's (exit code 2) without a library error behind it,
 /// e.g. a flag combination clap cannot express.
 #[derive(Debug, thiserror::Error)]

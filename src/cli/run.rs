@@ -3,8 +3,6 @@
 use mixprobe::experiment::{Experiment, RunOptions, run_experiment};
 use mixprobe::model::device::{self, DeviceKind};
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 const AFTER_HELP: &str = "\
 A cell is one (model, recipe, seed) of the experiment's grid; its id is model/recipe. For each cell \
@@ -67,16 +65,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if let Some(w) = warning {
         eprintln!("warning: {w}");
     }
-    let stop = Arc::new(AtomicBool::new(false));
-    let flag = stop.clone();
-    ctrlc::set_handler(move || {
-        if flag.swap(true, Ordering::SeqCst) {
-            eprintln!("\ninterrupted again: exiting without a checkpoint");
-            std::process::exit(130);
-        }
-        eprintln!("\ninterrupt: checkpointing the current cell (Ctrl-C again to exit at once)");
-    })
-    .map_err(|e| anyhow::anyhow!("cannot install the Ctrl-C handler: {e}"))?;
+    let stop = crate::cli::interrupt_flag(
+        "interrupt: checkpointing the current cell (Ctrl-C again to exit at once)",
+    )?;
     eprintln!(
         "experiment {}: {} cell(s), {} model(s), data {}",
         exp.name,

@@ -7,8 +7,7 @@ use mixprobe::model::{CpuAutodiff, Preset};
 use mixprobe::train::config::TrainConfig;
 use mixprobe::train::run::{Controls, Outcome, RunSpec, Start, Summary, run as train_run};
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 
 const AFTER_HELP: &str = "\
 Training: next-token cross-entropy on the assistant tokens only (the chat template's loss mask), \
@@ -255,16 +254,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         device: format!("{kind:?}").to_lowercase(),
         command: std::env::args().collect(),
     };
-    let stop = Arc::new(AtomicBool::new(false));
-    let flag = stop.clone();
-    ctrlc::set_handler(move || {
-        if flag.swap(true, Ordering::SeqCst) {
-            eprintln!("\ninterrupted again: exiting without a checkpoint");
-            std::process::exit(130);
-        }
-        eprintln!("\ninterrupt: writing a checkpoint after the current step (Ctrl-C again to exit at once)");
-    })
-    .map_err(|e| anyhow::anyhow!("cannot install the Ctrl-C handler: {e}"))?;
+    let stop = crate::cli::interrupt_flag(
+        "interrupt: writing a checkpoint after the current step (Ctrl-C again to exit at once)",
+    )?;
     let controls = Controls {
         stop: Some(stop.clone()),
         stop_after: args.stop_after,
