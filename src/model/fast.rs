@@ -12,6 +12,7 @@
 //! the KV cache of generation grows per sequence (no padding or re-concatenation per step).
 use super::config::LlamaConfig;
 use super::host::HostTensor;
+use super::kernels::matmul;
 use super::llama::{ForwardOutput, HiddenSelect, Llama, LogitRows};
 use burn::module::Param;
 use burn::tensor::{Tensor, TensorData, TensorPrimitive, backend::Backend};
@@ -554,57 +555,5 @@ fn rms_norm(x: &[f32], w: &[f32], d: usize, eps: f64) -> Vec<f32> {
 fn add_into(x: &mut [f32], y: &[f32]) {
     for (a, b) in x.iter_mut().zip(y) {
         *a += b;
-    }
-}
-
-/// `dst[m, n] = a[m, k] · B`, all row-major, where `B` is `b` (`[k, n]`) or, when `b_t`, the
-/// transpose of `b` (`[n, k]`). Threads come from the current rayon pool.
-fn matmul(dst: &mut [f32], a: &[f32], b: &[f32], m: usize, k: usize, n: usize, b_t: bool) {
-    assert!(
-        dst.len() == m * n && a.len() == m * k && b.len() == k * n,
-        "matmul shapes: dst {} a {} b {} for {m}×{k}×{n}",
-        dst.len(),
-        a.len(),
-        b.len()
-    );
-    if m == 0 || n == 0 {
-        return;
-    }
-    if k == 0 {
-        dst.fill(0.0);
-        return;
-    }
-    let (b_cs, b_rs) = if b_t {
-        (k as isize, 1)
-    } else {
-        (1, n as isize)
-    };
-    // SAFETY: the three slices hold exactly m·n, m·k and k·n elements (checked above), and the
-    // strides address element (i, j) of each matrix inside its slice: dst and `a` row-major, `b`
-    // row-major [k, n] or, transposed, row-major [n, k]. `dst` is borrowed mutably, so it
-    // aliases neither input. `read_dst` is false, so dst's old contents are never read.
-    #[allow(unsafe_code)]
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            dst.as_mut_ptr(),
-            1,
-            n as isize,
-            false,
-            a.as_ptr(),
-            1,
-            k as isize,
-            b.as_ptr(),
-            b_cs,
-            b_rs,
-            0.0,
-            1.0,
-            false,
-            false,
-            false,
-            gemm::Parallelism::Rayon(0),
-        );
     }
 }

@@ -9,6 +9,7 @@ pub mod device;
 mod fast;
 pub mod generate;
 pub mod host;
+pub(crate) mod kernels;
 pub mod llama;
 
 pub use checkpoint::{LoadedModel, load_hf_dir, save_hf_dir};
