@@ -328,7 +328,14 @@ fn projection_and_metrics_write_the_documented_keys() {
     assert!(projection_path(&out, "base", 1, Method::Pca).is_file());
     assert!(!projection_path(&out, "base", 1, Method::Tsne).is_file());
 
-    let file = metrics(&out, &MetricsConfig { k: 5, seed: 0 }).unwrap();
+    let file = metrics(
+        &out,
+        &MetricsConfig {
+            k: 5,
+            ..MetricsConfig::default()
+        },
+    )
+    .unwrap();
     let json = serde_json::to_value(&file).unwrap();
     assert_eq!(json["k"], 5);
     assert_eq!(

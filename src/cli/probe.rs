@@ -94,6 +94,11 @@ pub struct MetricsArgs {
     /// Seed of k-means (for the adjusted Rand index).
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// z-score every hidden dimension over the examples before silhouette, Davies–Bouldin, kNN
+    /// overlap and k-means (CKA and trustworthiness stay on the raw states). Pretrained models'
+    /// few huge "massive activation" dimensions otherwise dominate every distance.
+    #[arg(long)]
+    pub standardize: bool,
 }
 
 /// Extract pooled hidden states.
@@ -207,6 +212,7 @@ pub fn run_metrics(args: MetricsArgs) -> anyhow::Result<()> {
     let cfg = MetricsConfig {
         k: args.k,
         seed: args.seed,
+        standardize: args.standardize,
     };
     let file = metrics(&args.dir, &cfg)?;
     let out = args.out.unwrap_or_else(|| args.dir.join("metrics.json"));

@@ -7,6 +7,13 @@
 //! (k = number of sources) against the sources, and linear CKA to the first model at the same
 //! layer (1 for the first model itself). Trustworthiness (with the same k) scores the 2-D map of
 //! `mixprobe project` when one exists: the t-SNE map, else the PCA one; absent otherwise.
+//!
+//! With [`MetricsConfig::standardize`], each hidden dimension is z-scored over the examples
+//! (mean 0, variance 1; constant dimensions become 0) before the distance-based metrics
+//! (silhouette, Davies–Bouldin, kNN overlap, k-means/ARI). Pretrained LLaMA-family models carry a
+//! few "massive activation" dimensions (SmolLM2-135M: values up to ~2·10⁴ against ~1 elsewhere)
+//! that otherwise dominate every Euclidean distance. CKA and trustworthiness always use the raw
+//! states (CKA compares models; the 2-D maps were made from the raw states).
 use super::cluster::kmeans;
 use super::extract::{ExtractIndex, load_layer};
 use super::metrics::{
@@ -26,11 +33,17 @@ pub struct MetricsConfig {
     pub k: usize,
     /// Seed of k-means.
     pub seed: u64,
+    /// z-score every dimension before the distance-based metrics.
+    pub standardize: bool,
 }
 
 impl Default for MetricsConfig {
     fn default() -> Self {
-        MetricsConfig { k: 10, seed: 0 }
+        MetricsConfig {
+            k: 10,
+            seed: 0,
+            standardize: false,
+        }
     }
 }
 
@@ -67,6 +80,9 @@ pub struct MetricsFile {
     pub model_order: Vec<String>,
     /// Rows (examples) per matrix.
     pub n_examples: usize,
+    /// Whether the distance-based metrics saw z-scored dimensions.
+    #[serde(default)]
+    pub standardized: bool,
 }
 
 impl MetricsFile {
@@ -153,12 +169,17 @@ pub fn metrics(dir: &Path, cfg: &MetricsConfig) -> Result<MetricsFile> {
                     ),
                 ));
             }
-            let overlap = knn_overlap(x.view(), &labels, cfg.k)?;
+            let z = if cfg.standardize {
+                standardized(&x)
+            } else {
+                x.clone()
+            };
+            let overlap = knn_overlap(z.view(), &labels, cfg.k)?;
             let knn_overlap = overlap
                 .into_iter()
                 .map(|((a, b), v)| (format!("{}|{}", sources[a], sources[b]), v))
                 .collect();
-            let clusters = kmeans(x.view(), sources.len(), cfg.seed)?;
+            let clusters = kmeans(z.view(), sources.len(), cfg.seed)?;
             let (trust, map) = match trust_of(dir, &model.name, layer, x.view(), cfg.k)? {
                 Some((t, m)) => (Some(t), Some(m)),
                 None => (None, None),
@@ -176,8 +197,8 @@ pub fn metrics(dir: &Path, cfg: &MetricsConfig) -> Result<MetricsFile> {
             per_layer.insert(
                 layer,
                 LayerMetrics {
-                    silhouette: silhouette(x.view(), &labels)?,
-                    davies_bouldin: davies_bouldin(x.view(), &labels)?,
+                    silhouette: silhouette(z.view(), &labels)?,
+                    davies_bouldin: davies_bouldin(z.view(), &labels)?,
                     knn_overlap,
                     ari: adjusted_rand_index(&labels, &clusters)?,
                     trustworthiness: trust,
@@ -194,7 +215,75 @@ pub fn metrics(dir: &Path, cfg: &MetricsConfig) -> Result<MetricsFile> {
         sources,
         model_order: index.models.iter().map(|m| m.name.clone()).collect(),
         n_examples: n,
+        standardized: cfg.standardize,
     })
+}
+
+/// `x` with every column z-scored over the rows (population variance, f64 sums); a constant
+/// column becomes all zeros.
+pub fn standardized(x: &ndarray::Array2<f32>) -> ndarray::Array2<f32> {
+    let n = x.nrows().max(1) as f64;
+    let mut z = x.clone();
+    for mut col in z.columns_mut() {
+        let mean = col.iter().map(|&v| v as f64).sum::<f64>() / n;
+        let var = col.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / n;
+        let sd = var.sqrt();
+        for v in col.iter_mut() {
+            *v = if sd > 0.0 {
+                ((*v as f64 - mean) / sd) as f32
+            } else {
+                0.0
+            };
+        }
+    }
+    z
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::Array2;
+
+    #[test]
+    fn standardized_columns_have_zero_mean_and_unit_variance() {
+        let x = Array2::from_shape_fn((4, 3), |(i, j)| match j {
+            0 => i as f32,               // 0 1 2 3: mean 1.5, var 1.25
+            1 => 1e4 * (i as f32 - 1.0), // large scale
+            _ => 7.0,                    // constant
+        });
+        let z = standardized(&x);
+        let want0 = [-1.5f64, -0.5, 0.5, 1.5].map(|v| v / 1.25f64.sqrt());
+        for (i, w) in want0.iter().enumerate() {
+            assert!((z[[i, 0]] as f64 - w).abs() < 1e-6);
+            // Column 1 is an affine image of column 0: same z-scores.
+            assert!((z[[i, 1]] as f64 - w).abs() < 1e-6);
+            assert_eq!(z[[i, 2]], 0.0);
+        }
+    }
+
+    #[test]
+    fn standardizing_uncovers_clusters_hidden_by_one_massive_dimension() {
+        // Two sources separated by ±1 in 8 dimensions; dimension 0 is noise of scale 1e4 (a
+        // "massive activation"), which swamps raw Euclidean distances.
+        let (n, d) = (40, 9);
+        let labels: Vec<usize> = (0..n).map(|i| i % 2).collect();
+        let mut rng = crate::util::rng(3, "test");
+        use rand::Rng;
+        let x = Array2::from_shape_fn((n, d), |(i, j)| {
+            let noise: f32 = rng.random_range(-0.3..0.3);
+            if j == 0 {
+                1e4 * rng.random_range(-1.0f32..1.0)
+            } else if labels[i] == 0 {
+                1.0 + noise
+            } else {
+                -1.0 + noise
+            }
+        });
+        let raw = silhouette(x.view(), &labels).unwrap();
+        let z = silhouette(standardized(&x).view(), &labels).unwrap();
+        assert!(raw.abs() < 0.2, "raw silhouette {raw}");
+        assert!(z > 0.5, "standardized silhouette {z}");
+    }
 }
 
 /// Trustworthiness of the t-SNE map of (model, layer), else of its PCA map; None without a map.
