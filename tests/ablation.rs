@@ -18,8 +18,17 @@ use std::time::{Duration, Instant};
 
 const SHAREGPT: &str = "data/sharegpt/sharegpt_v3_subset_10k.jsonl.gz";
 const LABELS: &str = "tests/fixtures/ablation_labels.tsv";
-/// The line of the label file that starts the held-out sample (labelled after the detector froze).
-const HELD_OUT_MARK: &str = "# held-out";
+/// A line `# section NAME` of the label file starts a section; the sections, in file order:
+/// `tuned` (the first sample, seen while writing and tuning the rules), `held-out-1` (labelled
+/// after the detector froze in session 2), `held-out-2-random` and `held-out-2-enriched`
+/// (session 3, labelled before the detector ran on them; the enriched part over-samples math).
+const SECTION_MARK: &str = "# section ";
+const SECTIONS: [&str; 4] = [
+    "tuned",
+    "held-out-1",
+    "held-out-2-random",
+    "held-out-2-enriched",
+];
 
 // ---------------------------------------------------------------------------------------------
 // Hand-labelled sample
@@ -29,17 +38,25 @@ struct Label {
     id: String,
     code: bool,
     math: bool,
-    held_out: bool,
+    section: &'static str,
 }
 
 fn labels() -> Vec<Label> {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(LABELS);
     let text = std::fs::read_to_string(&path).expect("label file");
-    let mut held_out = false;
+    let mut section: Option<&'static str> = None;
     let mut out = Vec::new();
     for (n, line) in text.lines().enumerate() {
-        if line.starts_with(HELD_OUT_MARK) {
-            held_out = true;
+        if let Some(name) = line.strip_prefix(SECTION_MARK) {
+            section = Some(
+                SECTIONS
+                    .iter()
+                    .copied()
+                    .find(|s| *s == name.trim())
+                    .unwrap_or_else(|| {
+                        panic!("{}:{}: unknown section {name:?}", path.display(), n + 1)
+                    }),
+            );
         }
         if line.starts_with('#') || line.trim().is_empty() {
             continue;
@@ -65,7 +82,9 @@ fn labels() -> Vec<Label> {
             id: f[0].to_string(),
             code: bit(f[1]),
             math: bit(f[2]),
-            held_out,
+            section: section.unwrap_or_else(|| {
+                panic!("{}:{}: label before any section", path.display(), n + 1)
+            }),
         });
     }
     out
@@ -152,17 +171,17 @@ fn rule_detector_precision_and_recall_on_the_hand_labelled_sample() {
     let by_id: HashMap<&str, &Example> =
         loaded.examples.iter().map(|e| (e.id.as_str(), e)).collect();
     let det = RuleDetector::default();
-    let mut rows: Vec<(&Label, Vec<Category>)> = Vec::new();
+    let mut rows: Vec<(&Label, Vec<Category>, &Example)> = Vec::new();
     for l in &labels {
         // Ids the reader excludes (consecutive same-role turns, empty turns) are ignored; any
         // other missing id means the label file and the data disagree.
         if let Some(ex) = by_id.get(l.id.as_str()) {
-            rows.push((l, det.classify(ex)));
+            rows.push((l, det.classify(ex), ex));
         }
     }
     let excluded = labels.len() - rows.len();
     assert!(
-        excluded <= 5,
+        excluded <= 8,
         "{excluded} labelled ids are not conversations of the subset"
     );
     assert!(
@@ -171,7 +190,7 @@ fn rule_detector_precision_and_recall_on_the_hand_labelled_sample() {
         rows.len()
     );
 
-    let all = score(rows.iter().map(|(l, c)| (*l, c.as_slice())));
+    let all = score(rows.iter().map(|(l, c, _)| (*l, c.as_slice())));
     println!(
         "rule detector on {} hand-labelled conversations ({excluded} excluded by the reader):",
         rows.len()
@@ -179,29 +198,43 @@ fn rule_detector_precision_and_recall_on_the_hand_labelled_sample() {
     for (s, name) in all.iter().zip(["code", "math", "removed"]) {
         println!("{}", s.line(name));
     }
-    for (held_out, title) in [
-        (false, "development sample (seen while tuning)"),
-        (true, "held-out sample"),
-    ] {
+    for section in SECTIONS {
         let part: Vec<_> = rows
             .iter()
-            .filter(|(l, _)| l.held_out == held_out)
+            .filter(|(l, _, _)| l.section == section)
             .collect();
-        if part.is_empty() {
-            continue;
-        }
-        println!("{title}: {} conversations", part.len());
-        for (s, name) in score(part.iter().map(|(l, c)| (*l, c.as_slice())))
+        println!("section {section}: {} conversations", part.len());
+        for (s, name) in score(part.iter().map(|(l, c, _)| (*l, c.as_slice())))
             .iter()
             .zip(["code", "math", "removed"])
         {
             println!("  {}", s.line(name));
         }
     }
-    // The issue asks for ≥ 0.85. Code reaches it; math does not on the pooled sample (measured:
-    // precision 0.826, recall 0.792 on 24 math conversations; 0.778 / 0.700 on the held-out part
-    // alone), so math asserts what it reaches, as a regression floor.
-    let floors = [("code", 0.85, 0.85), ("math", 0.80, 0.78)];
+    // The disagreements, with the detector's evidence, so that every error can be read.
+    for (cat, truth) in [
+        (Category::Code, (|l: &Label| l.code) as fn(&Label) -> bool),
+        (Category::Math, |l: &Label| l.math),
+    ] {
+        for (l, cats, ex) in &rows {
+            let predicted = cats.contains(&cat);
+            if predicted != truth(l) {
+                let kind = if predicted { "fp" } else { "fn" };
+                let why: Vec<String> = det
+                    .explain(ex)
+                    .into_iter()
+                    .filter(|(c, _)| *c == cat)
+                    .map(|(_, e)| e)
+                    .collect();
+                println!("  {cat} {kind} {} [{}] {}", l.id, l.section, why.join("; "));
+            }
+        }
+    }
+    // The issue asks for ≥ 0.85 for both categories on the pooled sample; both reach it
+    // (measured with rules-v2: code 0.968 / 0.931, math 0.918 / 0.918 on 49 math
+    // conversations). The held-out-2 random part alone has only 6 math conversations (math
+    // 0.857 / 1.000 there), too few for a floor of its own; the per-section figures are printed.
+    let floors = [("code", 0.85, 0.85), ("math", 0.85, 0.85)];
     for (s, (name, min_p, min_r)) in all.iter().zip(floors) {
         assert!(
             s.precision() >= min_p,
@@ -253,7 +286,7 @@ fn full_subset_ablation_removes_10_to_50_percent_and_counts_add_up() {
         .arg(&report)
         .assert()
         .success()
-        .stderr(contains("removed").and(contains("rules-v1")));
+        .stderr(contains("removed").and(contains("rules-v2")));
     let r: Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
     let (code, math) = (
         r["removed"]["code"].as_u64().unwrap() as usize,

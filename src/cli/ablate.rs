@@ -10,7 +10,7 @@ use std::time::Duration;
 /// Which detector decides.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum DetectorKind {
-    /// The built-in transparent rules (`rules-v1`, see the module docs of `data::ablate`).
+    /// The built-in transparent rules (`rules-v2`, see the module docs of `data::ablate`).
     Rules,
     /// An LLM tagger behind an OpenAI-compatible chat-completions endpoint (InsTag prompt).
     Http,

@@ -3,7 +3,7 @@
 //! a transparent, deterministic rule detector ([`RuleDetector`]) behind a pluggable [`Detector`]
 //! trait, so that an LLM tagger over an OpenAI-compatible endpoint ([`HttpTagger`]) can replace it.
 //!
-//! # The rule detector (`rules-v1`)
+//! # The rule detector (`rules-v2`)
 //! The detector reads every turn of a conversation (user, assistant and system). Fenced blocks
 //! (```` ``` ```` … ```` ``` ````, an unclosed fence running to the end of its turn) are *code
 //! blocks*; the rest of a turn is *prose*; *plain prose* is prose without inline `` `code` ``
@@ -33,18 +33,36 @@
 //!   terms (`Python`, `function`, `string`, `script`, `React` …) never count here, so "Python" the
 //!   snake or a film "script" do not make a conversation code.
 //!
-//! Math (read in plain prose, so `x = a + 1` inside code is not math):
-//! - `worked-arithmetic`: ≥ [2] worked calculations with a result (`0.15 × 240 = 36`).
-//! - `latex-math`: ≥ [2] LaTeX math commands anywhere (`\frac`, `\sqrt`, `$$`, `\begin{cases}` …).
+//! Math (read in plain prose, so `x = a + 1` inside code is not math; URLs are left out, so a
+//! link slug such as `count-triangles` is not a math term):
+//! - `worked-arithmetic`: ≥ [2] worked calculations: an arithmetic expression on numbers equal to
+//!   a number (`0.15 × 240 = 36`; a number may carry one unit word: `$0.20/barrel * 100,000
+//!   barrels = $20,000`), or a quantity set equal to one (`Gold = $10,000 * (1 - 0.025)`). In a
+//!   conversation detected as code it takes twice as many: a few sums in a programming answer
+//!   (octal permissions, `4+2+1 = 7`) are incidental.
+//! - `latex-math`: ≥ [2] LaTeX math commands (`\frac`, `\sqrt`, `$$`, `\begin{cases}` …) in prose
+//!   or in fenced blocks tagged `latex`/`tex`/`math`/`katex` (not in code: `$${price}` is a
+//!   JavaScript template).
+//! - `formula-block`: ≥ [2] lines of fenced blocks with an `=` and a Greek letter or a
+//!   mathematical symbol (`R(t) = (1 - exp(-β t))`): ChatGPT often fences formulas as code.
 //! - `algebra`: ≥ [2] algebraic notations (`x^2`, `(x - b)^2`, `2x + 3 =`, `x + y + z = 15`,
-//!   `f(x) =`, `√`, `∑`, `sin(x)` …).
+//!   `f(x) =`, a coefficient times a letter in a sum `4n + 6`, a power of a number `2^64` or
+//!   `2 to the power of 64`, an equation between symbols `Fa + Fn = mg`, `√`, `∑`, `sin(x)` …).
 //! - `word-problem`: a sentence of a user turn of ≤ [1500] characters that asks a quantitative
-//!   question (`how many`, `what is the probability`, `calculate`, `solve` …) with ≥ 2 numbers
-//!   (standalone: the digits of `web3` or `mp3` are not numbers),
-//!   or asks for a percentage of a number (`15% of 240`).
-//! - `math-terms`: ≥ [3] distinct mathematical concepts (equation, derivative, probability,
-//!   theorem, standard deviation, net present value, …; words with everyday senses such as
-//!   "matrix", "integration" or "differentiate" are not on the list).
+//!   question (`how many`, `what is the probability`, `calculate`, `solve` …) with ≥ 2 numbers,
+//!   or with 1 number when the turn states ≥ 3 (the data sits in the sentences before the
+//!   question); numbers are standalone (the digits of `web3` or `mp3` are not numbers); or a
+//!   sentence that asks for a percentage of a number (`15% of 240`).
+//! - `math-request`: a sentence of such a user turn that asks for a proof or a derivation
+//!   (`prove that … divisible`, `show that … integer`, `derive the formula`) or for a formula
+//!   or mathematical model (`formula to calculate …`, `math equation for …`; a sentence about a
+//!   spreadsheet — Excel, cells, columns — is not one).
+//! - `math-terms`: ≥ [3] distinct mathematical concepts (equation, derivative, theorem, standard
+//!   deviation, net present value, …; words with everyday senses such as "matrix",
+//!   "integration" or "differentiate" are not on the list), where the names of subjects (math,
+//!   algebra, calculus, geometry, probability, statistics …) together count as one — a list of
+//!   subjects is a curriculum, not mathematics — and markdown table rows are not read (a table
+//!   of topics or resources names concepts without using them).
 //!
 //! # Removal and counts
 //! [`ablate`] removes a conversation when a requested category is detected; one detected as
@@ -122,7 +140,7 @@ pub trait Detector {
     /// The categories detected in `ex` (each at most once).
     fn classify(&self, ex: &Example) -> Vec<Category>;
 
-    /// Name and version, recorded in reports (e.g. `rules-v1`).
+    /// Name and version, recorded in reports (e.g. `rules-v2`).
     fn name(&self) -> String;
 
     /// The categories with their evidence; an error when the detector could not decide (e.g. an
@@ -155,6 +173,7 @@ pub struct RuleDetector {
     pub min_worked_arithmetic: usize,
     pub min_latex_commands: usize,
     pub min_algebra: usize,
+    pub min_formula_lines: usize,
     pub max_word_problem_chars: usize,
     pub min_math_terms: usize,
 }
@@ -169,6 +188,7 @@ impl Default for RuleDetector {
             min_worked_arithmetic: 2,
             min_latex_commands: 2,
             min_algebra: 2,
+            min_formula_lines: 2,
             max_word_problem_chars: 1500,
             min_math_terms: 3,
         }
@@ -358,19 +378,68 @@ const WEAK_TERMS: &[&str] = &[
     r"\bquery\b",
 ];
 const LATEX: &str = concat!(
-    r"\$\$|\\frac|\\sqrt|\\sum|\\int|\\begin\{(?:cases|align|equation|pmatrix|bmatrix)|\\cdot|\\times|",
+    r"\$\$[^{]|\\frac|\\sqrt|\\sum|\\int|\\begin\{(?:cases|align|equation|pmatrix|bmatrix)|\\cdot|\\times|",
     r"\\leq?\b|\\geq?\b|\\pi\b|\\alpha|\\theta|\\infty|\\partial|\\lim\b",
 );
 const NUMBER: &str = r"\(?-?\$?\d[\d,]*(?:\.\d+)?%?\)?";
 const ALGEBRA: &str = concat!(
     r"\b[a-zA-Z]\s*\^\s*\d|\)\s*\^\s*\d|\b[a-z]\s*[-+*/]\s*[a-z](?:\s*[-+*/]\s*[a-z])*\s*=\s*-?\d|\b\d*[a-z]\s*[-+]\s*\d+\s*=|\bf\s*\(\s*[a-z]\s*\)\s*=|\b[a-z]\s*=\s*-?\d+(?:\.\d+)?\s*[-+*/]\s*\d|",
-    r"√|∫|∑|≤|≥|≠|π|(?:^|[^.\w])(?:sin|cos|tan|log|ln)\s*\(\s*[a-z\d]",
+    r"√|∫|∑|≤|≥|≠|π|(?:^|[^.\w])(?:sin|cos|tan|log|ln)\s*\(\s*[a-z\d]|",
+    // A coefficient times a letter in a sum (`4n + 6`, `2k + 1`, `3x^2`), a power of a number
+    // (`2^64`, `2^(n-1)`, `2 to the power of 64`), an equation between symbols (`Fa + Fn = mg`).
+    r"\b\d+[a-z]\s+[-+]\s+\d+\b|\b\d+[a-z]\+\d+\b|\b\d+[a-z]\s*\^\s*\d|\b\d+\s*\^\s*[(\d]|\bto the power of\b|",
+    r"\b[A-Za-z][a-z]?\s*[-+]\s*[A-Za-z][a-z]?\s*=\s*[A-Za-z][a-z]?\b",
 );
+/// A worked calculation: an arithmetic expression on numbers (a number may carry one unit word,
+/// `$0.20/barrel * 100,000 barrels`) equal to a number, or a quantity set equal to one
+/// (`Gold Investment = $10,000 * (1 - 0.025)`).
+fn arithmetic_pattern() -> String {
+    let num = format!(r"{NUMBER}(?:\s*/?\s*[a-zA-Z]{{1,12}}\b)?");
+    let op = r"\s*[-+*/×÷^x]\s*\(*";
+    format!(
+        r"{num}(?:{op}{num})+\s*(?:=|≈)\s*\$?-?\$?\d|(?:=|≈)\s*\(*\$?-?{NUMBER}(?:{op}{NUMBER}\)*)+"
+    )
+}
+/// A user asking to prove or derive something mathematical.
+const PROOF_REQUEST: &str = concat!(
+    r"(?i)\b(?:prove|show|demonstrate|verify)\b(?: that)?[^.?!\n]{0,80}\b(?:divisible|integers?|primes?|even|odd|",
+    r"(?:ir)?rational|sum of|product of|equation|inequality|theorem|converges?|diverges?)\b|",
+    r"\bderive (?:the |a |an )?(?:formula|equation|expression)\b",
+);
+/// A user asking for a formula or a mathematical model (a spreadsheet formula is not one).
+const FORMULA_REQUEST: &str = concat!(
+    r"(?i)\b(?:math(?:s|ematical)?|algebraic) (?:equations?|formulas?|formulae|models?|proofs?)\b|",
+    r"\b(?:formulas?|formulae|equations?)\b[^.?!\n]{0,40}\b(?:to|for|of) (?:calculate|compute|determine|find|estimate|solve)\b|",
+    r"\b(?:calculate|compute|determine)\b[^.?!\n]{0,40}\b(?:formula|equation)\b",
+);
+const SPREADSHEET: &str =
+    r"(?i)\b(?:excel|spreadsheets?|google sheets|cells?|columns?|vlookup|xlookup)\b";
+/// A formula line in a fenced block: an `=` with Greek letters or mathematical symbols
+/// (ChatGPT often fences formulas as ```` ```css ````).
+const FORMULA_LINE: &str = r"=.*[α-ωΑ-Ω∑∫√≤≥≠π∞∂]|[α-ωΑ-Ω∑∫√≤≥≠π∞∂].*=";
+const URL: &str = r"https?://\S+|www\.\S+";
 const QUESTION: &str = concat!(
     r"(?i)\b(?:how (?:many|much|long|far|fast|old)|",
     r"what (?:is|are|was|will be) the (?:probability|chance|odds|average|mean|sum|total|product|difference|value of|ratio|percentage|area|volume|perimeter)|",
     r"calculate|compute|solve|what percent(?:age)?|find the (?:value|sum|area|number|probability|derivative|integral|roots?))\b",
 );
+/// Names of mathematical subjects: together they count as ONE term, since a list of subjects
+/// ("math, algebra, geometry, calculus") is a curriculum, not mathematics being done.
+const MATH_SUBJECTS: &[&str] = &[
+    r"\b(?:math|maths|mathematics|mathematical)\b",
+    r"\balgebra(?:ic)?\b",
+    r"\bcalculus\b",
+    r"\bgeometry\b",
+    r"\b(?:trigonometr\w*)\b",
+    r"\barithmetic\b",
+    r"\bprobabilit(?:y|ies)\b",
+    r"\bstatistics\b",
+    r"\btopology\b",
+    r"\bcategory theory\b",
+    r"\bset theory\b",
+    r"\bcombinatorics\b",
+    r"\bnumber theory\b",
+];
 /// Mathematical concepts, one per pattern.
 const MATH_TERMS: &[&str] = &[
     r"\bequations?\b",
@@ -379,24 +448,19 @@ const MATH_TERMS: &[&str] = &[
     r"\bintegrals?\b",
     r"\btheorems?\b",
     r"\blemmas?\b",
-    r"\bprobabilit(?:y|ies)\b",
-    r"\balgebra(?:ic)?\b",
-    r"\bcalculus\b",
     r"\beigen(?:value|vector)s?\b",
     r"\bvector spaces?\b",
     r"\blogarithms?\b",
     r"\bexponents?\b",
     r"\bquadratic\b",
-    r"\bgeometry\b",
     r"\bhypotenuse\b",
     r"\btriangles?\b",
     r"\bperimeter\b",
     r"\bcircumference\b",
-    r"\barithmetic\b",
     r"\b(?:denominator|numerator)s?\b",
     r"\bprime numbers?\b",
     r"\bfactorial\b",
-    r"\b(?:permutations?|combinatorics)\b",
+    r"\bpermutations?\b",
     r"\bvariance\b",
     r"\bstandard deviation\b",
     r"\b(?:interquartile|percentiles?)\b",
@@ -405,15 +469,12 @@ const MATH_TERMS: &[&str] = &[
     r"\bcompound interest\b",
     r"\bmodulo\b",
     r"\breal numbers?\b",
-    r"\b(?:set theory|empty set)\b",
+    r"\bempty set\b",
     r"\bmonoids?\b",
     r"\b(?:endo)?functors?\b",
-    r"\bcategory theory\b",
-    r"\btopology\b",
     r"\bdifferential equations?\b",
     r"\bfinite element\b",
-    r"\b(?:math|maths|mathematics|mathematical)\b",
-    r"\b(?:trigonometr\w*|sine|cosine)\b",
+    r"\b(?:sine|cosine)\b",
     r"\bsquare roots?\b",
     r"\bexpected value\b",
     r"\bbinomial\b",
@@ -441,11 +502,17 @@ struct Rules {
     percent_of: Regex,
     number: Regex,
     sentence_break: Regex,
+    math_subjects: RegexSet,
     math_terms: RegexSet,
+    proof_request: Regex,
+    formula_request: Regex,
+    spreadsheet: Regex,
+    formula_line: Regex,
+    url: Regex,
 }
 
 static RULES: LazyLock<Rules> = LazyLock::new(|| Rules {
-    fence: re(r"(?s)```[^\n`]*\n(.*?)(?:```|\z)"),
+    fence: re(r"(?s)```([^\n`]*)\n(.*?)(?:```|\z)"),
     inline: re(r"`([^`\n]{1,200})`"),
     code_start: re(CODE_START),
     code_end: re(CODE_END),
@@ -457,15 +524,19 @@ static RULES: LazyLock<Rules> = LazyLock::new(|| Rules {
     strong_terms: re_set(STRONG_TERMS),
     weak_terms: re_set(WEAK_TERMS),
     latex: re(LATEX),
-    arithmetic: re(&format!(
-        r"{NUMBER}(?:\s*[-+*/×÷^x]\s*{NUMBER})+\s*(?:=|≈)\s*-?\$?\d"
-    )),
+    arithmetic: re(&arithmetic_pattern()),
     algebra: re(ALGEBRA),
     question: re(QUESTION),
     percent_of: re(r"\d+(?:\.\d+)?\s*%\s*of\s*\$?\d"),
     number: re(r"\b\d+(?:[.,]\d+)*\b"),
     sentence_break: re(r"[.?!]\s+|\n"),
+    math_subjects: re_set(MATH_SUBJECTS),
     math_terms: re_set(MATH_TERMS),
+    proof_request: re(PROOF_REQUEST),
+    formula_request: re(FORMULA_REQUEST),
+    spreadsheet: re(SPREADSHEET),
+    formula_line: re(FORMULA_LINE),
+    url: re(URL),
 });
 
 /// One turn split into its fenced code blocks and its prose.
@@ -474,10 +545,13 @@ struct Split {
     chars: usize,
     /// The turn with ShareGPT's markdown escapes (`\*`, `\_`) undone.
     text: String,
+    /// The bodies of the fenced blocks.
     blocks: Vec<String>,
+    /// The bodies of the fenced blocks tagged `latex`, `tex`, `math` or `katex`, joined.
+    tex_blocks: String,
     prose: String,
-    /// Prose without inline code spans and without code lines pasted outside fences: where math
-    /// is looked for.
+    /// Prose without inline code spans, without code lines pasted outside fences and without
+    /// URLs: where math is looked for.
     plain: String,
 }
 
@@ -488,15 +562,21 @@ fn split_turn(role: Role, content: &str) -> Split {
     } else {
         content.to_string()
     };
-    let blocks = r
-        .fence
-        .captures_iter(&text)
-        .map(|c| c[1].to_string())
-        .collect();
+    let mut blocks = Vec::new();
+    let mut tex_blocks = String::new();
+    for c in r.fence.captures_iter(&text) {
+        let tag = c[1].trim().to_ascii_lowercase();
+        if matches!(tag.as_str(), "latex" | "tex" | "math" | "katex") {
+            tex_blocks.push_str(&c[2]);
+            tex_blocks.push('\n');
+        }
+        blocks.push(c[2].to_string());
+    }
     let prose = r.fence.replace_all(&text, "\n").into_owned();
+    let no_spans = r.inline.replace_all(&prose, " ");
     let plain = r
-        .inline
-        .replace_all(&prose, " ")
+        .url
+        .replace_all(&no_spans, " ")
         .lines()
         .filter(|l| !r.pasted_code.is_match(l))
         .collect::<Vec<_>>()
@@ -506,6 +586,7 @@ fn split_turn(role: Role, content: &str) -> Split {
         chars: content.chars().count(),
         text,
         blocks,
+        tex_blocks,
         prose,
         plain,
     }
@@ -665,7 +746,11 @@ impl RuleDetector {
             .flat_map(|t| r.arithmetic.find_iter(t))
             .map(|m| m.as_str())
             .collect();
-        if arithmetic.len() >= self.min_worked_arithmetic {
+        // In a conversation that is code, worked arithmetic needs twice the threshold: a few
+        // sums in a programming answer (octal permissions, 4+2+1 = 7) are incidental.
+        let code_found = !out.is_empty();
+        let min_arithmetic = self.min_worked_arithmetic * if code_found { 2 } else { 1 };
+        if arithmetic.len() >= min_arithmetic {
             math(
                 &mut out,
                 format!(
@@ -677,10 +762,26 @@ impl RuleDetector {
         }
         let latex = turns
             .iter()
-            .map(|t| r.latex.find_iter(&t.text).count())
+            .map(|t| r.latex.find_iter(&t.prose).count() + r.latex.find_iter(&t.tex_blocks).count())
             .sum::<usize>();
         if latex >= self.min_latex_commands {
             math(&mut out, format!("latex-math: {latex} LaTeX math commands"));
+        }
+        let formulas: Vec<&str> = turns
+            .iter()
+            .flat_map(|t| t.blocks.iter())
+            .flat_map(|b| b.lines())
+            .filter(|l| r.formula_line.is_match(l))
+            .collect();
+        if formulas.len() >= self.min_formula_lines {
+            math(
+                &mut out,
+                format!(
+                    "formula-block: {} formula lines in fenced blocks, e.g. {:?}",
+                    formulas.len(),
+                    excerpt(formulas[0], 40)
+                ),
+            );
         }
         let algebra: Vec<&str> = plain
             .iter()
@@ -697,32 +798,63 @@ impl RuleDetector {
                 ),
             );
         }
-        if let Some(sentence) = turns
-            .iter()
-            .filter(|t| t.role == Role::User && t.chars <= self.max_word_problem_chars)
-            .flat_map(|t| r.sentence_break.split(&t.prose))
-            .find(|s| {
+        let short_user_turns = || {
+            turns
+                .iter()
+                .filter(|t| t.role == Role::User && t.chars <= self.max_word_problem_chars)
+        };
+        if let Some(sentence) = short_user_turns().find_map(|t| {
+            let in_turn = r.number.find_iter(&t.prose).count();
+            r.sentence_break.split(&t.prose).find(|s| {
+                let in_sentence = r.number.find_iter(s).count();
                 r.percent_of.is_match(s)
-                    || (r.question.is_match(s) && r.number.find_iter(s).count() >= 2)
+                    || (r.question.is_match(s)
+                        && (in_sentence >= 2 || (in_sentence >= 1 && in_turn >= 3)))
             })
-        {
+        }) {
             math(
                 &mut out,
                 format!("word-problem: {:?}", excerpt(sentence, 60)),
             );
         }
-        let concepts = distinct_terms(&r.math_terms, &plain);
-        if concepts.len() >= self.min_math_terms {
-            let terms: Vec<String> = concepts
+        if let Some(sentence) = short_user_turns()
+            .flat_map(|t| r.sentence_break.split(&t.prose))
+            .find(|s| {
+                r.proof_request.is_match(s)
+                    || (r.formula_request.is_match(s) && !r.spreadsheet.is_match(s))
+            })
+        {
+            math(
+                &mut out,
+                format!("math-request: {:?}", excerpt(sentence, 60)),
+            );
+        }
+        // Table rows are left out: a table of topics or resources names concepts without using
+        // them (a table of worked numbers is caught by the rules above).
+        let untabled: Vec<String> = plain
+            .iter()
+            .map(|t| {
+                t.lines()
+                    .filter(|l| !l.trim_start().starts_with('|'))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            })
+            .collect();
+        let untabled: Vec<&str> = untabled.iter().map(String::as_str).collect();
+        let subjects = distinct_terms(&r.math_subjects, &untabled);
+        let concepts = distinct_terms(&r.math_terms, &untabled);
+        let counted = concepts.len() + usize::from(!subjects.is_empty());
+        if counted >= self.min_math_terms {
+            let terms: Vec<String> = subjects
                 .iter()
+                .map(|&i| term_name(MATH_SUBJECTS[i]))
+                .chain(concepts.iter().map(|&i| term_name(MATH_TERMS[i])))
                 .take(8)
-                .map(|&i| term_name(MATH_TERMS[i]))
                 .collect();
             math(
                 &mut out,
                 format!(
-                    "math-terms: {} distinct ({})",
-                    concepts.len(),
+                    "math-terms: {counted} distinct, subjects counted once ({})",
                     terms.join(", ")
                 ),
             );
@@ -737,7 +869,7 @@ impl Detector for RuleDetector {
     }
 
     fn name(&self) -> String {
-        "rules-v1".to_string()
+        "rules-v2".to_string()
     }
 
     fn decide(&self, ex: &Example) -> Result<Decision> {
@@ -1587,6 +1719,197 @@ mod tests {
             ),
         ]);
         assert_eq!(rules(&terms), vec!["math-terms"]);
+    }
+
+    #[test]
+    fn algebra_on_coefficients_powers_and_symbols() {
+        let proof = conv(&[
+            ("u", "Is the sum of four consecutive integers even?"),
+            (
+                "a",
+                "Write them as n, n+1, n+2 and n+3. The sum is 4n + 6 = 2(2n + 3), and 2n + 3 is odd.",
+            ),
+        ]);
+        assert!(
+            rules(&proof).contains(&"algebra".to_string()),
+            "{:?}",
+            rules(&proof)
+        );
+        let powers = conv(&[
+            ("u", "Rice on a chessboard"),
+            (
+                "a",
+                "Square n holds 2^(n-1) grains, so the last holds 2 to the power of 63.",
+            ),
+        ]);
+        assert!(rules(&powers).contains(&"algebra".to_string()));
+        let physics = conv(&[
+            ("u", "Is this right?"),
+            (
+                "a",
+                "At equilibrium Fa + Fn = mg, and since Fn = mg we get Fa + mg = mg.",
+            ),
+        ]);
+        assert!(rules(&physics).contains(&"algebra".to_string()));
+        // Hex digits of an id are not a coefficient times a letter.
+        let uuid = conv(&[
+            ("u", "Which record is it?"),
+            (
+                "a",
+                "It is c3a9493e-8491-4f2b and 77a1e-2231-9c, as logged.",
+            ),
+        ]);
+        assert!(cats(&uuid).is_empty(), "{:?}", rules(&uuid));
+    }
+
+    #[test]
+    fn worked_arithmetic_with_units_and_substituted_formulas() {
+        let hedge = conv(&[
+            ("u", "What is the profit?"),
+            (
+                "a",
+                "A loss of $0.20/barrel * 100,000 barrels = $20,000, then revenue of $16.00/barrel * 100,000 barrels = $1,600,000.",
+            ),
+        ]);
+        assert_eq!(rules(&hedge), vec!["worked-arithmetic"]);
+        let substituted = conv(&[
+            ("u", "Use real values"),
+            (
+                "a",
+                "Gold Investment = (10% * $100,000) * (1 + (2.5% - 5%)/100)\n\nGold Investment = $10,000 * (1 - 0.025)",
+            ),
+        ]);
+        assert_eq!(rules(&substituted), vec!["worked-arithmetic"]);
+    }
+
+    #[test]
+    fn requests_for_proofs_and_formulas_are_math() {
+        for ask in [
+            "prove the sum of four consecutive integers is divisible by 4",
+            "Show that the product of two odd numbers is odd.",
+            "Now show me the formula to calculate it",
+            "math equation for dynamic obstacle prediction in robotics",
+        ] {
+            let ex = conv(&[("u", ask), ("a", "Sure.")]);
+            assert_eq!(rules(&ex), vec!["math-request"], "{ask}");
+        }
+        for not_math in [
+            "I have to write a paper in which I prove the identity of an unknown substance",
+            "Give me an Excel formula to calculate the total of column B",
+            "Show that you care about the customer",
+        ] {
+            let ex = conv(&[("u", not_math), ("a", "Sure.")]);
+            assert!(cats(&ex).is_empty(), "{not_math}: {:?}", rules(&ex));
+        }
+    }
+
+    #[test]
+    fn word_problem_data_may_precede_the_question() {
+        let ex = conv(&[
+            (
+                "u",
+                "A company supplies 750 computers. It will buy 200 more next month. If each unit costs $240, how much will it spend?",
+            ),
+            ("a", "$48,000."),
+        ]);
+        assert_eq!(rules(&ex), vec!["word-problem"]);
+        let no_data = conv(&[
+            (
+                "u",
+                "My flight is at 9. How long should I wait at the gate?",
+            ),
+            ("a", "About an hour."),
+        ]);
+        assert!(cats(&no_data).is_empty());
+    }
+
+    #[test]
+    fn subject_lists_tables_links_and_code_latex_are_not_math() {
+        let curriculum = conv(&[
+            ("u", "What should a tutor cover?"),
+            (
+                "a",
+                "Math: arithmetic, algebra, geometry, trigonometry, calculus, probability and statistics.",
+            ),
+        ]);
+        assert!(cats(&curriculum).is_empty(), "{:?}", rules(&curriculum));
+        let table = conv(&[
+            ("u", "Projects to learn maths?"),
+            (
+                "a",
+                "| Project | Idea |\n| --- | --- |\n| Tutorials | Teach matrix multiplication and prime numbers |\n| Geometry | Draw triangles and their perimeter |",
+            ),
+        ]);
+        assert!(cats(&table).is_empty(), "{:?}", rules(&table));
+        let links = conv(&[
+            ("u", "My posts?"),
+            (
+                "a",
+                "https://leetcode.com/discuss/count-triangles https://leetcode.com/discuss/factorial-trailing-zeros https://leetcode.com/discuss/quadratic-probing",
+            ),
+        ]);
+        assert!(cats(&links).is_empty(), "{:?}", rules(&links));
+        let template = conv(&[
+            ("u", "Show the price"),
+            (
+                "a",
+                "```javascript\nconst a = `<p>Value: $${price}</p>`;\nconst b = `<p>Tax: $${tax}</p>`;\n```",
+            ),
+        ]);
+        assert_eq!(cats(&template), vec![Category::Code]);
+        let concepts = conv(&[
+            ("u", "Explain"),
+            (
+                "a",
+                "In category theory a monad is a monoid in the category of endofunctors.",
+            ),
+        ]);
+        assert_eq!(rules(&concepts), vec!["math-terms"]);
+    }
+
+    #[test]
+    fn formulas_in_fenced_blocks_and_tagged_latex_are_math() {
+        let fenced = conv(&[
+            ("u", "Model the expansion"),
+            (
+                "a",
+                "```css\nR(t) = (1 - exp(-β t)) / (1 + exp(-β t))\nc(t) = L * (0.5 + 0.16 * cos(ωt))\n```",
+            ),
+        ]);
+        assert!(
+            rules(&fenced).contains(&"formula-block".to_string()),
+            "{:?}",
+            rules(&fenced)
+        );
+        let tex = conv(&[
+            ("u", "Typeset it"),
+            ("a", "```latex\n\\frac{a}{b} = \\sqrt{c}\n```"),
+        ]);
+        assert!(
+            rules(&tex).contains(&"latex-math".to_string()),
+            "{:?}",
+            rules(&tex)
+        );
+    }
+
+    #[test]
+    fn a_few_sums_in_a_code_conversation_are_not_math() {
+        let chmod = conv(&[
+            ("u", "What does chmod 754 mean?"),
+            (
+                "a",
+                "Run\n\nchmod 754 file\n\nOwner: 4+2+1 = 7, group: 4+1 = 5, others: 4 = 4.",
+            ),
+        ]);
+        assert_eq!(cats(&chmod), vec![Category::Code], "{:?}", rules(&chmod));
+        let many = conv(&[
+            ("u", "Average waiting time?"),
+            (
+                "a",
+                "pip install simpy\n\nFCFS: (0+10+18)/3 = 9.33. SJF: (14+6+0)/3 = 6.67. RR: (8+4)/2 = 6. Priority: (1+2)/3 = 1.",
+            ),
+        ]);
+        assert_eq!(cats(&many), vec![Category::Code, Category::Math]);
     }
 
     #[test]
