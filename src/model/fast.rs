@@ -2,18 +2,29 @@
 //! directly over the f32 weights of a model on burn's ndarray backend ([`Cpu`]).
 //!
 //! [`Llama::forward`] and [`crate::model::generate`] switch to it by themselves when the model
-//! lives on [`Cpu`] (inference only: the autodiff backend keeps burn's graph). It computes the same
-//! function as the generic path in `llama.rs` (same rotary tables, masking, RMSNorm and SwiGLU
-//! formulas, f32 throughout) and passes the same parity tests; only the summation order inside
-//! matrix products differs. What it saves: burn-ndarray copies both operands of every matmul and
-//! materializes each reshape/transpose/concat, while here the weights are read in place (shared
-//! with the tensors, no copy), the matrix products go to `gemm` (AVX-512/AVX2 kernels, threads
-//! from the current rayon pool), attention reads keys and values in place per (row, head), and
-//! the KV cache of generation grows per sequence (no padding or re-concatenation per step).
+//! lives on [`Cpu`] (inference only: the autodiff backend keeps burn's graph), and
+//! [`Llama::pooled_hidden_states`] (used by probe extraction) pools hidden states on the host
+//! without building a tensor per layer. It computes the same function as the generic path in
+//! `llama.rs` (same rotary tables, causal attention, RMSNorm and SwiGLU formulas, f32
+//! throughout) and passes the same parity tests; only the summation order inside matrix
+//! products differs.
+//!
+//! How a batch runs: the sequences are packed into one ragged `[Σ len, d]` matrix (no padding
+//! is ever computed), so every linear layer, norm and MLP is one big product over real tokens;
+//! only attention is per sequence (causal, one (head, sequence) task each, two matrix products
+//! over the sequence's own keys). Each linear layer splits its output columns among the worker
+//! threads, every thread running one single-threaded `gemm` over all rows (a small product per
+//! thread would waste the micro-kernel's 64-row tiles, and the weight is packed once, not once
+//! per thread); norms, rotary and the SwiGLU product run in row blocks. Each output element's
+//! reduction runs in the same order whatever the split, so results do not depend on the thread
+//! count or on which other sequences share the batch. Buffers are allocated once per call and
+//! reused by every layer. Incremental decoding (one new token per sequence) keeps one growing
+//! KV cache per sequence and uses `gemm`'s own threading.
 use super::config::LlamaConfig;
 use super::host::HostTensor;
 use super::kernels::matmul;
 use super::llama::{ForwardOutput, HiddenSelect, Llama, LogitRows};
+use crate::error::{Error, Result};
 use burn::module::Param;
 use burn::tensor::{Tensor, TensorData, TensorPrimitive, backend::Backend};
 use burn_ndarray::{NdArray, NdArrayTensor, SharedArray};
@@ -64,37 +75,193 @@ impl Weight {
     }
 }
 
+/// A matrix inside a slice: element `(i, j)` is `data[i · rs + j · cs]`.
+#[derive(Clone, Copy)]
+struct Mat<'a> {
+    data: &'a [f32],
+    rows: usize,
+    cols: usize,
+    rs: usize,
+    cs: usize,
+}
+
+impl<'a> Mat<'a> {
+    /// A row-major `[rows, cols]` matrix.
+    fn dense(data: &'a [f32], rows: usize, cols: usize) -> Mat<'a> {
+        Mat {
+            data,
+            rows,
+            cols,
+            rs: cols,
+            cs: 1,
+        }
+    }
+
+    /// Whether every element lies inside `data`.
+    fn in_bounds(&self) -> bool {
+        self.rows == 0
+            || self.cols == 0
+            || (self.rows - 1) * self.rs + (self.cols - 1) * self.cs < self.data.len()
+    }
+}
+
+/// `dst = a · b` on the calling thread, `dst` row-major with row stride `dst_rs` (only the
+/// first `b.cols` values of each of its `a.rows` rows are written).
+///
+/// # Panics
+/// When a shape or stride reaches outside its slice (a caller bug, never user input).
+fn gemm_st(dst: &mut [f32], dst_rs: usize, a: Mat<'_>, b: Mat<'_>) {
+    let (m, k, n) = (a.rows, a.cols, b.cols);
+    assert!(
+        b.rows == k
+            && a.in_bounds()
+            && b.in_bounds()
+            && n <= dst_rs
+            && (m == 0 || (m - 1) * dst_rs + n <= dst.len()),
+        "gemm_st shapes: {m}×{k}×{n}, dst {} (stride {dst_rs})",
+        dst.len()
+    );
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        for row in dst.chunks_mut(dst_rs).take(m) {
+            row[..n].fill(0.0);
+        }
+        return;
+    }
+    // SAFETY: `a`'s and `b`'s elements (i, j) at i·rs + j·cs all lie inside their slices and
+    // dst's (i, j) at i·dst_rs + j (j < n <= dst_rs) inside `dst` (all checked above); `dst` is
+    // borrowed mutably, so it aliases neither input, and with read_dst = false its old contents
+    // are never read. Parallelism::None: the product runs on this thread only.
+    #[allow(unsafe_code)]
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            1,
+            dst_rs as isize,
+            false,
+            a.data.as_ptr(),
+            a.cs as isize,
+            a.rs as isize,
+            b.data.as_ptr(),
+            b.cs as isize,
+            b.rs as isize,
+            0.0,
+            1.0,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        );
+    }
+}
+
 /// `x W (+ b)` with `W` stored `[in, out]`.
 struct Linear {
     w: Weight,
     b: Option<Weight>,
+    inp: usize,
     out: usize,
 }
 
 impl Linear {
     fn of(p: &super::llama::Proj<Cpu>) -> Linear {
-        let out = p.weight.val().dims()[1];
+        let [inp, out] = p.weight.val().dims();
         Linear {
             w: Weight::of(&p.weight),
             b: p.bias.as_ref().map(Weight::of),
+            inp,
             out,
         }
     }
 
-    /// `[n, in]` → `[n, out]`.
+    /// `[n, in]` → `[n, out]` (threads from `gemm`).
     fn apply(&self, x: &[f32], n: usize) -> Vec<f32> {
-        let k = if n == 0 { 0 } else { x.len() / n };
         let mut y = vec![0f32; n * self.out];
-        matmul(&mut y, x, self.w.get(), n, k, self.out, false);
+        matmul(&mut y, x, self.w.get(), n, self.inp, self.out, false);
+        self.add_bias(&mut y);
+        y
+    }
+
+    /// `dst = x W (+ b)` for `x` `[rows, in]` on the calling thread.
+    fn apply_st(&self, dst: &mut [f32], x: &[f32]) {
+        let rows = x.len() / self.inp;
+        gemm_st(
+            dst,
+            self.out,
+            Mat::dense(x, rows, self.inp),
+            Mat::dense(self.w.get(), self.inp, self.out),
+        );
+        self.add_bias(dst);
+    }
+
+    /// `dst = x W (+ b)` for `x` `[rows, in]`, the output columns split among the worker
+    /// threads (each thread runs one single-threaded product over every row).
+    fn apply_cols(&self, dst: &mut [f32], x: &[f32]) {
+        let (k, n) = (self.inp, self.out);
+        let rows = x.len() / k;
+        let parts = rayon::current_num_threads().min(n / 32).max(1);
+        if parts == 1 {
+            return self.apply_st(dst, x);
+        }
+        assert!(
+            dst.len() == rows * n && x.len() == rows * k,
+            "apply_cols shapes"
+        );
+        let width = n.div_ceil(parts).next_multiple_of(16);
+        let w = self.w.get();
+        let base = dst.as_mut_ptr().expose_provenance();
+        (0..parts).into_par_iter().for_each(|j| {
+            let (c0, c1) = ((j * width).min(n), ((j + 1) * width).min(n));
+            if c0 == c1 {
+                return;
+            }
+            // SAFETY: `dst` is `[rows, n]` row-major (checked above) and borrowed mutably for
+            // the whole parallel loop; task `j` writes only columns c0..c1 of each row
+            // (element (i, c) at i·n + c), and the tasks' column ranges are disjoint, so no two
+            // threads write the same element and nothing else reads `dst` meanwhile. `x`
+            // (`[rows, k]`) and `w` (`[k, n]`, read from column c0 with row stride n, c1 <= n)
+            // are read in bounds. read_dst = false: old values are never read.
+            #[allow(unsafe_code)]
+            unsafe {
+                let out = std::ptr::with_exposed_provenance_mut::<f32>(base).add(c0);
+                gemm::gemm(
+                    rows,
+                    c1 - c0,
+                    k,
+                    out,
+                    1,
+                    n as isize,
+                    false,
+                    x.as_ptr(),
+                    1,
+                    k as isize,
+                    w.as_ptr().add(c0),
+                    1,
+                    n as isize,
+                    0.0,
+                    1.0,
+                    false,
+                    false,
+                    false,
+                    gemm::Parallelism::None,
+                );
+            }
+        });
+        self.add_bias(dst);
+    }
+
+    fn add_bias(&self, y: &mut [f32]) {
         if let Some(b) = &self.b {
             let b = b.get();
             for row in y.chunks_mut(self.out) {
-                for (v, bv) in row.iter_mut().zip(b) {
-                    *v += bv;
-                }
+                add_into(row, b);
             }
         }
-        y
     }
 }
 
@@ -143,17 +310,75 @@ impl SeqCache {
     }
 }
 
-/// Where a layer's attention finds its keys.
-enum Mode<'a> {
-    /// Right-padded prompts `[B, t]` (rows `b·t + p`) attend within their own row to real keys
-    /// `0..=min(p, len−1)`; with `save`, each sequence's real keys/values are appended there.
-    Prompt {
-        t: usize,
-        lengths: &'a [usize],
-        save: Option<&'a mut [SeqCache]>,
-    },
-    /// Row `n` is one new token of sequence `n`, which attends to its cache plus itself.
-    Decode { caches: &'a mut [SeqCache] },
+/// Sequences packed one after the other: sequence `s` is rows `starts[s]..starts[s + 1]`.
+struct Packed {
+    ids: Vec<u32>,
+    starts: Vec<usize>,
+}
+
+impl Packed {
+    fn new<'a>(seqs: impl IntoIterator<Item = &'a [u32]>) -> Packed {
+        let mut ids = Vec::new();
+        let mut starts = vec![0];
+        for s in seqs {
+            ids.extend_from_slice(s);
+            starts.push(ids.len());
+        }
+        Packed { ids, starts }
+    }
+
+    fn n_seqs(&self) -> usize {
+        self.starts.len() - 1
+    }
+
+    fn rows(&self) -> usize {
+        self.ids.len()
+    }
+
+    /// Rows of sequence `s`.
+    fn range(&self, s: usize) -> std::ops::Range<usize> {
+        self.starts[s]..self.starts[s + 1]
+    }
+}
+
+/// The buffers of one packed forward pass (`m` rows), reused by every layer.
+struct Work {
+    h: Vec<f32>,
+    o: Vec<f32>,
+    q: Vec<f32>,
+    k: Vec<f32>,
+    v: Vec<f32>,
+    /// Attention output per head: `[heads, m, head_dim]`.
+    heads: Vec<f32>,
+    ctx: Vec<f32>,
+    gate: Vec<f32>,
+    up: Vec<f32>,
+}
+
+impl Work {
+    fn new(cfg: &LlamaConfig, m: usize) -> Work {
+        let (d, f) = (cfg.hidden_size, cfg.intermediate_size);
+        let qd = cfg.num_attention_heads * cfg.head_dim;
+        let kvd = cfg.num_key_value_heads * cfg.head_dim;
+        Work {
+            h: vec![0.0; m * d],
+            o: vec![0.0; m * d],
+            q: vec![0.0; m * qd],
+            k: vec![0.0; m * kvd],
+            v: vec![0.0; m * kvd],
+            heads: vec![0.0; m * qd],
+            ctx: vec![0.0; m * qd],
+            gate: vec![0.0; m * f],
+            up: vec![0.0; m * f],
+        }
+    }
+}
+
+/// Rows per parallel block for `m` rows: one block per worker thread, at least 16 rows each.
+fn block_rows(m: usize) -> usize {
+    let threads = rayon::current_num_threads().max(1);
+    let blocks = threads.min(m.div_ceil(16)).max(1);
+    m.div_ceil(blocks).max(1)
 }
 
 impl CpuLlama {
@@ -207,18 +432,144 @@ impl CpuLlama {
     }
 
     fn final_norm(&self, x: &[f32]) -> Vec<f32> {
-        rms_norm(
-            x,
-            self.norm.get(),
-            self.cfg.hidden_size,
-            self.cfg.rms_norm_eps,
-        )
+        let d = self.cfg.hidden_size;
+        let mut y = vec![0f32; x.len()];
+        let rows = block_rows(x.len() / d.max(1)) * d;
+        y.par_chunks_mut(rows.max(1))
+            .zip(x.par_chunks(rows.max(1)))
+            .for_each(|(y, x)| rms_norm_into(y, x, self.norm.get(), d, self.cfg.rms_norm_eps));
+        y
     }
 
-    /// Block `l` on states `x` (`[n, d]`, updated in place) at rotary positions `pos` (one per row).
-    fn block(&self, l: usize, x: &mut [f32], pos: &[usize], rope: &RopeTable, mode: &mut Mode<'_>) {
+    /// Run the packed sequences through the first `upto` blocks. `visit(i, x)` sees
+    /// `hidden[i]` (`[rows, d]` packed) for `i` in `0..=upto`; with `save`, each sequence's
+    /// keys and values are appended to its cache. Returns `hidden[upto]`.
+    fn run_packed(
+        &self,
+        p: &Packed,
+        upto: usize,
+        mut save: Option<&mut [SeqCache]>,
+        mut visit: impl FnMut(usize, &[f32]),
+    ) -> Vec<f32> {
+        let m = p.rows();
+        let mut pos = Vec::with_capacity(m);
+        for s in 0..p.n_seqs() {
+            pos.extend(0..p.range(s).len());
+        }
+        let rope = RopeTable::new(&self.cfg, &pos);
+        let mut ws = Work::new(&self.cfg, m);
+        let mut x = self.embed(&p.ids);
+        visit(0, &x);
+        for l in 0..upto {
+            self.packed_block(l, &mut x, p, &rope, &mut ws, save.as_deref_mut());
+            visit(l + 1, &x);
+        }
+        x
+    }
+
+    /// Block `l` on the packed states `x` (`[rows, d]`, updated in place).
+    fn packed_block(
+        &self,
+        l: usize,
+        x: &mut [f32],
+        p: &Packed,
+        rope: &RopeTable,
+        ws: &mut Work,
+        save: Option<&mut [SeqCache]>,
+    ) {
         let cfg = &self.cfg;
-        let (d, n) = (cfg.hidden_size, pos.len());
+        let (d, m, f) = (cfg.hidden_size, p.rows(), cfg.intermediate_size);
+        let (heads, kv_heads, hd) = (
+            cfg.num_attention_heads,
+            cfg.num_key_value_heads,
+            cfg.head_dim,
+        );
+        let (qd, kvd) = (heads * hd, kv_heads * hd);
+        let eps = cfg.rms_norm_eps;
+        let w = &self.layers[l];
+        if m == 0 {
+            return;
+        }
+        let c = block_rows(m);
+        let (ln1, ln2) = (w.ln1.get(), w.ln2.get());
+
+        // Norm, q/k/v and rotary.
+        ws.h.par_chunks_mut(c * d)
+            .zip(x.par_chunks(c * d))
+            .for_each(|(h, x)| rms_norm_into(h, x, ln1, d, eps));
+        w.q.apply_cols(&mut ws.q, &ws.h);
+        w.k.apply_cols(&mut ws.k, &ws.h);
+        w.v.apply_cols(&mut ws.v, &ws.h);
+        ws.q.par_chunks_mut(c * qd)
+            .zip(ws.k.par_chunks_mut(c * kvd))
+            .enumerate()
+            .for_each(|(i, (q, k))| {
+                rope.apply(q, i * c, heads, hd);
+                rope.apply(k, i * c, kv_heads, hd);
+            });
+        if let Some(caches) = save {
+            for (s, c) in caches.iter_mut().enumerate() {
+                let rows = p.range(s);
+                c.k[l].extend_from_slice(&ws.k[rows.start * kvd..rows.end * kvd]);
+                c.v[l].extend_from_slice(&ws.v[rows.start * kvd..rows.end * kvd]);
+            }
+        }
+
+        // Causal attention, one task per (head, sequence), into the head-major buffer.
+        let mut tasks = Vec::with_capacity(heads * p.n_seqs());
+        for (h, block) in ws.heads.chunks_mut(m * hd).enumerate() {
+            let mut rest = block;
+            for s in 0..p.n_seqs() {
+                let (out, tail) = std::mem::take(&mut rest).split_at_mut(p.range(s).len() * hd);
+                tasks.push((h, p.range(s), out));
+                rest = tail;
+            }
+        }
+        let (q, k, v) = (&ws.q[..], &ws.k[..], &ws.v[..]);
+        let groups = heads / kv_heads;
+        tasks.into_par_iter().for_each(|(h, rows, out)| {
+            attend(q, k, v, (qd, kvd, hd), h, h / groups, rows, out);
+        });
+
+        // Head-major → row-major, then output projection, norm and MLP.
+        let heads_buf = &ws.heads[..];
+        let unhead = |ctx: &mut [f32], r0: usize| {
+            for (r, row) in ctx.chunks_mut(qd).enumerate() {
+                for (head, dst) in row.chunks_mut(hd).enumerate() {
+                    let src = (head * m + r0 + r) * hd;
+                    dst.copy_from_slice(&heads_buf[src..src + hd]);
+                }
+            }
+        };
+        ws.ctx
+            .par_chunks_mut(c * qd)
+            .enumerate()
+            .for_each(|(i, ctx)| unhead(ctx, i * c));
+        w.o.apply_cols(&mut ws.o, &ws.ctx);
+        x.par_chunks_mut(c * d)
+            .zip(ws.o.par_chunks(c * d))
+            .zip(ws.h.par_chunks_mut(c * d))
+            .for_each(|((x, o), h)| {
+                add_into(x, o);
+                rms_norm_into(h, x, ln2, d, eps);
+            });
+        w.gate.apply_cols(&mut ws.gate, &ws.h);
+        w.up.apply_cols(&mut ws.up, &ws.h);
+        ws.gate
+            .par_chunks_mut(c * f)
+            .zip(ws.up.par_chunks(c * f))
+            .for_each(|(g, u)| silu_mul(g, u));
+        w.down.apply_cols(&mut ws.o, &ws.gate);
+        x.par_chunks_mut(c * d)
+            .zip(ws.o.par_chunks(c * d))
+            .for_each(|(x, o)| add_into(x, o));
+    }
+
+    /// Block `l` for one new token per sequence (`x` `[n, d]`, updated in place) at rotary
+    /// positions `pos`, attending to each sequence's cache (extended here) plus itself.
+    fn decode_block(&self, l: usize, x: &mut [f32], rope: &RopeTable, caches: &mut [SeqCache]) {
+        let cfg = &self.cfg;
+        let (d, n) = (cfg.hidden_size, caches.len());
         let (heads, kv_heads, hd) = (
             cfg.num_attention_heads,
             cfg.num_key_value_heads,
@@ -230,56 +581,116 @@ impl CpuLlama {
         let mut q = w.q.apply(&h, n);
         let mut k = w.k.apply(&h, n);
         let v = w.v.apply(&h, n);
-        rope.apply(&mut q, heads, hd);
-        rope.apply(&mut k, kv_heads, hd);
-        let ctx = match mode {
-            Mode::Prompt { t, lengths, save } => {
-                let (t, lengths) = (*t, *lengths);
-                if let Some(caches) = save {
-                    for (b, c) in caches.iter_mut().enumerate() {
-                        let rows = b * t * kvd..(b * t + lengths[b]) * kvd;
-                        c.k[l].extend_from_slice(&k[rows.clone()]);
-                        c.v[l].extend_from_slice(&v[rows]);
-                    }
-                }
-                attention(cfg, &q, n, &|r| {
-                    let (b, p) = (r / t, r % t);
-                    let visible = p.min(lengths[b] - 1) + 1;
-                    let rows = b * t * kvd..(b * t + visible) * kvd;
-                    (&k[rows.clone()], &v[rows], visible)
-                })
-            }
-            Mode::Decode { caches } => {
-                for (r, c) in caches.iter_mut().enumerate() {
-                    c.k[l].extend_from_slice(&k[r * kvd..(r + 1) * kvd]);
-                    c.v[l].extend_from_slice(&v[r * kvd..(r + 1) * kvd]);
-                }
-                let caches: &[SeqCache] = &**caches;
-                attention(cfg, &q, n, &|r| {
-                    let c = &caches[r];
-                    (&c.k[l][..], &c.v[l][..], c.k[l].len() / kvd)
-                })
-            }
-        };
+        rope.apply(&mut q, 0, heads, hd);
+        rope.apply(&mut k, 0, kv_heads, hd);
+        for (r, c) in caches.iter_mut().enumerate() {
+            c.k[l].extend_from_slice(&k[r * kvd..(r + 1) * kvd]);
+            c.v[l].extend_from_slice(&v[r * kvd..(r + 1) * kvd]);
+        }
+        let caches: &[SeqCache] = caches;
+        let ctx = attention_one(cfg, &q, n, &|r| {
+            let c = &caches[r];
+            (&c.k[l][..], &c.v[l][..], c.k[l].len() / kvd)
+        });
         let o = w.o.apply(&ctx, n);
         add_into(x, &o);
         let h = rms_norm(x, w.ln2.get(), d, cfg.rms_norm_eps);
         let mut gate = w.gate.apply(&h, n);
         let up = w.up.apply(&h, n);
-        gate.par_chunks_mut(4096)
-            .zip(up.par_chunks(4096))
-            .for_each(|(g, u)| {
-                for (g, &u) in g.iter_mut().zip(u) {
-                    let sig = 1.0 / (1.0 + (-*g).exp());
-                    *g = *g * sig * u;
-                }
-            });
+        silu_mul(&mut gate, &up);
         let down = w.down.apply(&gate, n);
         add_into(x, &down);
     }
 }
 
-/// The forward pass of [`Llama::forward`] on [`Cpu`] (ids already checked).
+/// Causal attention of one head over one sequence: `q`, `k`, `v` are the packed `[rows, qd]` /
+/// `[rows, kvd]` projections, `rows` the sequence's rows, `out` its `[len, head_dim]` output for
+/// query head `h` (key/value head `kvh`).
+#[allow(clippy::too_many_arguments)]
+fn attend(
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    (qd, kvd, hd): (usize, usize, usize),
+    h: usize,
+    kvh: usize,
+    rows: std::ops::Range<usize>,
+    out: &mut [f32],
+) {
+    let (start, len) = (rows.start, rows.len());
+    let scale = (1.0 / (hd as f64).sqrt()) as f32;
+    let mut scores = vec![0f32; len * len];
+    let qm = Mat {
+        data: &q[start * qd + h * hd..],
+        rows: len,
+        cols: hd,
+        rs: qd,
+        cs: 1,
+    };
+    let kt = Mat {
+        data: &k[start * kvd + kvh * hd..],
+        rows: hd,
+        cols: len,
+        rs: 1,
+        cs: kvd,
+    };
+    gemm_st(&mut scores, len, qm, kt);
+    for (i, row) in scores.chunks_mut(len).enumerate() {
+        let (seen, future) = row.split_at_mut(i + 1);
+        softmax_scaled(seen, scale);
+        future.fill(0.0);
+    }
+    let vm = Mat {
+        data: &v[start * kvd + kvh * hd..],
+        rows: len,
+        cols: hd,
+        rs: kvd,
+        cs: 1,
+    };
+    gemm_st(out, hd, Mat::dense(&scores, len, len), vm);
+}
+
+/// `x ← softmax(x · scale)` in place.
+fn softmax_scaled(x: &mut [f32], scale: f32) {
+    let mut max = f32::NEG_INFINITY;
+    for s in x.iter_mut() {
+        *s *= scale;
+        max = max.max(*s);
+    }
+    let mut sum = 0f32;
+    for s in x.iter_mut() {
+        *s = (*s - max).exp();
+        sum += *s;
+    }
+    for s in x.iter_mut() {
+        *s /= sum;
+    }
+}
+
+/// The sequences of a right-padded batch (`ids` `[batch, t]`), packed.
+fn unpad(ids: &[u32], t: usize, lengths: &[usize]) -> Packed {
+    Packed::new(
+        lengths
+            .iter()
+            .enumerate()
+            .map(|(b, &len)| &ids[b * t..b * t + len]),
+    )
+}
+
+/// Packed rows `[Σ len, width]` as a right-padded `[batch, t, width]` buffer (zeros at padding).
+fn pad(x: &[f32], p: &Packed, t: usize, width: usize) -> Vec<f32> {
+    let mut y = vec![0f32; p.n_seqs() * t * width];
+    for s in 0..p.n_seqs() {
+        let r = p.range(s);
+        y[s * t * width..(s * t + r.len()) * width]
+            .copy_from_slice(&x[r.start * width..r.end * width]);
+    }
+    y
+}
+
+/// The forward pass of [`Llama::forward`] on [`Cpu`] (ids already checked). Padded positions
+/// are never computed: their hidden states, final norm and logits are zeros.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn forward(
     m: &Llama<Cpu>,
     ids: &[u32],
@@ -315,51 +726,114 @@ pub(crate) fn forward(
         final_norm: None,
         logits: None,
     };
-    let pos: Vec<usize> = (0..batch * t).map(|r| r % t).collect();
-    let rope = RopeTable::new(cfg, &pos);
-    let mut x = w.embed(ids);
-    if wanted(0) {
-        out.hidden.push((0, to_tensor(x.clone(), t, d)));
-    }
-    let mut mode = Mode::Prompt {
-        t,
-        lengths,
-        save: None,
-    };
-    for l in 0..last_layer {
-        w.block(l, &mut x, &pos, &rope, &mut mode);
-        if wanted(l + 1) {
-            out.hidden.push((l + 1, to_tensor(x.clone(), t, d)));
+    let p = unpad(ids, t, lengths);
+    let x = w.run_packed(&p, last_layer, None, |i, x| {
+        if wanted(i) {
+            out.hidden.push((i, to_tensor(pad(x, &p, t, d), t, d)));
         }
-    }
+    });
     if !need_top {
         return out;
     }
+    // Packed row of (sequence, position), None at padding.
+    let row_of = |s: usize, pos: usize| (pos < lengths[s]).then(|| p.starts[s] + pos);
     let picked = |x: &[f32], rows: &[usize]| -> Vec<f32> {
-        let mut y = Vec::with_capacity(rows.len() * d);
-        for (b, &p) in rows.iter().enumerate() {
-            let r = b * t + p;
-            y.extend_from_slice(&x[r * d..(r + 1) * d]);
+        let mut y = vec![0f32; rows.len() * d];
+        for (s, &pos) in rows.iter().enumerate() {
+            if let Some(r) = row_of(s, pos) {
+                y[s * d..(s + 1) * d].copy_from_slice(&x[r * d..(r + 1) * d]);
+            }
         }
         y
     };
-    let (top, top_rows) = match (&logits, final_norm) {
-        (LogitRows::Positions(p), false) => (w.final_norm(&picked(&x, p)), 1),
-        _ => (w.final_norm(&x), t),
-    };
-    let rows = match &logits {
-        LogitRows::None => None,
-        LogitRows::Positions(p) if final_norm => Some((picked(&top, p), 1)),
-        LogitRows::All | LogitRows::Positions(_) => Some((top.clone(), top_rows)),
-    };
-    if let Some((rows, per_batch)) = rows {
-        let v = cfg.vocab_size;
-        out.logits = Some(to_tensor(w.logits(&rows, batch * per_batch), per_batch, v));
-    }
-    if final_norm {
-        out.final_norm = Some(to_tensor(top, top_rows, d));
+    let v = cfg.vocab_size;
+    match (&logits, final_norm) {
+        (LogitRows::Positions(pos), false) => {
+            let top = w.final_norm(&picked(&x, pos));
+            out.logits = Some(to_tensor(w.logits(&top, batch), 1, v));
+        }
+        _ => {
+            let top = w.final_norm(&x);
+            out.logits = match &logits {
+                LogitRows::None => None,
+                LogitRows::All => {
+                    let all = w.logits(&top, p.rows());
+                    Some(to_tensor(pad(&all, &p, t, v), t, v))
+                }
+                LogitRows::Positions(pos) => {
+                    Some(to_tensor(w.logits(&picked(&top, pos), batch), 1, v))
+                }
+            };
+            if final_norm {
+                out.final_norm = Some(to_tensor(pad(&top, &p, t, d), t, d));
+            }
+        }
     }
     out
+}
+
+impl Llama<Cpu> {
+    /// Weighted sums of hidden states per sequence, computed on the CPU fast path without
+    /// building a tensor per layer (probe extraction's pooling).
+    ///
+    /// `weights[s]` holds one weight per token of `seqs[s]`; the result has one `[n_seqs,
+    /// hidden]` row-major matrix per entry of `layers` (hidden-state indices in `0..=L`, see
+    /// [`crate::model::llama`]), whose row `s` is `Σ_p weights[s][p] · hidden[layer][s, p]`.
+    /// The sequences run as one packed batch (no padding); the forward pass stops after the
+    /// deepest requested layer.
+    pub fn pooled_hidden_states(
+        &self,
+        seqs: &[Vec<u32>],
+        layers: &[usize],
+        weights: &[Vec<f32>],
+    ) -> Result<Vec<Vec<f32>>> {
+        let n_layers = self.config().num_hidden_layers;
+        if let Some(bad) = layers.iter().find(|&&l| l > n_layers) {
+            return Err(Error::invalid(
+                "hidden layer",
+                format!("{bad} is out of range; this model has hidden states 0..={n_layers}"),
+            ));
+        }
+        if weights.len() != seqs.len() {
+            return Err(Error::invalid(
+                "pooling weights",
+                format!("{} weight rows for {} sequences", weights.len(), seqs.len()),
+            ));
+        }
+        for (i, (s, wt)) in seqs.iter().zip(weights).enumerate() {
+            if s.is_empty() || wt.len() != s.len() {
+                return Err(Error::invalid(
+                    "pooling weights",
+                    format!(
+                        "sequence {i} has {} tokens and {} weights (needs at least one token \
+                         and one weight per token)",
+                        s.len(),
+                        wt.len()
+                    ),
+                ));
+            }
+            self.check_ids(s)?;
+        }
+        let w = CpuLlama::new(self);
+        let d = w.cfg.hidden_size;
+        let p = Packed::new(seqs.iter().map(Vec::as_slice));
+        let mut pooled = vec![vec![0f32; seqs.len() * d]; layers.len()];
+        let upto = layers.iter().copied().max().unwrap_or(0);
+        w.run_packed(&p, upto, None, |i, x| {
+            for (slot, _) in layers.iter().enumerate().filter(|&(_, &l)| l == i) {
+                for (s, (row, wt)) in pooled[slot].chunks_mut(d).zip(weights).enumerate() {
+                    for (r, &c) in p.range(s).zip(wt) {
+                        if c != 0.0 {
+                            for (a, &b) in row.iter_mut().zip(&x[r * d..(r + 1) * d]) {
+                                *a += c * b;
+                            }
+                        }
+                    }
+                }
+            }
+        });
+        Ok(pooled)
+    }
 }
 
 /// Incremental decoding state of [`crate::model::generate`] on [`Cpu`]: one cache per sequence.
@@ -369,39 +843,25 @@ pub(crate) struct Decoder {
 }
 
 impl Decoder {
-    /// Run the right-padded `prompts` and return each one's last-position logits `[B · vocab]`.
+    /// Run the prompts (packed, no padding) and return each one's last-position logits
+    /// `[B · vocab]`.
     pub(crate) fn prefill(m: &Llama<Cpu>, prompts: &[Vec<u32>]) -> (Decoder, Vec<f32>) {
         let w = CpuLlama::new(m);
         let d = w.cfg.hidden_size;
-        let b = prompts.len();
-        let t = prompts.iter().map(Vec::len).max().unwrap_or(0);
-        let lengths: Vec<usize> = prompts.iter().map(Vec::len).collect();
-        let mut ids = Vec::with_capacity(b * t);
-        for p in prompts {
-            ids.extend_from_slice(p);
-            ids.extend(std::iter::repeat_n(0, t - p.len()));
+        let p = Packed::new(prompts.iter().map(Vec::as_slice));
+        let mut caches: Vec<SeqCache> = (0..prompts.len())
+            .map(|_| SeqCache::new(w.layers.len()))
+            .collect();
+        let x = w.run_packed(&p, w.layers.len(), Some(&mut caches), |_, _| {});
+        let mut last = vec![0f32; prompts.len() * d];
+        for (s, c) in caches.iter_mut().enumerate() {
+            let rows = p.range(s);
+            c.len = rows.len();
+            if let Some(r) = rows.last() {
+                last[s * d..(s + 1) * d].copy_from_slice(&x[r * d..(r + 1) * d]);
+            }
         }
-        let mut caches: Vec<SeqCache> = (0..b).map(|_| SeqCache::new(w.layers.len())).collect();
-        let pos: Vec<usize> = (0..b * t).map(|r| r % t).collect();
-        let rope = RopeTable::new(&w.cfg, &pos);
-        let mut x = w.embed(&ids);
-        let mut mode = Mode::Prompt {
-            t,
-            lengths: &lengths,
-            save: Some(&mut caches),
-        };
-        for l in 0..w.layers.len() {
-            w.block(l, &mut x, &pos, &rope, &mut mode);
-        }
-        for (c, &len) in caches.iter_mut().zip(&lengths) {
-            c.len = len;
-        }
-        let mut last = Vec::with_capacity(b * d);
-        for (r, &len) in lengths.iter().enumerate() {
-            let row = r * t + len - 1;
-            last.extend_from_slice(&x[row * d..(row + 1) * d]);
-        }
-        let logits = w.logits(&w.final_norm(&last), b);
+        let logits = w.logits(&w.final_norm(&last), prompts.len());
         (Decoder { w, caches }, logits)
     }
 
@@ -417,11 +877,8 @@ impl Decoder {
         let pos: Vec<usize> = self.caches.iter().map(SeqCache::len).collect();
         let rope = RopeTable::new(&self.w.cfg, &pos);
         let mut x = self.w.embed(next);
-        let mut mode = Mode::Decode {
-            caches: &mut self.caches,
-        };
         for l in 0..self.w.layers.len() {
-            self.w.block(l, &mut x, &pos, &rope, &mut mode);
+            self.w.decode_block(l, &mut x, &rope, &mut self.caches);
         }
         for c in &mut self.caches {
             c.len += 1;
@@ -456,29 +913,30 @@ impl RopeTable {
         RopeTable { cos, sin, half }
     }
 
-    /// Rotate every head of `x` (`[rows, heads · head_dim]`) in place (half-split layout).
-    fn apply(&self, x: &mut [f32], heads: usize, hd: usize) {
+    /// Rotate every head of `x` (`[rows, heads · head_dim]`, the table's rows from `first`)
+    /// in place (half-split layout).
+    fn apply(&self, x: &mut [f32], first: usize, heads: usize, hd: usize) {
         let half = self.half;
-        x.par_chunks_mut(heads * hd)
-            .enumerate()
-            .for_each(|(r, row)| {
-                let c = &self.cos[r * half..(r + 1) * half];
-                let s = &self.sin[r * half..(r + 1) * half];
-                for head in row.chunks_mut(hd) {
-                    let (x1, x2) = head.split_at_mut(half);
-                    for i in 0..half {
-                        let (a, b) = (x1[i], x2[i]);
-                        x1[i] = a * c[i] + b * -s[i];
-                        x2[i] = b * c[i] + a * s[i];
-                    }
+        for (i, row) in x.chunks_mut(heads * hd).enumerate() {
+            let r = first + i;
+            let c = &self.cos[r * half..(r + 1) * half];
+            let s = &self.sin[r * half..(r + 1) * half];
+            for head in row.chunks_mut(hd) {
+                let (x1, x2) = head.split_at_mut(half);
+                for i in 0..half {
+                    let (a, b) = (x1[i], x2[i]);
+                    x1[i] = a * c[i] + b * -s[i];
+                    x2[i] = b * c[i] + a * s[i];
                 }
-            });
+            }
+        }
     }
 }
 
-/// Scaled dot-product attention over grouped KV heads: row `r` of `q` (`[n, heads · hd]`) attends
-/// to the `s` key/value rows `keys(r)` returns (`[s, kv_heads · hd]` each).
-fn attention<'k>(
+/// Scaled dot-product attention of one query row per sequence over grouped KV heads: row `r` of
+/// `q` (`[n, heads · hd]`) attends to the `s` key/value rows `keys(r)` returns
+/// (`[s, kv_heads · hd]` each).
+fn attention_one<'k>(
     cfg: &LlamaConfig,
     q: &[f32],
     n: usize,
@@ -498,19 +956,12 @@ fn attention<'k>(
         for h in 0..heads {
             let off = (h / groups) * hd;
             let qh = &q[r * qd + h * hd..r * qd + (h + 1) * hd];
-            let mut max = f32::NEG_INFINITY;
             for (j, sc) in scores.iter_mut().enumerate() {
-                *sc = dot(qh, &ks[j * kvd + off..j * kvd + off + hd]) * scale;
-                max = max.max(*sc);
+                *sc = dot(qh, &ks[j * kvd + off..j * kvd + off + hd]);
             }
-            let mut sum = 0f32;
-            for sc in scores.iter_mut() {
-                *sc = (*sc - max).exp();
-                sum += *sc;
-            }
+            softmax_scaled(&mut scores, scale);
             let oh = &mut o[h * hd..(h + 1) * hd];
-            for (j, &e) in scores.iter().enumerate() {
-                let p = e / sum;
+            for (j, &p) in scores.iter().enumerate() {
                 let vr = &vs[j * kvd + off..j * kvd + off + hd];
                 for (a, &b) in oh.iter_mut().zip(vr) {
                     *a += p * b;
@@ -538,18 +989,31 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
     acc.iter().sum::<f32>() + tail
 }
 
-/// `x / sqrt(mean(x²) + eps) * w` per row of `[n, d]`.
-fn rms_norm(x: &[f32], w: &[f32], d: usize, eps: f64) -> Vec<f32> {
-    let mut y = vec![0f32; x.len()];
+/// `y = x / sqrt(mean(x²) + eps) * w` per row of `[n, d]`.
+fn rms_norm_into(y: &mut [f32], x: &[f32], w: &[f32], d: usize, eps: f64) {
     let eps = eps as f32;
-    y.par_chunks_mut(d).zip(x.par_chunks(d)).for_each(|(y, x)| {
+    for (y, x) in y.chunks_mut(d).zip(x.chunks(d)) {
         let ms = x.iter().map(|v| v * v).sum::<f32>() / d as f32;
         let inv = 1.0 / (ms + eps).sqrt();
         for ((y, &x), &w) in y.iter_mut().zip(x).zip(w) {
             *y = x * inv * w;
         }
-    });
+    }
+}
+
+/// [`rms_norm_into`] into a new buffer.
+fn rms_norm(x: &[f32], w: &[f32], d: usize, eps: f64) -> Vec<f32> {
+    let mut y = vec![0f32; x.len()];
+    rms_norm_into(&mut y, x, w, d, eps);
     y
+}
+
+/// `gate ← silu(gate) · up`.
+fn silu_mul(gate: &mut [f32], up: &[f32]) {
+    for (g, &u) in gate.iter_mut().zip(up) {
+        let sig = 1.0 / (1.0 + (-*g).exp());
+        *g = *g * sig * u;
+    }
 }
 
 fn add_into(x: &mut [f32], y: &[f32]) {

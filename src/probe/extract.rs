@@ -6,8 +6,9 @@
 //! tensor `layer.<i>` `[n_examples, hidden]` f32 per kept layer, rows in `index.json` order.
 //!
 //! Memory stays bounded: examples are tokenized, sorted by length and run in batches (length
-//! buckets, so little padding); each batch's hidden states are pooled on the device and the
-//! pooled rows are appended to one temporary file per layer; the safetensors file is assembled
+//! buckets); each batch's hidden states are pooled (on the CPU, on the host while each layer is
+//! computed; elsewhere on the device) and the pooled rows are appended to one temporary file
+//! per layer; the safetensors file is assembled
 //! from those files at the end, row by row. Only one batch's hidden states and the token ids are
 //! ever held in memory.
 use super::spec::{Content, Layers, Pooling, ProbeSpec, TextTemplate};
@@ -23,6 +24,7 @@ use burn::tensor::{Tensor, TensorData};
 use indicatif::{ProgressBar, ProgressStyle};
 use ndarray::Array2;
 use serde::{Deserialize, Serialize};
+use std::any::Any;
 use std::collections::HashSet;
 use std::fs::File;
 use std::io::{BufWriter, Read, Seek, SeekFrom, Write};
@@ -546,6 +548,11 @@ fn extract_model<B: Backend>(
 /// Run `seqs` through `model` in length-sorted batches of `batch_size`, pooling the selected
 /// `layers`; `emit(example indices of the batch, pooled rows per layer slot)` receives each
 /// batch, rows in the order of the indices (row-major `[b, hidden]` per layer).
+///
+/// On [`CpuBackend`] the batches run on the CPU fast path, which packs each batch without
+/// padding and pools every layer on the host while it is computed
+/// ([`Llama::pooled_hidden_states`]); other backends run [`Llama::forward`] and pool each
+/// layer with a batched matmul on the device.
 pub fn run_batches<B: Backend>(
     model: &Llama<B>,
     seqs: &[Vec<u32>],
@@ -557,36 +564,65 @@ pub fn run_batches<B: Backend>(
     let mut order: Vec<usize> = (0..seqs.len()).collect();
     // longest first: the peak memory shows at once, and each batch has similar lengths
     order.sort_by(|&a, &b| seqs[b].len().cmp(&seqs[a].len()).then(a.cmp(&b)));
-    let device = model.device();
+    let cpu = (model as &dyn Any).downcast_ref::<Llama<CpuBackend>>();
+    for chunk in order.chunks(batch_size.max(1)) {
+        let batch_seqs: Vec<Vec<u32>> = chunk.iter().map(|&i| seqs[i].clone()).collect();
+        let pooled = match cpu {
+            Some(cpu) => pool_on_host(cpu, &batch_seqs, layers, pooling)?,
+            None => pool_on_device(model, &batch_seqs, layers, pooling)?,
+        };
+        emit(chunk, &pooled)?;
+    }
+    Ok(())
+}
+
+/// One batch's pooled rows per layer slot on the CPU fast path.
+fn pool_on_host(
+    model: &Llama<CpuBackend>,
+    seqs: &[Vec<u32>],
+    layers: &[usize],
+    pooling: Pooling,
+) -> Result<Vec<Vec<f32>>> {
+    let weights: Vec<Vec<f32>> = seqs
+        .iter()
+        .map(|s| pool_weights(&[s.len()], s.len(), pooling))
+        .collect();
+    model.pooled_hidden_states(seqs, layers, &weights)
+}
+
+/// One batch's pooled rows per layer slot through [`Llama::forward`] and a batched matmul.
+fn pool_on_device<B: Backend>(
+    model: &Llama<B>,
+    seqs: &[Vec<u32>],
+    layers: &[usize],
+    pooling: Pooling,
+) -> Result<Vec<Vec<f32>>> {
     let opts = ForwardOptions {
         hidden: HiddenSelect::Layers(layers.to_vec()),
         ..Default::default()
     };
-    for chunk in order.chunks(batch_size.max(1)) {
-        let batch_seqs: Vec<Vec<u32>> = chunk.iter().map(|&i| seqs[i].clone()).collect();
-        let batch = TokenBatch::new(&batch_seqs, 0)?;
-        let (b, t) = (batch.batch_size(), batch.seq_len());
-        let w: Tensor<B, 3> = Tensor::from_data(
-            TensorData::new(pool_weights(batch.lengths(), t, pooling), [b, 1, t]),
-            &device,
-        );
-        let output = model.forward(&batch, &opts)?;
-        let mut pooled = vec![Vec::new(); layers.len()];
-        for (layer, h) in output.hidden {
-            let slot = layers.iter().position(|&l| l == layer).ok_or_else(|| {
-                Error::Internal(format!("forward returned unasked layer {layer}"))
-            })?;
-            pooled[slot] = HostTensor::from_tensor(w.clone().matmul(h)).data;
-        }
-        if let Some(slot) = pooled.iter().position(Vec::is_empty) {
-            return Err(Error::Internal(format!(
-                "forward did not return layer {}",
-                layers[slot]
-            )));
-        }
-        emit(chunk, &pooled)?;
+    let batch = TokenBatch::new(seqs, 0)?;
+    let (b, t) = (batch.batch_size(), batch.seq_len());
+    let w: Tensor<B, 3> = Tensor::from_data(
+        TensorData::new(pool_weights(batch.lengths(), t, pooling), [b, 1, t]),
+        &model.device(),
+    );
+    let output = model.forward(&batch, &opts)?;
+    let mut pooled = vec![Vec::new(); layers.len()];
+    for (layer, h) in output.hidden {
+        let slot = layers
+            .iter()
+            .position(|&l| l == layer)
+            .ok_or_else(|| Error::Internal(format!("forward returned unasked layer {layer}")))?;
+        pooled[slot] = HostTensor::from_tensor(w.clone().matmul(h)).data;
     }
-    Ok(())
+    if let Some(slot) = pooled.iter().position(Vec::is_empty) {
+        return Err(Error::Internal(format!(
+            "forward did not return layer {}",
+            layers[slot]
+        )));
+    }
+    Ok(pooled)
 }
 
 fn progress_bar(show: bool, total: u64, name: &str) -> ProgressBar {
