@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Side by side: training throughput of mixprobe (burn 0.21 ndarray + autodiff) and PyTorch on the
+# Side by side: training throughput of mixprobe (the CPU training fast path, src/train/fast.rs, on
+# gemm; MIXPROBE_TRAIN_GENERIC=1 measures burn 0.21 ndarray + autodiff instead) and PyTorch on the
 # same ~20M LLaMA (hidden 256, 4 layers, 4 heads, MLP 1024, vocab 32000, untied head), batches of
 # 8 × 128 random tokens, AdamW + clipping, same threads; prints both JSON lines and the ratio
 # (mixprobe tokens/s ÷ PyTorch tokens/s).

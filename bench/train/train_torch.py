@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Side-by-side peer for tests/train_bench.rs: PyTorch training throughput on the same model shape.
+"""Side-by-side peer for bench/train/run.sh (mixprobe bench train): PyTorch training throughput on the same model shape.
 
 A ~20M-parameter LlamaForCausalLM (hidden 256, 4 layers, 4 heads, MLP 1024, vocab 32000, untied
 head), batches of 8 x 128 random tokens with labels = input_ids, torch.optim.AdamW, clip_grad_norm_

@@ -74,7 +74,7 @@ pub struct TrainArgs {
     /// Tokens per sequence.
     #[arg(long, default_value_t = 128)]
     pub seq: usize,
-    /// Worker threads (the rayon pool; burn-ndarray's matmul threads follow MATMUL_NUM_THREADS).
+    /// Worker threads (the rayon pool that runs the training fast path's kernels).
     #[arg(long, default_value_t = 2)]
     pub threads: usize,
 }

@@ -2,6 +2,8 @@
 pub mod batch;
 pub mod config;
 pub mod data;
+pub mod fast;
+mod fast_ops;
 pub mod log;
 pub mod optim;
 pub mod run;

@@ -11,10 +11,11 @@
 //! matrix product.
 use super::batch::{MicroBatch, Sample};
 use crate::error::{Error, Result};
-use crate::model::{ForwardOptions, Llama, ParamView};
+use crate::model::{CpuAutodiff, ForwardOptions, Llama, ParamView};
 use burn::optim::{GradientsAccumulator, GradientsParams};
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{Int, Tensor, TensorData, activation};
+use std::any::Any;
 
 /// What one optimizer step saw.
 #[derive(Debug, Clone, PartialEq)]
@@ -82,10 +83,32 @@ fn head<B: Backend>(model: &Llama<B>, rows: Tensor<B, 2>) -> Result<Tensor<B, 2>
     }
 }
 
+/// Set this environment variable (to anything) to make [`accumulate`] take burn's autodiff
+/// graph ([`accumulate_generic`]) even where the CPU fast path applies.
+pub const FORCE_GENERIC_ENV: &str = "MIXPROBE_TRAIN_GENERIC";
+
 /// Forward and backward over the micro-batches of one optimizer step; returns the summed
 /// gradients of the per-token mean loss and the step's statistics. `n_groups` bounds the
 /// samples' `group` values.
+///
+/// On [`crate::model::CpuAutodiff`] this runs the CPU fast path ([`super::fast::accumulate`]),
+/// which computes the same function by hand, unless [`FORCE_GENERIC_ENV`] is set; elsewhere it
+/// runs [`accumulate_generic`].
 pub fn accumulate<B: AutodiffBackend>(
+    model: &Llama<B>,
+    micro: &[MicroBatch],
+    n_groups: usize,
+) -> Result<(GradientsParams, StepStats)> {
+    if std::env::var_os(FORCE_GENERIC_ENV).is_none()
+        && let Some(cpu) = (model as &dyn Any).downcast_ref::<Llama<CpuAutodiff>>()
+    {
+        return super::fast::accumulate(cpu, micro, n_groups);
+    }
+    accumulate_generic(model, micro, n_groups)
+}
+
+/// [`accumulate`] through burn's autodiff graph on any backend (the reference for the fast path).
+pub fn accumulate_generic<B: AutodiffBackend>(
     model: &Llama<B>,
     micro: &[MicroBatch],
     n_groups: usize,
