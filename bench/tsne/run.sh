@@ -27,7 +27,7 @@ skip=()
 [ -z "${SKIP_SKLEARN:-}" ] || skip=(--skip-sklearn)
 echo "== machine: $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg)"
 cargo build --release --example tsne_bench
-bin=target/release/examples/tsne_bench
+bin=${CARGO_TARGET_DIR:-target}/release/examples/tsne_bench
 echo "== mixprobe (RAYON_NUM_THREADS=$THREADS)"
 RAYON_NUM_THREADS=$THREADS "$bin" --input "$INPUT" "${tensor[@]}" --threads "$THREADS" --repeats "$REPEATS" --out "$OUT"
 echo "== openTSNE / scikit-learn (n_jobs=$THREADS, OMP_NUM_THREADS=$THREADS)"

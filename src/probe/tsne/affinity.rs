@@ -162,6 +162,9 @@ impl Affinities {
                 let pl: f64 = cols
                     .iter()
                     .zip(vals)
+                    // p ln p → 0 as p → 0: an affinity that underflowed to 0 (duplicate points
+                    // push the bandwidth search to huge precisions) adds nothing, not 0·ln 0 = NaN.
+                    .filter(|&(_, &p)| p > 0.0)
                     .map(|(&j, &p)| f64::from(p) * (f64::from(p) / w(y[i], y[j as usize])).ln())
                     .sum();
                 (z, pl)
