@@ -147,8 +147,9 @@ pub struct Args {
     /// Skip malformed records in the sources instead of failing (counted in manifest.json).
     #[arg(long)]
     pub skip_invalid: bool,
-    /// Worker threads for the CPU backend's element-wise kernels (matrix products follow
-    /// MATMUL_NUM_THREADS); keep it fixed for bit-identical resumes.
+    /// Worker threads for CPU training (the rayon pool that runs the fast path's matrix
+    /// products and kernels; default: RAYON_NUM_THREADS or all cores); keep it fixed for
+    /// bit-identical resumes.
     #[arg(long, value_name = "N")]
     pub threads: Option<usize>,
     /// Write a checkpoint and stop after N optimizer steps of this invocation (to test resume).
