@@ -22,7 +22,7 @@
 //! KV cache per sequence and uses `gemm`'s own threading.
 use super::config::LlamaConfig;
 use super::host::HostTensor;
-use super::kernels::matmul;
+use super::kernels::{dot, matmul};
 use super::llama::{ForwardOutput, HiddenSelect, Llama, LogitRows};
 use crate::error::{Error, Result};
 use burn::module::Param;
@@ -970,23 +970,6 @@ fn attention_one<'k>(
         }
     });
     out
-}
-
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut acc = [0f32; 16];
-    let (ca, cb) = (a.chunks_exact(16), b.chunks_exact(16));
-    let tail: f32 = ca
-        .remainder()
-        .iter()
-        .zip(cb.remainder())
-        .map(|(x, y)| x * y)
-        .sum();
-    for (x, y) in ca.zip(cb) {
-        for i in 0..16 {
-            acc[i] += x[i] * y[i];
-        }
-    }
-    acc.iter().sum::<f32>() + tail
 }
 
 /// `y = x / sqrt(mean(x²) + eps) * w` per row of `[n, d]`.

@@ -421,21 +421,9 @@ pub fn accumulate(
     micro: &[MicroBatch],
     n_groups: usize,
 ) -> Result<(GradientsParams, StepStats)> {
-    let total: usize = micro.iter().map(|m| m.positions.len()).sum();
-    if total == 0 {
-        return Err(Error::invalid(
-            "batch",
-            "the optimizer step has no target tokens",
-        ));
-    }
+    let mut stats = StepStats::start(micro, n_groups)?;
+    let total = stats.targets;
     let mut host = HostModel::new(model);
-    let mut stats = StepStats {
-        loss: 0.0,
-        targets: total,
-        tokens: 0,
-        by_group: vec![(0.0, 0); n_groups],
-    };
-    let mut sum = 0.0f64;
     for mb in micro {
         stats.tokens += mb.tokens;
         if mb.positions.is_empty() {
@@ -456,18 +444,9 @@ pub fn accumulate(
             ));
         }
         let values = host.micro_batch(mb, total);
-        for (&g, &x) in mb.groups.iter().zip(&values) {
-            let slot = stats
-                .by_group
-                .get_mut(g)
-                .ok_or_else(|| Error::Internal(format!("sample group {g} ≥ {n_groups}")))?;
-            slot.0 += x as f64;
-            slot.1 += 1;
-            sum += x as f64;
-        }
+        stats.add(&mb.groups, &values)?;
     }
-    stats.loss = sum / total as f64;
-    Ok((host.into_grads()?, stats))
+    Ok((host.into_grads()?, stats.finish()))
 }
 
 fn add_into(x: &mut [f32], y: &[f32]) {

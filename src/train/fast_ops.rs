@@ -4,7 +4,7 @@
 //!
 //! Every kernel is deterministic: work is split by rows (each row written by one task) and
 //! every reduction runs in a fixed order, whatever the thread count.
-use crate::model::kernels::{Layout, gemm};
+use crate::model::kernels::{Layout, dot, gemm};
 use rayon::prelude::*;
 
 /// Rows per parallel task of the row-wise kernels.
@@ -27,25 +27,6 @@ pub(crate) fn vectorized<R>(f: impl FnOnce() -> R) -> R {
         return unsafe { run(f) };
     }
     f()
-}
-
-/// `Σ a·b` over 16 lanes (a fixed order that vectorizes).
-#[inline(always)]
-pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut acc = [0f32; 16];
-    let (ca, cb) = (a.chunks_exact(16), b.chunks_exact(16));
-    let tail: f32 = ca
-        .remainder()
-        .iter()
-        .zip(cb.remainder())
-        .map(|(x, y)| x * y)
-        .sum();
-    for (x, y) in ca.zip(cb) {
-        for i in 0..16 {
-            acc[i] += x[i] * y[i];
-        }
-    }
-    acc.iter().sum::<f32>() + tail
 }
 
 /// The largest element, over 16 lanes.

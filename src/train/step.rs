@@ -30,6 +30,48 @@ pub struct StepStats {
     pub by_group: Vec<(f64, usize)>,
 }
 
+impl StepStats {
+    /// Empty statistics of an optimizer step over `micro` (`n_groups` bounds the samples'
+    /// groups); an error when the step has no target tokens.
+    pub(crate) fn start(micro: &[MicroBatch], n_groups: usize) -> Result<StepStats> {
+        let targets: usize = micro.iter().map(|m| m.positions.len()).sum();
+        if targets == 0 {
+            return Err(Error::invalid(
+                "batch",
+                "the optimizer step has no target tokens",
+            ));
+        }
+        Ok(StepStats {
+            loss: 0.0,
+            targets,
+            tokens: 0,
+            by_group: vec![(0.0, 0); n_groups],
+        })
+    }
+
+    /// Add one micro-batch's per-target NLL (`values`, one per entry of `groups`); `loss` holds
+    /// the running sum until [`StepStats::finish`].
+    pub(crate) fn add(&mut self, groups: &[usize], values: &[f32]) -> Result<()> {
+        let n_groups = self.by_group.len();
+        for (&g, &x) in groups.iter().zip(values) {
+            let slot = self
+                .by_group
+                .get_mut(g)
+                .ok_or_else(|| Error::Internal(format!("sample group {g} ≥ {n_groups}")))?;
+            slot.0 += x as f64;
+            slot.1 += 1;
+            self.loss += x as f64;
+        }
+        Ok(())
+    }
+
+    /// The statistics with `loss` as the mean NLL per target token.
+    pub(crate) fn finish(mut self) -> StepStats {
+        self.loss /= self.targets as f64;
+        self
+    }
+}
+
 /// Negative log-likelihood of every target of `mb`, in `mb.positions` order (`[N]`).
 pub fn target_nll<B: Backend>(model: &Llama<B>, mb: &MicroBatch) -> Result<Tensor<B, 1>> {
     let n = mb.positions.len();
@@ -113,21 +155,9 @@ pub fn accumulate_generic<B: AutodiffBackend>(
     micro: &[MicroBatch],
     n_groups: usize,
 ) -> Result<(GradientsParams, StepStats)> {
-    let total: usize = micro.iter().map(|m| m.positions.len()).sum();
-    if total == 0 {
-        return Err(Error::invalid(
-            "batch",
-            "the optimizer step has no target tokens",
-        ));
-    }
+    let mut stats = StepStats::start(micro, n_groups)?;
+    let total = stats.targets;
     let mut acc = GradientsAccumulator::<Llama<B>>::new();
-    let mut stats = StepStats {
-        loss: 0.0,
-        targets: total,
-        tokens: 0,
-        by_group: vec![(0.0, 0); n_groups],
-    };
-    let mut sum = 0.0f64;
     for mb in micro {
         stats.tokens += mb.tokens;
         if mb.positions.is_empty() {
@@ -135,21 +165,12 @@ pub fn accumulate_generic<B: AutodiffBackend>(
         }
         let nll = target_nll(model, mb)?;
         let values = host_values(nll.clone().inner());
-        for (&g, &x) in mb.groups.iter().zip(&values) {
-            let slot = stats
-                .by_group
-                .get_mut(g)
-                .ok_or_else(|| Error::Internal(format!("sample group {g} ≥ {n_groups}")))?;
-            slot.0 += x as f64;
-            slot.1 += 1;
-            sum += x as f64;
-        }
+        stats.add(&mb.groups, &values)?;
         let loss = nll.sum().div_scalar(total as f64);
         let grads = loss.backward();
         acc.accumulate(model, GradientsParams::from_grads(grads, model));
     }
-    stats.loss = sum / total as f64;
-    Ok((acc.grads(), stats))
+    Ok((acc.grads(), stats.finish()))
 }
 
 /// Summed NLL and target count per group of `samples` under `model` (no gradients), batched
