@@ -75,6 +75,7 @@ fn setup(shared: &Path, tmp: &Path) -> (PathBuf, PathBuf) {
         skip_invalid: false,
         resume: false,
         device: "cpu".into(),
+        precision: None,
         command: vec!["test".into()],
     };
     run::<CpuAutodiff>(&spec, &Controls::default(), &Default::default()).unwrap();

@@ -41,6 +41,7 @@ fn options(data: &Path, out: &Path) -> RunOptions {
         data_dir: data.to_path_buf(),
         out: out.to_path_buf(),
         device: DeviceKind::Cpu,
+        precision: None,
         only: Vec::new(),
         retry_failed: false,
         stop: None,

@@ -63,6 +63,7 @@ fn spec(shared: &Path, recipe: PathBuf, out: PathBuf, hp: TrainConfig, limit: us
         skip_invalid: false,
         resume: false,
         device: "cpu".into(),
+        precision: None,
         command: vec!["test".into()],
     }
 }

@@ -74,6 +74,7 @@ fn smollm2_fine_tunes_and_its_checkpoint_reloads() {
         skip_invalid: false,
         resume: false,
         device: "cpu".into(),
+        precision: None,
         command: vec!["test".into()],
     };
     let summary = run::<CpuAutodiff>(&spec, &Controls::default(), &Default::default()).unwrap();

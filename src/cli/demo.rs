@@ -142,6 +142,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             data_dir: data.clone(),
             out: exp_out.clone(),
             device: kind,
+            precision: None,
             only: Vec::new(),
             retry_failed: true,
             stop: Some(stop),

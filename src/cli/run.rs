@@ -1,6 +1,7 @@
 //! `mixprobe run EXPERIMENT --data-dir DIR --out OUT`: every cell of an experiment grid
 //! trained, evaluated and recorded in OUT/results.json, cached and resumable.
 use mixprobe::experiment::{Experiment, RunOptions, run_experiment};
+use mixprobe::model::Precision;
 use mixprobe::model::device::{self, DeviceKind};
 use std::path::PathBuf;
 
@@ -32,6 +33,10 @@ pub struct Args {
     /// CPU with a warning when unavailable.
     #[arg(long, value_enum, default_value_t = DeviceKind::Cpu)]
     pub device: DeviceKind,
+    /// Precision of the matrix products in training (see `mixprobe train --help`). Default:
+    /// bf16 mixed precision where the device computes in bf16 (CUDA), fp32 on the CPU.
+    #[arg(long, value_enum, value_name = "PRECISION")]
+    pub precision: Option<Precision>,
     /// Only run cells whose id (model/recipe) matches this glob (`*`, `?`); repeatable.
     #[arg(long, value_name = "GLOB")]
     pub only: Vec<String>,
@@ -79,6 +84,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         data_dir,
         out: args.out.clone(),
         device: kind,
+        precision: args.precision,
         only: args.only.clone(),
         retry_failed: args.retry_failed,
         stop: Some(stop),

@@ -3,7 +3,7 @@
 use mixprobe::data::bpe::DEFAULT_VOCAB_SIZE;
 use mixprobe::data::template::ChatTemplate;
 use mixprobe::model::device::{self, DeviceKind};
-use mixprobe::model::{CpuAutodiff, Preset};
+use mixprobe::model::{CpuAutodiff, Precision, Preset};
 use mixprobe::train::config::TrainConfig;
 use mixprobe::train::run::{Controls, Outcome, RunSpec, Start, Summary, run as train_run};
 use std::path::PathBuf;
@@ -73,6 +73,13 @@ pub struct Args {
     /// warning when unavailable.
     #[arg(long, value_enum, default_value_t = DeviceKind::Cpu)]
     pub device: DeviceKind,
+    /// Precision of the matrix products. bf16 is mixed precision: every matrix product (linear
+    /// layers, attention, lm head) in bf16, while the master weights, norms, softmax, loss,
+    /// gradients reaching the optimizer and the optimizer state stay f32 (checkpoints are f32).
+    /// Default: bf16 where the device computes in bf16 (CUDA), fp32 on the CPU, whose ndarray
+    /// backend has no bf16 (asking for bf16 there is an error).
+    #[arg(long, value_enum, value_name = "PRECISION")]
+    pub precision: Option<Precision>,
     /// Continue the run in --out from its latest checkpoint (same arguments as the first time).
     #[arg(long)]
     pub resume: bool,
@@ -253,6 +260,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         skip_invalid: args.skip_invalid,
         resume: args.resume,
         device: format!("{kind:?}").to_lowercase(),
+        precision: args.precision,
         command: std::env::args().collect(),
     };
     let stop = crate::cli::interrupt_flag(

@@ -10,6 +10,7 @@ use crate::data::bpe::to_json;
 use crate::data::tokenize::ChatTokenizer;
 use crate::error::{Error, Result};
 use crate::eval::run::{Bench, EvalSpec, evaluate_model, evaluate_run_dir};
+use crate::model::Precision;
 use crate::model::device::DeviceKind;
 use crate::model::{CpuAutodiff, CpuBackend, Llama, LlamaConfig, save_hf_dir};
 use crate::probe::{
@@ -36,6 +37,9 @@ pub struct RunOptions {
     pub out: PathBuf,
     /// Where to train (already resolved: CUDA only when available).
     pub device: DeviceKind,
+    /// Precision of the matrix products in training; `None`: bf16 where the device computes
+    /// in it (CUDA), fp32 elsewhere.
+    pub precision: Option<Precision>,
     /// Glob patterns over cell ids; empty runs every cell.
     pub only: Vec<String>,
     /// Run cells that failed before (with the same key) again instead of keeping the failure.
@@ -322,6 +326,7 @@ fn train_cell(
         skip_invalid: exp.run.skip_invalid,
         resume: run_dir.join("run.json").is_file(),
         device: format!("{:?}", opts.device).to_lowercase(),
+        precision: opts.precision,
         command: opts.command.clone(),
     };
     let controls = Controls {

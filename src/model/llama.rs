@@ -16,6 +16,7 @@
 //! `[out, in]`; [`ParamView`] converts. Rotary embeddings use Hugging Face's half-split layout.
 use super::config::LlamaConfig;
 use super::host::HostTensor;
+use super::precision::Precision;
 use crate::error::{Error, Result};
 use burn::module::{Module, Param};
 use burn::tensor::backend::{AutodiffBackend, Backend};
@@ -30,15 +31,16 @@ pub struct Proj<B: Backend> {
 }
 
 impl<B: Backend> Proj<B> {
-    fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
+    /// `x W (+ b)`, the product in precision `p` (the result in f32).
+    fn forward(&self, x: Tensor<B, 3>, p: Precision) -> Tensor<B, 3> {
         let [b, t, d] = x.dims();
         let y = burn::tensor::module::linear(
-            x.reshape([b * t, d]),
-            self.weight.val(),
-            self.bias.as_ref().map(Param::val),
+            p.operand(x.reshape([b * t, d])),
+            p.operand(self.weight.val()),
+            self.bias.as_ref().map(|b| p.operand(b.val())),
         );
         let out = y.dims()[1];
-        y.reshape([b, t, out])
+        p.result(y).reshape([b, t, out])
     }
 }
 
@@ -67,6 +69,9 @@ pub struct Llama<B: Backend> {
     pub(crate) lm_head: Option<Proj<B>>,
     #[module(skip)]
     config: LlamaConfig,
+    /// The precision of the matrix products (fp32 unless set with [`Llama::with_precision`]).
+    #[module(skip)]
+    precision: Precision,
 }
 
 /// A parameter as the checkpoint sees it, under its Hugging Face name.
@@ -422,21 +427,25 @@ impl<B: Backend> Block<B> {
         &self,
         x: Tensor<B, 3>,
         cfg: &LlamaConfig,
+        p: Precision,
         rope: &Rope<B>,
         bias: &Tensor<B, 4>,
         cache: Option<&mut Option<(Tensor<B, 4>, Tensor<B, 4>)>>,
     ) -> Tensor<B, 3> {
         let normed = rms_norm(x.clone(), &self.input_layernorm, cfg.rms_norm_eps);
-        let h = x + self.attention(normed, cfg, rope, bias, cache);
+        let h = x + self.attention(normed, cfg, p, rope, bias, cache);
         let normed = rms_norm(h.clone(), &self.post_attention_layernorm, cfg.rms_norm_eps);
-        let gate = activation::silu(self.gate_proj.forward(normed.clone()));
-        h + self.down_proj.forward(gate * self.up_proj.forward(normed))
+        let gate = activation::silu(self.gate_proj.forward(normed.clone(), p));
+        h + self
+            .down_proj
+            .forward(gate * self.up_proj.forward(normed, p), p)
     }
 
     fn attention(
         &self,
         x: Tensor<B, 3>,
         cfg: &LlamaConfig,
+        p: Precision,
         rope: &Rope<B>,
         bias: &Tensor<B, 4>,
         cache: Option<&mut Option<(Tensor<B, 4>, Tensor<B, 4>)>>,
@@ -448,9 +457,9 @@ impl<B: Backend> Block<B> {
             cfg.head_dim,
         );
         let g = h / kv;
-        let q = self.q_proj.forward(x.clone()).reshape([b, t, h, hd]);
-        let k = self.k_proj.forward(x.clone()).reshape([b, t, kv, hd]);
-        let v = self.v_proj.forward(x).reshape([b, t, kv, hd]);
+        let q = self.q_proj.forward(x.clone(), p).reshape([b, t, h, hd]);
+        let k = self.k_proj.forward(x.clone(), p).reshape([b, t, kv, hd]);
+        let v = self.v_proj.forward(x, p).reshape([b, t, kv, hd]);
         // Query head `j·g + i` uses key/value head `j`: group the g query heads of each KV head
         // into the rows of one matrix, so the scores are one batched matmul without repeating K/V.
         let q = rope.apply(q).swap_dims(1, 2).reshape([b, kv, g * t, hd]);
@@ -464,14 +473,17 @@ impl<B: Backend> Block<B> {
             *slot = Some((k.clone(), v.clone()));
         }
         let scale = 1.0 / (hd as f64).sqrt();
-        let scores = q.matmul(k.swap_dims(2, 3)).mul_scalar(scale) + bias.clone();
+        let scores = p
+            .result(p.operand(q).matmul(p.operand(k.swap_dims(2, 3))))
+            .mul_scalar(scale)
+            + bias.clone();
         let probs = activation::softmax(scores, 3);
-        let out = probs
-            .matmul(v)
+        let out = p
+            .result(p.operand(probs).matmul(p.operand(v)))
             .reshape([b, h, t, hd])
             .swap_dims(1, 2)
             .reshape([b, t, h * hd]);
-        self.o_proj.forward(out)
+        self.o_proj.forward(out, p)
     }
 }
 
@@ -598,12 +610,31 @@ impl<B: Backend> Llama<B> {
             norm,
             lm_head,
             config: config.clone(),
+            precision: Precision::Fp32,
         })
     }
 
     /// The configuration.
     pub fn config(&self) -> &LlamaConfig {
         &self.config
+    }
+
+    /// The precision of the matrix products ([`Precision::Fp32`] unless set).
+    pub fn precision(&self) -> Precision {
+        self.precision
+    }
+
+    /// The model computing its matrix products in `precision` (the weights stay f32). Errors
+    /// when the backend cannot compute in bf16 (see [`crate::model::precision`]).
+    pub fn with_precision(mut self, precision: Precision) -> Result<Llama<B>> {
+        if precision == Precision::Bf16 && !super::precision::bf16_supported::<B>(&self.device()) {
+            return Err(Error::invalid(
+                "precision",
+                "bf16 needs a backend that computes in bf16 (this one has none); use fp32",
+            ));
+        }
+        self.precision = precision;
+        Ok(self)
     }
 
     /// The device holding the weights.
@@ -762,7 +793,7 @@ impl<B: Backend> Llama<B> {
         }
         for (i, layer) in self.layers.iter().enumerate().take(last_layer) {
             let slot = cache.as_deref_mut().map(|c| &mut c.layers[i]);
-            x = layer.forward(x, &self.config, step.rope, step.bias, slot);
+            x = layer.forward(x, &self.config, self.precision, step.rope, step.bias, slot);
             if wanted(i + 1) {
                 out.hidden.push((i + 1, x.clone()));
             }
@@ -789,16 +820,15 @@ impl<B: Backend> Llama<B> {
 
     /// Project `[B, T, d]` states to `[B, T, vocab]` logits.
     fn lm_head(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
+        let p = self.precision;
         match &self.lm_head {
-            Some(head) => head.forward(x),
+            Some(head) => head.forward(x, p),
             None => {
                 // Tied: E x^T keeps the large [vocab, d] matrix in its stored layout (no copy).
                 let [b, t, d] = x.dims();
                 let v = self.config.vocab_size;
                 let xt = x.reshape([b * t, d]).transpose();
-                self.embed_tokens
-                    .val()
-                    .matmul(xt)
+                p.result(p.operand(self.embed_tokens.val()).matmul(p.operand(xt)))
                     .transpose()
                     .reshape([b, t, v])
             }

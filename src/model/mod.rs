@@ -11,6 +11,7 @@ pub mod generate;
 pub mod host;
 pub(crate) mod kernels;
 pub mod llama;
+pub mod precision;
 
 pub use checkpoint::{LoadedModel, load_hf_dir, save_hf_dir};
 pub use config::{Arch, LlamaConfig, Preset};
@@ -20,6 +21,7 @@ pub use llama::{
     ForwardOptions, ForwardOutput, HiddenSelect, Llama, LogitsSelect, ParamView, TokenBatch,
     causal_lm_loss,
 };
+pub use precision::Precision;
 
 /// The default CPU backend.
 pub type CpuBackend = burn::backend::NdArray<f32>;

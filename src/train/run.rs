@@ -36,7 +36,7 @@ use crate::data::bpe::to_json;
 use crate::data::template::ChatTemplate;
 use crate::data::tokenize::ChatTokenizer;
 use crate::error::{Error, Result};
-use crate::model::{Llama, LlamaConfig, Preset, load_hf_dir, save_hf_dir};
+use crate::model::{Llama, LlamaConfig, Precision, Preset, load_hf_dir, save_hf_dir};
 use crate::recipe::spec::DEFAULT_HOLDOUT;
 use crate::recipe::{ComposeOptions, Recipe, compose};
 use crate::util::{sha256_bytes, sha256_file, write_atomic, write_json};
@@ -88,6 +88,9 @@ pub struct RunSpec {
     pub resume: bool,
     /// The device, as recorded in run.json.
     pub device: String,
+    /// The precision of the matrix products; `None` picks bf16 where the backend computes in
+    /// it (CUDA) and fp32 elsewhere (see [`crate::model::precision`]).
+    pub precision: Option<Precision>,
     /// The command line, as recorded in run.json.
     pub command: Vec<String>,
 }
@@ -143,6 +146,7 @@ pub fn run<B: AutodiffBackend>(
 ) -> Result<Summary> {
     let hp = &spec.hparams;
     hp.validate()?;
+    let precision = Precision::resolve::<B>(spec.precision, device, "--precision")?;
     let out = spec.out.as_path();
     let run_json = out.join("run.json");
     if run_json.exists() && !spec.resume {
@@ -191,6 +195,7 @@ pub fn run<B: AutodiffBackend>(
     let tokenizer_trained = setup_tokenizer(spec, &comp, &tok_path)?;
     let tok = ChatTokenizer::from_file(&tok_path, spec.template)?;
     let (model, start) = initial_model::<B>(spec, tok.vocab_size(), seed, device)?;
+    let model = model.with_precision(precision)?;
     check_fit(spec, model.config(), tok.vocab_size(), &tok_path)?;
     let data = prepare(&comp, &tok, hp.max_len, hp.eval_limit)?;
 
@@ -223,6 +228,7 @@ pub fn run<B: AutodiffBackend>(
     });
     let info = RunInfo {
         spec,
+        precision,
         seed,
         data: &data,
         plans: &plans,
@@ -417,6 +423,7 @@ fn new_forgetting(data: &RunData) -> Forgetting {
 /// What run.json records about a run.
 struct RunInfo<'a> {
     spec: &'a RunSpec,
+    precision: Precision,
     seed: u64,
     data: &'a RunData,
     plans: &'a [StagePlan],
@@ -434,6 +441,7 @@ fn record_session(path: &Path, info: &RunInfo<'_>, from_step: Option<u64>) -> Re
         "resumed_from_step": from_step,
         "command": info.spec.command,
         "device": info.spec.device,
+        "precision": info.precision.as_str(),
         "threads": rayon::current_num_threads(),
     });
     if info.spec.resume {
@@ -488,6 +496,7 @@ fn record_session(path: &Path, info: &RunInfo<'_>, from_step: Option<u64>) -> Re
         "git_dirty": git_dirty,
         "seed": info.seed,
         "device": spec.device,
+        "precision": info.precision.as_str(),
         "recipe": {"path": spec.recipe.to_string_lossy(), "sha256": info.fingerprint["recipe_sha256"]},
         "data_dir": spec.data_dir.to_string_lossy(),
         "limit_examples": spec.limit_examples,
@@ -566,7 +575,7 @@ impl<B: AutodiffBackend> Trainer<'_, B> {
                 "the checkpoint's model configuration differs from the run's model",
             ));
         }
-        self.model = loaded.model;
+        self.model = loaded.model.with_precision(self.model.precision())?;
         self.opt = match meta.optimizer_step {
             Some(step) => {
                 let state = state::read_optimizer(dir, step)?;
