@@ -4,6 +4,7 @@
 mod common;
 
 use mixprobe::data::ablate::{self, Category, Detector, HttpTagger, RuleDetector};
+use mixprobe::data::ablate_learned::{self as learned, LearnedDetector};
 use mixprobe::data::example::Example;
 use mixprobe::data::read::{Format, ReadOptions, read_file};
 use predicates::prelude::*;
@@ -281,7 +282,14 @@ fn full_subset_ablation_removes_10_to_50_percent_and_counts_add_up() {
         dir.path().join("report.json"),
     );
     common::bin()
-        .args(["data", "ablate", "--remove", "code,math"])
+        .args([
+            "data",
+            "ablate",
+            "--detector",
+            "rules",
+            "--remove",
+            "code,math",
+        ])
         .arg("--input")
         .arg(&input)
         .arg("--out")
@@ -430,7 +438,15 @@ fn run_ablate(input: &Path, dir: &Path, remove: &str) -> (Value, Vec<String>) {
         dir.join(format!("report-{remove}.json")),
     );
     common::bin()
-        .args(["data", "ablate", "--skip-invalid", "--remove", remove])
+        .args([
+            "data",
+            "ablate",
+            "--detector",
+            "rules",
+            "--skip-invalid",
+            "--remove",
+            remove,
+        ])
         .arg("--input")
         .arg(input)
         .arg("--out")
@@ -769,4 +785,484 @@ fn cli_fails_clearly_when_the_endpoint_is_down() {
         !dir.path().join("kept.jsonl").exists(),
         "nothing is written when classification failed"
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// The learned detector (learned-v3)
+// ---------------------------------------------------------------------------------------------
+
+/// The labelled conversations with their features (shared by the learned-detector tests).
+fn labelled(shared: &Path) -> learned::Labelled {
+    let labels = learned::read_labels(&Path::new(env!("CARGO_MANIFEST_DIR")).join(LABELS)).unwrap();
+    let loaded = read_file(
+        &shared.join(SHAREGPT),
+        Some(Format::ShareGpt),
+        &ReadOptions::default(),
+    )
+    .unwrap();
+    let (set, missing) = learned::Labelled::new(&RuleDetector::default(), labels, &loaded.examples);
+    assert!(missing.len() <= 8, "{} labelled ids missing", missing.len());
+    set
+}
+
+#[test]
+fn learned_detector_cross_validation_reproduces_the_shipped_table_and_weights() {
+    let shared = require_shared!();
+    let shipped = LearnedDetector::shipped().unwrap();
+    let file = shipped.file();
+    let set = labelled(&shared);
+    let folds = file.training["folds"].as_u64().unwrap() as usize;
+    let seeds: Vec<u64> = file.training["seeds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_u64().unwrap())
+        .collect();
+    assert_eq!(file.training["labelled"].as_u64(), Some(set.len() as u64));
+    println!(
+        "cross-validation ({folds} stratified folds × seeds {seeds:?}) on {} labelled conversations:",
+        set.len()
+    );
+    for (cat, model) in [(Category::Code, &file.code), (Category::Math, &file.math)] {
+        // The shipped choice re-scored from scratch on the same folds, next to the rules.
+        let configs: Vec<learned::Config> = model.choice.config.into_iter().collect();
+        let rows = learned::cross_validate(&set, cat, &configs, folds, &seeds);
+        let rules = &rows[0];
+        let chosen = rows
+            .iter()
+            .find(|r| r.choice == model.choice)
+            .expect("the shipped choice is among the re-scored rows");
+        println!("  {}", rules.line());
+        println!("  {}  <- shipped", chosen.line());
+        // The table in the file is what this code measures.
+        for r in [rules, chosen] {
+            let stored = file
+                .cv
+                .iter()
+                .find(|s| s.category == cat && s.choice == r.choice)
+                .expect("row in the shipped table");
+            assert!(
+                stored.choice == r.choice
+                    && close(&stored.precision, &r.precision)
+                    && close(&stored.recall, &r.recall)
+                    && close(&stored.f1, &r.f1),
+                "{cat}: stored CV row {} differs from the re-computed one {}",
+                stored.line(),
+                r.line()
+            );
+        }
+        // Selection by CV: the shipped choice is the best row of the stored table.
+        let best = learned::select(
+            &file
+                .cv
+                .iter()
+                .filter(|r| r.category == cat)
+                .cloned()
+                .collect::<Vec<_>>(),
+        )
+        .unwrap()
+        .clone();
+        assert_eq!(best.choice, model.choice);
+        assert!(chosen.mean_f1() >= rules.mean_f1());
+        // Floors at what the shipped choice reaches out of fold (not the issue's goal for math).
+        let (min_p, min_r) = match cat {
+            Category::Code => (0.93, 0.93),
+            Category::Math => (0.80, 0.80),
+        };
+        assert!(
+            chosen.mean_precision() >= min_p && chosen.mean_recall() >= min_r,
+            "{cat}: CV precision {:.3} recall {:.3} below {min_p}/{min_r}",
+            chosen.mean_precision(),
+            chosen.mean_recall()
+        );
+        // The shipped weights are what the training code produces from the labels.
+        let retrained = learned::train(&set, cat, model.choice);
+        assert_eq!(retrained.choice, model.choice);
+        match (&retrained.weights, &model.weights) {
+            (None, None) => {}
+            (Some(a), Some(b)) => {
+                let dense = |w: &learned::Weights| w.dense.values().copied().collect::<Vec<_>>();
+                assert!(
+                    close(&[a.bias], &[b.bias])
+                        && close(&dense(a), &dense(b))
+                        && close(&a.user, &b.user)
+                        && close(&a.assistant, &b.assistant),
+                    "{cat}: retraining does not reproduce the shipped weights"
+                );
+            }
+            _ => panic!("{cat}: retrained and shipped models differ in kind"),
+        }
+    }
+
+    // In-sample scores per section (optimistic: the model was trained on all of them).
+    let rows: Vec<(&learned::Label, Vec<Category>)> = set
+        .labels
+        .iter()
+        .zip(&set.features)
+        .map(|(l, f)| (l, shipped.decide_features(&dummy_example(), f).categories))
+        .collect();
+    println!("shipped learned detector, in sample (trained on these labels):");
+    for section in SECTIONS {
+        let part: Vec<_> = rows.iter().filter(|(l, _)| l.section == section).collect();
+        let s = learned_score(part.iter().map(|(l, c)| (*l, c.as_slice())));
+        println!(
+            "  {section}: {} conversations; {}; {}",
+            part.len(),
+            s[0].line("code").trim(),
+            s[1].line("math").trim()
+        );
+    }
+}
+
+/// Equal up to the last bit or two: serde_json parses decimal floats to within one ulp
+/// (its `float_roundtrip` feature is off), the file stores six significant digits.
+fn close(a: &[f64], b: &[f64]) -> bool {
+    a.len() == b.len()
+        && a.iter()
+            .zip(b)
+            .all(|(x, y)| (x - y).abs() <= 1e-12 * x.abs().max(y.abs()).max(1e-300))
+}
+
+/// An example without turns: `decide_features` reads the text only to name hashed features.
+fn dummy_example() -> Example {
+    Example {
+        id: "x".into(),
+        ability: mixprobe::data::Ability::General,
+        turns: Vec::new(),
+        meta: Default::default(),
+    }
+}
+
+fn learned_score<'a>(
+    rows: impl Iterator<Item = (&'a learned::Label, &'a [Category])>,
+) -> [Score; 2] {
+    let mut s = [Score::default(); 2];
+    for (l, cats) in rows {
+        s[0].add(cats.contains(&Category::Code), l.code);
+        s[1].add(cats.contains(&Category::Math), l.math);
+    }
+    s
+}
+
+#[test]
+fn full_subset_ablation_with_the_learned_detector() {
+    let shared = require_shared!();
+    let input = shared.join(SHAREGPT);
+    let dir = tempfile::tempdir().unwrap();
+    let (out, report, decisions) = (
+        dir.path().join("kept.jsonl.gz"),
+        dir.path().join("report.json"),
+        dir.path().join("decisions.jsonl"),
+    );
+    let start = Instant::now();
+    common::bin()
+        .args([
+            "data",
+            "ablate",
+            "--detector",
+            "learned",
+            "--remove",
+            "code,math",
+        ])
+        .arg("--input")
+        .arg(&input)
+        .arg("--out")
+        .arg(&out)
+        .arg("--report")
+        .arg(&report)
+        .arg("--decisions")
+        .arg(&decisions)
+        .assert()
+        .success()
+        .stderr(contains("learned-v3"));
+    let seconds = start.elapsed().as_secs_f64();
+    let r: Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    let (code, math) = (
+        r["removed"]["code"].as_u64().unwrap() as usize,
+        r["removed"]["math"].as_u64().unwrap() as usize,
+    );
+    let conversations = count(&r, "conversations");
+    assert_eq!(conversations, count(&r, "kept") + code + math);
+    let fraction = (code + math) as f64 / conversations as f64;
+    println!(
+        "learned-v3 removed {code} code + {math} math of {conversations} conversations ({:.1}%) in {seconds:.1} s",
+        100.0 * fraction
+    );
+    assert!(
+        (0.10..=0.50).contains(&fraction),
+        "removed fraction {fraction:.3} outside 10–50%"
+    );
+    assert_eq!(r["detector"].as_str(), Some("learned-v3"));
+    // Every removal is explained (a model probability with its top features, or a rule).
+    let lines = std::fs::read_to_string(&decisions).unwrap();
+    let mut explained = 0;
+    for line in lines.lines() {
+        let v: Value = serde_json::from_str(line).unwrap();
+        if !v["removed_as"].is_null() {
+            let rules = v["rules"].as_array().unwrap();
+            assert!(!rules.is_empty(), "removal without evidence: {line}");
+            explained += 1;
+        }
+    }
+    assert_eq!(explained, code + math);
+}
+
+/// A small labelled set for the training command: clear code, math and general conversations.
+fn training_fixture(dir: &Path) -> (PathBuf, PathBuf) {
+    let mut lines = Vec::new();
+    let mut labels = String::from("# id\tcode\tmath\n# section small\n");
+    for i in 0..12 {
+        lines.push(record(
+            &format!("code{i}"),
+            &[
+                (
+                    "human",
+                    &format!("Write a Python function number {i} that reverses a list."),
+                ),
+                (
+                    "gpt",
+                    &format!("```python\ndef rev{i}(xs):\n    return xs[::-1]\n```"),
+                ),
+            ],
+        ));
+        labels.push_str(&format!("code{i}\t1\t0\n"));
+        lines.push(record(
+            &format!("math{i}"),
+            &[
+                (
+                    "human",
+                    &format!(
+                        "If a shirt costs {} dollars and is 20% off, how much do I pay?",
+                        10 + i
+                    ),
+                ),
+                (
+                    "gpt",
+                    &format!(
+                        "20% of {} is {}, so you pay {} - {} = {}.",
+                        10 + i,
+                        (10 + i) as f64 * 0.2,
+                        10 + i,
+                        (10 + i) as f64 * 0.2,
+                        (10 + i) as f64 * 0.8
+                    ),
+                ),
+            ],
+        ));
+        labels.push_str(&format!("math{i}\t0\t1\n"));
+        lines.push(record(
+            &format!("chat{i}"),
+            &[
+                ("human", &format!("Suggest a name for my cat, idea {i}.")),
+                ("gpt", "How about Whiskers, Luna or Mochi?"),
+            ],
+        ));
+        labels.push_str(&format!("chat{i}\t0\t0\n"));
+    }
+    let data = dir.join("small.jsonl");
+    std::fs::write(&data, lines.join("\n") + "\n").unwrap();
+    let label_file = dir.join("labels.tsv");
+    std::fs::write(&label_file, labels).unwrap();
+    (data, label_file)
+}
+
+#[test]
+fn ablate_train_reproduces_its_file_byte_for_byte_and_the_file_drives_ablate() {
+    let dir = tempfile::tempdir().unwrap();
+    let (data, labels) = training_fixture(dir.path());
+    let train = |out: &Path| {
+        common::bin()
+            .args(["data", "ablate-train", "--cv", "3", "--seeds", "1,2"])
+            .arg("--labels")
+            .arg(&labels)
+            .arg("--data")
+            .arg(&data)
+            .arg("--out")
+            .arg(out)
+            .assert()
+            .success()
+            .stdout(contains("chosen:").and(contains("rules")));
+    };
+    let (a, b) = (dir.path().join("a.json"), dir.path().join("b.json"));
+    train(&a);
+    train(&b);
+    let (ta, tb) = (std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap());
+    assert_eq!(ta, tb, "two trainings wrote different files");
+    let file = learned::DetectorFile::parse(std::str::from_utf8(&ta).unwrap(), "a.json").unwrap();
+    assert_eq!(file.training["labelled"].as_u64(), Some(36));
+    assert_eq!(file.training["math_positives"].as_u64(), Some(12));
+    // Rules + 15 configurations × 3 modes × 7 thresholds, per category.
+    assert_eq!(file.cv.len(), 2 * (1 + 15 * 3 * 7));
+
+    // The trained file drives `data ablate --detector learned --detector-file`.
+    let (out, report) = (dir.path().join("kept.jsonl"), dir.path().join("r.json"));
+    common::bin()
+        .args(["data", "ablate", "--detector", "learned"])
+        .arg("--detector-file")
+        .arg(&a)
+        .arg("--input")
+        .arg(&data)
+        .arg("--out")
+        .arg(&out)
+        .arg("--report")
+        .arg(&report)
+        .assert()
+        .success();
+    let r: Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    assert_eq!(
+        (
+            r["removed"]["code"].as_u64(),
+            r["removed"]["math"].as_u64(),
+            count(&r, "kept")
+        ),
+        (Some(12), Some(12), 12),
+        "{r}"
+    );
+}
+
+#[test]
+fn ablate_train_and_learned_flags_fail_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+    let (data, labels) = training_fixture(dir.path());
+    let out = dir.path().join("d.json");
+    let train = || {
+        let mut c = common::bin();
+        c.args(["data", "ablate-train"])
+            .arg("--data")
+            .arg(&data)
+            .arg("--out")
+            .arg(&out);
+        c
+    };
+    train()
+        .arg("--labels")
+        .arg(&labels)
+        .args(["--cv", "1"])
+        .assert()
+        .code(2)
+        .stderr(contains("--cv 1"));
+    let bad = dir.path().join("bad.tsv");
+    std::fs::write(&bad, "code0\t1\t0\nmath0\tyes\t1\n").unwrap();
+    train()
+        .arg("--labels")
+        .arg(&bad)
+        .assert()
+        .code(2)
+        .stderr(contains("line 2").and(contains("expected 0 or 1")));
+    train()
+        .arg("--labels")
+        .arg(dir.path().join("absent.tsv"))
+        .assert()
+        .code(2)
+        .stderr(contains("absent.tsv"));
+    let junk = dir.path().join("junk.json");
+    std::fs::write(&junk, "{\"name\": 1}").unwrap();
+    let ablate = || {
+        let mut c = common::bin();
+        c.args(["data", "ablate"])
+            .arg("--input")
+            .arg(&data)
+            .arg("--out")
+            .arg(dir.path().join("k.jsonl"));
+        c
+    };
+    ablate()
+        .args(["--detector", "learned", "--detector-file"])
+        .arg(&junk)
+        .assert()
+        .code(2)
+        .stderr(contains("junk.json").and(contains("not a detector file")));
+    ablate()
+        .args(["--detector", "rules", "--detector-file"])
+        .arg(&junk)
+        .assert()
+        .code(2)
+        .stderr(contains("--detector-file needs --detector learned"));
+}
+
+/// The blind held-out-4 sample (tests/fixtures/ablation_labels_blind4.tsv, session 4): labelled
+/// by a reader who never saw either detector's output, and kept out of the training labels, so
+/// it judges the shipped `learned-v3` detector (frozen before these labels were scored) and
+/// rules-v2 out of sample. Measured when it was first scored (`learned-v3`, 299 conversations):
+/// code P/R 0.949/0.985, math 0.600/0.960 (tp 24, fp 16, fn 1) — the math precision misses the
+/// issue's 0.85: 14 of the 16 false positives come from the rules-v2 half of the OR (subject
+/// words, `x^2`-like notation in code, LaTeX), the model alone scores math 0.895/0.680. The
+/// floors below hold the measured values, so a regression shows; they are not the goal.
+#[test]
+fn shipped_detectors_on_the_blind_held_out_4_sample() {
+    let shared = require_shared!();
+    let path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/ablation_labels_blind4.tsv");
+    let labels = learned::read_labels(&path).unwrap();
+    assert_eq!(
+        labels.len(),
+        300,
+        "the blind sample holds 150 enriched + 150 random"
+    );
+    let trained: HashSet<String> =
+        learned::read_labels(&Path::new(env!("CARGO_MANIFEST_DIR")).join(LABELS))
+            .unwrap()
+            .into_iter()
+            .map(|l| l.id)
+            .collect();
+    assert!(
+        labels.iter().all(|l| !trained.contains(&l.id)),
+        "the blind sample overlaps the training labels"
+    );
+    let loaded = read_file(
+        &shared.join(SHAREGPT),
+        Some(Format::ShareGpt),
+        &ReadOptions::default(),
+    )
+    .unwrap();
+    let by_id: HashMap<&str, &Example> =
+        loaded.examples.iter().map(|e| (e.id.as_str(), e)).collect();
+    let rules = RuleDetector::default();
+    let model = LearnedDetector::shipped().unwrap();
+    let rows: Vec<(&learned::Label, &Example)> = labels
+        .iter()
+        .filter_map(|l| by_id.get(l.id.as_str()).map(|e| (l, *e)))
+        .collect();
+    assert!(
+        labels.len() - rows.len() <= 3,
+        "{} labelled ids not read",
+        labels.len() - rows.len()
+    );
+    let mut pooled = [[Score::default(); 2]; 2];
+    for section in ["held-out-4-enriched", "held-out-4-random"] {
+        for (d, det) in [&rules as &dyn Detector, &model].into_iter().enumerate() {
+            let verdicts: Vec<(&learned::Label, Vec<Category>)> = rows
+                .iter()
+                .filter(|(l, _)| l.section == section)
+                .map(|(l, e)| (*l, det.classify(e)))
+                .collect();
+            let s = learned_score(verdicts.iter().map(|(l, c)| (*l, c.as_slice())));
+            println!(
+                "{section} {}: {} | {}",
+                det.name(),
+                s[0].line("code"),
+                s[1].line("math")
+            );
+            for k in 0..2 {
+                pooled[d][k].tp += s[k].tp;
+                pooled[d][k].fp += s[k].fp;
+                pooled[d][k].fn_ += s[k].fn_;
+            }
+        }
+    }
+    for (d, name) in ["rules-v2", "learned-v3"].iter().enumerate() {
+        println!(
+            "pooled {name}: {} | {}",
+            pooled[d][0].line("code"),
+            pooled[d][1].line("math")
+        );
+    }
+    let [code, math] = pooled[1];
+    assert!(
+        code.precision() >= 0.94 && code.recall() >= 0.98,
+        "code {}",
+        code.line("code")
+    );
+    assert!(math.recall() >= 0.95, "math {}", math.line("math"));
+    assert!(math.precision() >= 0.58, "math {}", math.line("math"));
 }

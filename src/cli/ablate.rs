@@ -1,10 +1,17 @@
 //! `mixprobe data ablate`: remove code- and/or math-flavoured conversations from a ShareGPT file,
-//! writing the kept original records and a report.
+//! writing the kept original records and a report; `mixprobe data ablate-train`: train and
+//! cross-validate the learned detector on hand labels.
 use crate::cli::UserError;
 use mixprobe::data::ablate::{self, Category, Detector, HttpTagger, Report, RuleDetector, Source};
+use mixprobe::data::ablate_learned::{
+    self as learned, BUCKETS, Config, DetectorFile, FEATURE_VERSION, ITERATIONS, Labelled,
+    LearnedDetector, THRESHOLDS,
+};
 use mixprobe::data::read::{Format, ReadOptions, read_file};
 use mixprobe::util;
-use std::path::PathBuf;
+use serde_json::json;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// Which detector decides.
@@ -12,6 +19,10 @@ use std::time::Duration;
 pub enum DetectorKind {
     /// The built-in transparent rules (`rules-v2`, see the module docs of `data::ablate`).
     Rules,
+    /// The learned detector (`learned-v3`): logistic regression on hashed n-grams and the rules'
+    /// counts, trained on the hand labels and chosen by cross-validation (`data ablate-train`);
+    /// the shipped weights are built in, `--detector-file` loads others.
+    Learned,
     /// An LLM tagger behind an OpenAI-compatible chat-completions endpoint (InsTag prompt).
     Http,
 }
@@ -40,9 +51,14 @@ pub struct Args {
     /// Skip malformed records (counted in the report) instead of failing.
     #[arg(long)]
     pub skip_invalid: bool,
-    /// Which detector decides.
-    #[arg(long, value_enum, default_value_t = DetectorKind::Rules)]
+    /// Which detector decides (`learned` is the default: it beat the rules in cross-validation
+    /// for both categories, see the book's ablation chapter).
+    #[arg(long, value_enum, default_value_t = DetectorKind::Learned)]
     pub detector: DetectorKind,
+    /// A detector file written by `data ablate-train` to use with `--detector learned` instead
+    /// of the built-in one (data/ablation/detector-v3.json).
+    #[arg(long)]
+    pub detector_file: Option<PathBuf>,
     /// Base URL of the OpenAI-compatible API, up to and including `/v1` (`--detector http`).
     #[arg(long, default_value = "https://api.openai.com/v1")]
     pub api_base: String,
@@ -77,6 +93,14 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     }
     let detector: Box<dyn Detector> = match args.detector {
         DetectorKind::Rules => Box::new(RuleDetector::default()),
+        DetectorKind::Learned => Box::new(match &args.detector_file {
+            Some(path) => {
+                let text =
+                    std::fs::read_to_string(path).map_err(|e| mixprobe::Error::io(path, e))?;
+                LearnedDetector::from_text(&text, &path.display().to_string())?
+            }
+            None => LearnedDetector::shipped()?,
+        }),
         DetectorKind::Http => {
             let model = args
                 .api_model
@@ -100,6 +124,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         }
     };
 
+    if args.detector_file.is_some() && args.detector != DetectorKind::Learned {
+        return Err(UserError("--detector-file needs --detector learned".into()).into());
+    }
     let loaded = read_file(
         &args.input,
         Some(Format::ShareGpt),
@@ -172,4 +199,134 @@ fn same_file(a: &std::path::Path, b: &std::path::Path) -> bool {
         (Ok(x), Ok(y)) => x == y,
         _ => false,
     }
+}
+
+#[derive(clap::Args)]
+pub struct TrainArgs {
+    /// Hand labels: `id<TAB>code<TAB>math` lines (0/1), `#` comments, `# section NAME` headers
+    /// (e.g. tests/fixtures/ablation_labels.tsv).
+    #[arg(long)]
+    pub labels: PathBuf,
+    /// The ShareGPT file the labelled ids come from (e.g.
+    /// ../shared/data/sharegpt/sharegpt_v3_subset_10k.jsonl.gz); labels whose id it lacks are
+    /// counted and left out.
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Where to write the detector file (e.g. data/ablation/detector-v3.json, which the binary
+    /// embeds): the choice per category, its weights retrained on all labels, and the CV table.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Folds of the stratified cross-validation that chooses features, L2 strength, threshold
+    /// and the combination with the rules.
+    #[arg(long, default_value_t = 10)]
+    pub cv: usize,
+    /// Seeds of the repeated cross-validation, comma-separated (each draws its own folds).
+    #[arg(long, value_delimiter = ',', default_value = "1,2,3")]
+    pub seeds: Vec<u64>,
+    /// Skip malformed records of --data (counted) instead of failing.
+    #[arg(long)]
+    pub skip_invalid: bool,
+}
+
+/// The file name of a path, for provenance that does not depend on where the files lie.
+fn file_name(path: &Path) -> String {
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| path.display().to_string())
+}
+
+pub fn run_train(args: TrainArgs) -> anyhow::Result<()> {
+    if args.cv < 2 {
+        return Err(UserError(format!("--cv {} must be at least 2", args.cv)).into());
+    }
+    if args.seeds.is_empty() {
+        return Err(UserError("--seeds needs at least one seed".into()).into());
+    }
+    let labels = learned::read_labels(&args.labels)?;
+    let loaded = read_file(
+        &args.data,
+        Some(Format::ShareGpt),
+        &ReadOptions {
+            skip_invalid: args.skip_invalid,
+        },
+    )?;
+    let (set, missing) = Labelled::new(&RuleDetector::default(), labels, &loaded.examples);
+    if !missing.is_empty() {
+        eprintln!(
+            "note: {} labelled id(s) are not conversations of {} (excluded by the reader or absent), left out; first: {}",
+            missing.len(),
+            args.data.display(),
+            missing[0].id
+        );
+    }
+    let mut training: BTreeMap<String, serde_json::Value> = BTreeMap::new();
+    training.insert("labels".into(), json!(file_name(&args.labels)));
+    training.insert(
+        "labels_sha256".into(),
+        json!(util::sha256_file(&args.labels)?),
+    );
+    training.insert("data".into(), json!(file_name(&args.data)));
+    training.insert("data_sha256".into(), json!(util::sha256_file(&args.data)?));
+    training.insert("labelled".into(), json!(set.len()));
+    training.insert("labels_left_out".into(), json!(missing.len()));
+    training.insert("folds".into(), json!(args.cv));
+    training.insert("seeds".into(), json!(args.seeds));
+    training.insert("iterations".into(), json!(ITERATIONS));
+    training.insert("thresholds".into(), json!(THRESHOLDS));
+    training.insert(
+        "selection".into(),
+        json!("highest mean F1 over seeds of pooled out-of-fold verdicts"),
+    );
+    let mut models = Vec::new();
+    let mut table = Vec::new();
+    for cat in Category::ALL {
+        let positives = set.labels.iter().filter(|l| l.is(cat)).count();
+        training.insert(format!("{cat}_positives"), json!(positives));
+        if positives < args.cv {
+            return Err(UserError(format!(
+                "{cat}: {positives} positive label(s), fewer than --cv {} folds",
+                args.cv
+            ))
+            .into());
+        }
+        let rows = learned::cross_validate(&set, cat, &Config::grid(), args.cv, &args.seeds);
+        let best = learned::select(&rows)
+            .ok_or_else(|| UserError("no cross-validation rows".into()))?
+            .clone();
+        println!("{cat} ({positives} positives of {}):", set.len());
+        println!("  {}", rows[0].line());
+        // The best row of every mode, then the chosen one.
+        for mode in ["model", "rules-or-model", "rules-and-model"] {
+            if let Some(r) = learned::select(
+                &rows
+                    .iter()
+                    .filter(|r| r.choice.mode.as_str() == mode)
+                    .cloned()
+                    .collect::<Vec<_>>(),
+            ) {
+                println!("  {}", r.line());
+            }
+        }
+        println!("  chosen: {}", best.line());
+        models.push(learned::train(&set, cat, best.choice));
+        table.extend(rows);
+    }
+    let math = models
+        .pop()
+        .ok_or_else(|| UserError("no math model".into()))?;
+    let code = models
+        .pop()
+        .ok_or_else(|| UserError("no code model".into()))?;
+    let file = DetectorFile {
+        name: "learned-v3".into(),
+        feature_version: FEATURE_VERSION,
+        buckets: BUCKETS,
+        training,
+        code,
+        math,
+        cv: table,
+    };
+    util::write_atomic(&args.out, file.to_text()?.as_bytes())?;
+    eprintln!("wrote {}", args.out.display());
+    Ok(())
 }

@@ -52,6 +52,8 @@ pub enum DataCmd {
     Fetch(fetch::Args),
     /// Remove code- and/or math-flavoured conversations from ShareGPT (the paper's ablation).
     Ablate(ablate::Args),
+    /// Train and cross-validate the learned ablation detector on hand labels.
+    AblateTrain(ablate::TrainArgs),
     /// Generate the synthetic ability suite (math, code, general) in the real formats.
     Synth(synth::Args),
 }
@@ -77,6 +79,7 @@ pub fn run_data(cmd: DataCmd) -> anyhow::Result<()> {
         DataCmd::Stats(a) => stats::run(a),
         DataCmd::Fetch(a) => fetch::run(a),
         DataCmd::Ablate(a) => ablate::run(a),
+        DataCmd::AblateTrain(a) => ablate::run_train(a),
         DataCmd::Synth(a) => synth::run(a),
     }
 }

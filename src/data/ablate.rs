@@ -638,67 +638,111 @@ fn term_name(pattern: &str) -> String {
         .collect()
 }
 
+/// What the rules measure in one conversation, before any threshold: the counts behind every
+/// rule (the learned detector's dense features) and the first match of each, for evidence.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RuleCounts {
+    /// Code-like lines in fenced blocks (`fenced-code`).
+    pub fenced_lines: usize,
+    /// Fenced blocks.
+    pub fenced_blocks: usize,
+    /// Unmistakable code lines outside fences (`pasted-code`).
+    pub pasted_lines: usize,
+    /// Whether a stack trace or compiler/runtime error appears (`error-trace`).
+    pub error_trace: bool,
+    /// Whether a line runs a developer tool (`shell-command`).
+    pub shell: bool,
+    /// Inline code spans of at most four words (`inline-code`).
+    pub inline_spans: usize,
+    /// Distinct strong programming terms in prose (`programming-terms`).
+    pub strong_terms: usize,
+    /// Distinct weak programming terms in prose.
+    pub weak_terms: usize,
+    /// Worked calculations in plain prose (`worked-arithmetic`).
+    pub arithmetic: usize,
+    /// LaTeX math commands (`latex-math`).
+    pub latex: usize,
+    /// Formula lines in fenced blocks (`formula-block`).
+    pub formula_lines: usize,
+    /// Algebraic notations in plain prose (`algebra`).
+    pub algebra: usize,
+    /// Whether a short user turn asks a numeric question (`word-problem`).
+    pub word_problem: bool,
+    /// Whether a short user turn asks for a proof, derivation or formula (`math-request`).
+    pub math_request: bool,
+    /// Whether a mathematical subject is named outside tables.
+    pub math_subject: bool,
+    /// Distinct mathematical concepts outside tables.
+    pub math_concepts: usize,
+    /// First matches and names, for evidence strings.
+    examples: Examples,
+}
+
+/// First matches of the rules, for evidence strings.
+#[derive(Debug, Clone, Default, PartialEq)]
+struct Examples {
+    fenced: String,
+    pasted: String,
+    error_trace: String,
+    shell: String,
+    span: String,
+    code_terms: Vec<String>,
+    strong_terms: Vec<String>,
+    arithmetic: String,
+    formula: String,
+    algebra: String,
+    word_problem: String,
+    math_request: String,
+    math_terms: Vec<String>,
+}
+
+impl RuleCounts {
+    /// Distinct mathematical concepts, with the subjects counted once (`math-terms`).
+    pub fn math_terms(&self) -> usize {
+        self.math_concepts + usize::from(self.math_subject)
+    }
+}
+
 impl RuleDetector {
-    /// Every rule that fires on `ex`, in the order documented above, with what it saw.
-    pub fn explain(&self, ex: &Example) -> Vec<(Category, String)> {
+    /// Measure every rule on `ex` (see [`RuleCounts`]); [`RuleDetector::explain`] applies the
+    /// thresholds.
+    pub fn measure(&self, ex: &Example) -> RuleCounts {
         let r = &*RULES;
         let turns: Vec<Split> = ex
             .turns
             .iter()
             .map(|t| split_turn(t.role, &t.content))
             .collect();
-        let mut out = Vec::new();
-        let code = |out: &mut Vec<(Category, String)>, s: String| out.push((Category::Code, s));
-        let math = |out: &mut Vec<(Category, String)>, s: String| out.push((Category::Math, s));
+        let mut c = RuleCounts::default();
+        let first = |v: &[&str], max: usize| v.first().map(|s| excerpt(s, max)).unwrap_or_default();
 
         // --- code ---
         let prose: Vec<&str> = turns.iter().map(|t| t.prose.as_str()).collect();
         let strong = distinct_terms(&r.strong_terms, &prose);
         let weak = distinct_terms(&r.weak_terms, &prose);
-        let blocks: usize = turns.iter().map(|t| t.blocks.len()).sum();
+        c.fenced_blocks = turns.iter().map(|t| t.blocks.len()).sum();
         let fenced: Vec<&str> = turns
             .iter()
             .flat_map(|t| t.blocks.iter())
             .flat_map(|b| b.lines())
             .filter(|l| code_like(l))
             .collect();
-        if !fenced.is_empty() && (fenced.len() >= self.min_fenced_code_lines || !strong.is_empty())
-        {
-            code(
-                &mut out,
-                format!(
-                    "fenced-code: {} code-like lines in {blocks} fenced block(s), e.g. {:?}",
-                    fenced.len(),
-                    excerpt(fenced[0], 50)
-                ),
-            );
-        }
+        c.fenced_lines = fenced.len();
+        c.examples.fenced = first(&fenced, 50);
         let pasted: Vec<&str> = turns
             .iter()
             .flat_map(|t| t.prose.lines())
             .filter(|l| r.pasted_code.is_match(l))
             .collect();
-        if pasted.len() >= self.min_pasted_code_lines {
-            code(
-                &mut out,
-                format!(
-                    "pasted-code: {} code lines outside fences, e.g. {:?}",
-                    pasted.len(),
-                    excerpt(pasted[0], 50)
-                ),
-            );
-        }
+        c.pasted_lines = pasted.len();
+        c.examples.pasted = first(&pasted, 50);
         if let Some(m) = turns.iter().find_map(|t| r.error_trace.find(&t.text)) {
-            code(
-                &mut out,
-                format!("error-trace: {:?}", excerpt(m.as_str(), 50)),
-            );
+            c.error_trace = true;
+            c.examples.error_trace = excerpt(m.as_str(), 50);
         }
         if let Some(m) = turns.iter().find_map(|t| r.shell.find(&t.text)) {
-            code(
-                &mut out,
-                format!("shell-command: {:?}", excerpt(m.as_str(), 50)),
-            );
+            c.shell = true;
+            c.examples.shell = excerpt(m.as_str(), 50);
         }
         let spans: Vec<&str> = turns
             .iter()
@@ -706,38 +750,21 @@ impl RuleDetector {
             .map(|c| c.get(1).map_or("", |m| m.as_str()))
             .filter(|s| s.split_whitespace().count() <= 4 && !s.trim().is_empty())
             .collect();
-        if spans.len() >= self.min_inline_code_spans && !(strong.is_empty() && weak.is_empty()) {
-            let terms: Vec<String> = strong
-                .iter()
-                .map(|&i| term_name(STRONG_TERMS[i]))
-                .chain(weak.iter().map(|&i| term_name(WEAK_TERMS[i])))
-                .take(4)
-                .collect();
-            code(
-                &mut out,
-                format!(
-                    "inline-code: {} inline code spans, e.g. {:?}, with programming terms {}",
-                    spans.len(),
-                    excerpt(spans[0], 30),
-                    terms.join(", ")
-                ),
-            );
-        }
-        if strong.len() >= self.min_programming_terms {
-            let terms: Vec<String> = strong
-                .iter()
-                .take(8)
-                .map(|&i| term_name(STRONG_TERMS[i]))
-                .collect();
-            code(
-                &mut out,
-                format!(
-                    "programming-terms: {} distinct ({})",
-                    strong.len(),
-                    terms.join(", ")
-                ),
-            );
-        }
+        c.inline_spans = spans.len();
+        c.examples.span = first(&spans, 30);
+        c.strong_terms = strong.len();
+        c.weak_terms = weak.len();
+        c.examples.code_terms = strong
+            .iter()
+            .map(|&i| term_name(STRONG_TERMS[i]))
+            .chain(weak.iter().map(|&i| term_name(WEAK_TERMS[i])))
+            .take(4)
+            .collect();
+        c.examples.strong_terms = strong
+            .iter()
+            .take(8)
+            .map(|&i| term_name(STRONG_TERMS[i]))
+            .collect();
 
         // --- math ---
         let plain: Vec<&str> = turns.iter().map(|t| t.plain.as_str()).collect();
@@ -746,58 +773,27 @@ impl RuleDetector {
             .flat_map(|t| r.arithmetic.find_iter(t))
             .map(|m| m.as_str())
             .collect();
-        // In a conversation that is code, worked arithmetic needs twice the threshold: a few
-        // sums in a programming answer (octal permissions, 4+2+1 = 7) are incidental.
-        let code_found = !out.is_empty();
-        let min_arithmetic = self.min_worked_arithmetic * if code_found { 2 } else { 1 };
-        if arithmetic.len() >= min_arithmetic {
-            math(
-                &mut out,
-                format!(
-                    "worked-arithmetic: {} calculations, e.g. {:?}",
-                    arithmetic.len(),
-                    excerpt(arithmetic[0], 40)
-                ),
-            );
-        }
-        let latex = turns
+        c.arithmetic = arithmetic.len();
+        c.examples.arithmetic = first(&arithmetic, 40);
+        c.latex = turns
             .iter()
             .map(|t| r.latex.find_iter(&t.prose).count() + r.latex.find_iter(&t.tex_blocks).count())
             .sum::<usize>();
-        if latex >= self.min_latex_commands {
-            math(&mut out, format!("latex-math: {latex} LaTeX math commands"));
-        }
         let formulas: Vec<&str> = turns
             .iter()
             .flat_map(|t| t.blocks.iter())
             .flat_map(|b| b.lines())
             .filter(|l| r.formula_line.is_match(l))
             .collect();
-        if formulas.len() >= self.min_formula_lines {
-            math(
-                &mut out,
-                format!(
-                    "formula-block: {} formula lines in fenced blocks, e.g. {:?}",
-                    formulas.len(),
-                    excerpt(formulas[0], 40)
-                ),
-            );
-        }
+        c.formula_lines = formulas.len();
+        c.examples.formula = first(&formulas, 40);
         let algebra: Vec<&str> = plain
             .iter()
             .flat_map(|t| r.algebra.find_iter(t))
             .map(|m| m.as_str())
             .collect();
-        if algebra.len() >= self.min_algebra {
-            math(
-                &mut out,
-                format!(
-                    "algebra: {} algebraic notations, e.g. {:?}",
-                    algebra.len(),
-                    excerpt(algebra[0], 30)
-                ),
-            );
-        }
+        c.algebra = algebra.len();
+        c.examples.algebra = first(&algebra, 30);
         let short_user_turns = || {
             turns
                 .iter()
@@ -812,10 +808,8 @@ impl RuleDetector {
                         && (in_sentence >= 2 || (in_sentence >= 1 && in_turn >= 3)))
             })
         }) {
-            math(
-                &mut out,
-                format!("word-problem: {:?}", excerpt(sentence, 60)),
-            );
+            c.word_problem = true;
+            c.examples.word_problem = excerpt(sentence, 60);
         }
         if let Some(sentence) = short_user_turns()
             .flat_map(|t| r.sentence_break.split(&t.prose))
@@ -824,10 +818,8 @@ impl RuleDetector {
                     || (r.formula_request.is_match(s) && !r.spreadsheet.is_match(s))
             })
         {
-            math(
-                &mut out,
-                format!("math-request: {:?}", excerpt(sentence, 60)),
-            );
+            c.math_request = true;
+            c.examples.math_request = excerpt(sentence, 60);
         }
         // Table rows are left out: a table of topics or resources names concepts without using
         // them (a table of worked numbers is caught by the rules above).
@@ -843,19 +835,127 @@ impl RuleDetector {
         let untabled: Vec<&str> = untabled.iter().map(String::as_str).collect();
         let subjects = distinct_terms(&r.math_subjects, &untabled);
         let concepts = distinct_terms(&r.math_terms, &untabled);
-        let counted = concepts.len() + usize::from(!subjects.is_empty());
-        if counted >= self.min_math_terms {
-            let terms: Vec<String> = subjects
-                .iter()
-                .map(|&i| term_name(MATH_SUBJECTS[i]))
-                .chain(concepts.iter().map(|&i| term_name(MATH_TERMS[i])))
-                .take(8)
-                .collect();
+        c.math_subject = !subjects.is_empty();
+        c.math_concepts = concepts.len();
+        c.examples.math_terms = subjects
+            .iter()
+            .map(|&i| term_name(MATH_SUBJECTS[i]))
+            .chain(concepts.iter().map(|&i| term_name(MATH_TERMS[i])))
+            .take(8)
+            .collect();
+        c
+    }
+
+    /// Every rule that fires on `ex`, in the order documented above, with what it saw.
+    pub fn explain(&self, ex: &Example) -> Vec<(Category, String)> {
+        self.explain_counts(&self.measure(ex))
+    }
+
+    /// The rules that fire given the measured counts (see [`RuleDetector::explain`]).
+    pub fn explain_counts(&self, c: &RuleCounts) -> Vec<(Category, String)> {
+        let e = &c.examples;
+        let mut out = Vec::new();
+        let code = |out: &mut Vec<(Category, String)>, s: String| out.push((Category::Code, s));
+        let math = |out: &mut Vec<(Category, String)>, s: String| out.push((Category::Math, s));
+
+        if c.fenced_lines > 0
+            && (c.fenced_lines >= self.min_fenced_code_lines || c.strong_terms > 0)
+        {
+            code(
+                &mut out,
+                format!(
+                    "fenced-code: {} code-like lines in {} fenced block(s), e.g. {:?}",
+                    c.fenced_lines, c.fenced_blocks, e.fenced
+                ),
+            );
+        }
+        if c.pasted_lines >= self.min_pasted_code_lines {
+            code(
+                &mut out,
+                format!(
+                    "pasted-code: {} code lines outside fences, e.g. {:?}",
+                    c.pasted_lines, e.pasted
+                ),
+            );
+        }
+        if c.error_trace {
+            code(&mut out, format!("error-trace: {:?}", e.error_trace));
+        }
+        if c.shell {
+            code(&mut out, format!("shell-command: {:?}", e.shell));
+        }
+        if c.inline_spans >= self.min_inline_code_spans && c.strong_terms + c.weak_terms > 0 {
+            code(
+                &mut out,
+                format!(
+                    "inline-code: {} inline code spans, e.g. {:?}, with programming terms {}",
+                    c.inline_spans,
+                    e.span,
+                    e.code_terms.join(", ")
+                ),
+            );
+        }
+        if c.strong_terms >= self.min_programming_terms {
+            code(
+                &mut out,
+                format!(
+                    "programming-terms: {} distinct ({})",
+                    c.strong_terms,
+                    e.strong_terms.join(", ")
+                ),
+            );
+        }
+
+        // In a conversation that is code, worked arithmetic needs twice the threshold: a few
+        // sums in a programming answer (octal permissions, 4+2+1 = 7) are incidental.
+        let code_found = !out.is_empty();
+        let min_arithmetic = self.min_worked_arithmetic * if code_found { 2 } else { 1 };
+        if c.arithmetic >= min_arithmetic {
             math(
                 &mut out,
                 format!(
-                    "math-terms: {counted} distinct, subjects counted once ({})",
-                    terms.join(", ")
+                    "worked-arithmetic: {} calculations, e.g. {:?}",
+                    c.arithmetic, e.arithmetic
+                ),
+            );
+        }
+        if c.latex >= self.min_latex_commands {
+            math(
+                &mut out,
+                format!("latex-math: {} LaTeX math commands", c.latex),
+            );
+        }
+        if c.formula_lines >= self.min_formula_lines {
+            math(
+                &mut out,
+                format!(
+                    "formula-block: {} formula lines in fenced blocks, e.g. {:?}",
+                    c.formula_lines, e.formula
+                ),
+            );
+        }
+        if c.algebra >= self.min_algebra {
+            math(
+                &mut out,
+                format!(
+                    "algebra: {} algebraic notations, e.g. {:?}",
+                    c.algebra, e.algebra
+                ),
+            );
+        }
+        if c.word_problem {
+            math(&mut out, format!("word-problem: {:?}", e.word_problem));
+        }
+        if c.math_request {
+            math(&mut out, format!("math-request: {:?}", e.math_request));
+        }
+        if c.math_terms() >= self.min_math_terms {
+            math(
+                &mut out,
+                format!(
+                    "math-terms: {} distinct, subjects counted once ({})",
+                    c.math_terms(),
+                    e.math_terms.join(", ")
                 ),
             );
         }

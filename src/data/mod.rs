@@ -1,6 +1,7 @@
 //! Data layer: the `Example` model, readers for the real formats, chat templates, tokenization
 //! with loss masks, dataset statistics and the ShareGPT code/math ablation.
 pub mod ablate;
+pub mod ablate_learned;
 pub mod bpe;
 pub mod example;
 pub mod fetch;

@@ -1,0 +1,1250 @@
+//! The learned ablation detector (`learned-v3`): an L2-regularised, class-weighted logistic
+//! regression per category over deterministic text features, trained on the hand labels
+//! (`tests/fixtures/ablation_labels.tsv`) and chosen by cross-validation only.
+//!
+//! # Features ([`Features`])
+//! - *Lexical*: the lowercased text is split into tokens — maximal runs of letters and digits, in
+//!   which every run of digits becomes `0` (`2x` → `0x`, `3.14` → `0 . 0`), and every other
+//!   non-space character on its own (`=`, `+`, `\`, `` ` ``). Unigrams and bigrams (within a
+//!   turn) are hashed (FNV-1a, 64 bit, modulo [`BUCKETS`]) separately for the user side (user
+//!   and system turns) and the assistant side; each bucket holds `ln(1 + count)` and each side is
+//!   L2-normalised.
+//! - *Dense* ([`DENSE_NAMES`]): the rule detector's measurements ([`RuleCounts`]) for code and
+//!   math, whether `rules-v2` detects each category, and digit–operator–digit, `= number`,
+//!   percentage and number counts and the length; each as `ln(1 + x)` (length in hundreds of
+//!   characters).
+//!
+//! # Model
+//! For one category, a configuration ([`Config`]) weights the two feature groups (`lexical`,
+//! `dense`; 0 leaves a group out) and sets the L2 strength `lambda`. The objective is the
+//! class-weighted mean logistic loss (each class weighs half) plus `lambda/2 · |w|²` (the bias is
+//! not penalised). It is minimised by a fixed number ([`ITERATIONS`]) of Nesterov-accelerated
+//! gradient steps in the span of the training rows (`w = Σ αᵢ xᵢ`, so every step costs one
+//! product with the Gram matrix), with the step `1/L` from a power-iteration bound on the
+//! curvature: deterministic, no randomness, no convergence test.
+//!
+//! A [`Choice`] adds how the probability is used: thresholded alone ([`Mode::Model`]), or OR'ed
+//! or AND'ed with the `rules-v2` verdict, or the rules alone ([`Mode::Rules`]).
+//!
+//! # Selection by cross-validation
+//! [`cross_validate`] runs stratified k-fold cross-validation repeated over seeds (folds drawn
+//! with [`crate::util::rng`]): every configuration is trained on k−1 folds and scores the held-out
+//! fold; per seed, the out-of-fold verdicts of all folds are pooled into a precision and recall.
+//! Every mode and threshold of [`THRESHOLDS`] is scored from the same out-of-fold probabilities,
+//! and the rules on the same folds. [`select`] picks the highest mean F1 over seeds (ties: the
+//! earlier row). The shipped file ([`SHIPPED`], `data/ablation/detector-v3.json`) records the
+//! choice, the weights retrained on all labels, and the whole table.
+use crate::data::ablate::{Category, Decision, Detector, RuleCounts, RuleDetector};
+use crate::data::example::{Example, Role};
+use crate::error::{Error, Location, Result};
+use crate::model::kernels;
+use rand::seq::SliceRandom;
+use regex::Regex;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::LazyLock;
+
+/// Hash buckets per side (user, assistant) of the lexical features.
+pub const BUCKETS: usize = 4096;
+/// Gradient steps of one fit.
+pub const ITERATIONS: usize = 400;
+/// Probability thresholds tried by cross-validation.
+pub const THRESHOLDS: [f64; 7] = [0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8];
+/// The shipped detector file (`data/ablation/detector-v3.json`).
+pub const SHIPPED: &str = include_str!("../../data/ablation/detector-v3.json");
+/// The feature version recorded in model files; a file with another version is refused.
+pub const FEATURE_VERSION: u32 = 1;
+
+/// Names of the dense features, in order.
+pub const DENSE_NAMES: [&str; 23] = [
+    "fenced-lines",
+    "fenced-blocks",
+    "pasted-lines",
+    "error-trace",
+    "shell-command",
+    "inline-spans",
+    "strong-programming-terms",
+    "weak-programming-terms",
+    "rules-code",
+    "worked-arithmetic",
+    "latex",
+    "formula-lines",
+    "algebra",
+    "word-problem",
+    "math-request",
+    "math-subject",
+    "math-concepts",
+    "rules-math",
+    "digit-op-digit",
+    "equals-number",
+    "percentages",
+    "numbers",
+    "length",
+];
+const DENSE: usize = DENSE_NAMES.len();
+
+struct Patterns {
+    op: Regex,
+    equals: Regex,
+    percent: Regex,
+    number: Regex,
+}
+
+static PATTERNS: LazyLock<Patterns> = LazyLock::new(|| Patterns {
+    op: Regex::new(r"[0-9][0-9.,]*\s*[-+*/×÷^]\s*\(?[0-9]").expect("built-in pattern compiles"),
+    equals: Regex::new(r"[=≈]\s*\$?-?[0-9]").expect("built-in pattern compiles"),
+    percent: Regex::new(r"[0-9]\s*%").expect("built-in pattern compiles"),
+    number: Regex::new(r"(?-u:\b)[0-9]+(?:[.,][0-9]+)*(?-u:\b)")
+        .expect("built-in pattern compiles"),
+});
+
+/// The features of one conversation (see the module docs).
+#[derive(Debug, Clone)]
+pub struct Features {
+    /// Sorted `(bucket, value)` pairs of the user side, L2-normalised.
+    pub user: Vec<(u32, f32)>,
+    /// Sorted `(bucket, value)` pairs of the assistant side, L2-normalised.
+    pub assistant: Vec<(u32, f32)>,
+    /// The dense features, named by [`DENSE_NAMES`].
+    pub dense: [f32; DENSE],
+    /// The categories `rules-v2` detects.
+    pub rules: Vec<Category>,
+    /// `rules-v2`'s evidence, for explanations.
+    pub rule_evidence: Vec<(Category, String)>,
+}
+
+/// Tokens of a text (see the module docs).
+pub fn tokens(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut word = String::new();
+    let mut in_digits = false;
+    for c in text.chars().flat_map(char::to_lowercase) {
+        if c.is_alphanumeric() {
+            if c.is_ascii_digit() {
+                if !in_digits {
+                    word.push('0');
+                }
+                in_digits = true;
+            } else {
+                word.push(c);
+                in_digits = false;
+            }
+            continue;
+        }
+        in_digits = false;
+        if !word.is_empty() {
+            out.push(std::mem::take(&mut word));
+        }
+        if !c.is_whitespace() {
+            out.push(c.to_string());
+        }
+    }
+    if !word.is_empty() {
+        out.push(word);
+    }
+    out
+}
+
+/// The bucket of a unigram or bigram: FNV-1a (64 bit) of its UTF-8 bytes modulo [`BUCKETS`].
+fn bucket(parts: &[&str]) -> u32 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for (i, p) in parts.iter().enumerate() {
+        if i > 0 {
+            h ^= u64::from(b' ');
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+        for b in p.bytes() {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    (h % BUCKETS as u64) as u32
+}
+
+/// Add the hashed unigrams and bigrams of `text` to `counts`.
+fn count_ngrams(text: &str, counts: &mut BTreeMap<u32, f32>) {
+    let toks = tokens(text);
+    for (i, t) in toks.iter().enumerate() {
+        *counts.entry(bucket(&[t])).or_default() += 1.0;
+        if i + 1 < toks.len() {
+            *counts.entry(bucket(&[t, &toks[i + 1]])).or_default() += 1.0;
+        }
+    }
+}
+
+/// `ln(1 + count)` per bucket, L2-normalised, in bucket order.
+fn normalise(counts: BTreeMap<u32, f32>) -> Vec<(u32, f32)> {
+    let v: Vec<(u32, f32)> = counts.into_iter().map(|(k, c)| (k, c.ln_1p())).collect();
+    let norm = v.iter().map(|(_, x)| x * x).sum::<f32>().sqrt();
+    if norm == 0.0 {
+        return v;
+    }
+    v.into_iter().map(|(k, x)| (k, x / norm)).collect()
+}
+
+impl Features {
+    /// Compute the features of `ex`, measuring the rules with `rules`.
+    pub fn of(rules: &RuleDetector, ex: &Example) -> Features {
+        let (mut user, mut assistant) = (BTreeMap::new(), BTreeMap::new());
+        for t in &ex.turns {
+            match t.role {
+                Role::Assistant => count_ngrams(&t.content, &mut assistant),
+                Role::User | Role::System => count_ngrams(&t.content, &mut user),
+            }
+        }
+        let counts: RuleCounts = rules.measure(ex);
+        let evidence = rules.explain_counts(&counts);
+        let detected = |c: Category| evidence.iter().any(|(k, _)| *k == c);
+        let p = &*PATTERNS;
+        let (mut ops, mut equals, mut percent, mut numbers, mut chars) = (0, 0, 0, 0, 0);
+        for t in &ex.turns {
+            ops += p.op.find_iter(&t.content).count();
+            equals += p.equals.find_iter(&t.content).count();
+            percent += p.percent.find_iter(&t.content).count();
+            numbers += p.number.find_iter(&t.content).count();
+            chars += t.content.chars().count();
+        }
+        let raw: [f64; DENSE] = [
+            counts.fenced_lines as f64,
+            counts.fenced_blocks as f64,
+            counts.pasted_lines as f64,
+            f64::from(u8::from(counts.error_trace)),
+            f64::from(u8::from(counts.shell)),
+            counts.inline_spans as f64,
+            counts.strong_terms as f64,
+            counts.weak_terms as f64,
+            f64::from(u8::from(detected(Category::Code))),
+            counts.arithmetic as f64,
+            counts.latex as f64,
+            counts.formula_lines as f64,
+            counts.algebra as f64,
+            f64::from(u8::from(counts.word_problem)),
+            f64::from(u8::from(counts.math_request)),
+            f64::from(u8::from(counts.math_subject)),
+            counts.math_concepts as f64,
+            f64::from(u8::from(detected(Category::Math))),
+            ops as f64,
+            equals as f64,
+            percent as f64,
+            numbers as f64,
+            chars as f64 / 100.0,
+        ];
+        let mut dense = [0f32; DENSE];
+        for (d, x) in dense.iter_mut().zip(raw) {
+            *d = x.ln_1p() as f32;
+        }
+        let mut rule_cats = Vec::new();
+        for (c, _) in &evidence {
+            if !rule_cats.contains(c) {
+                rule_cats.push(*c);
+            }
+        }
+        Features {
+            user: normalise(user),
+            assistant: normalise(assistant),
+            dense,
+            rules: rule_cats,
+            rule_evidence: evidence,
+        }
+    }
+
+    /// The lexical features as one dense row of `2 · BUCKETS` (user, then assistant).
+    fn lexical_row(&self, row: &mut [f32]) {
+        row.fill(0.0);
+        for &(k, x) in &self.user {
+            row[k as usize] = x;
+        }
+        for &(k, x) in &self.assistant {
+            row[BUCKETS + k as usize] = x;
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Labels
+// ---------------------------------------------------------------------------------------------
+
+/// One hand label: a conversation id, its code and math truth, and its section of the file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Label {
+    pub id: String,
+    pub code: bool,
+    pub math: bool,
+    pub section: String,
+}
+
+impl Label {
+    /// The truth for `category`.
+    pub fn is(&self, category: Category) -> bool {
+        match category {
+            Category::Code => self.code,
+            Category::Math => self.math,
+        }
+    }
+}
+
+/// Read a label file: `id<TAB>code<TAB>math` lines with 0/1 bits; `#` lines are comments, and
+/// `# section NAME` starts a section.
+pub fn read_labels(path: &Path) -> Result<Vec<Label>> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    let mut section = String::new();
+    let mut out: Vec<Label> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for (n, line) in text.lines().enumerate() {
+        let at = Location::Line(n + 1);
+        if let Some(name) = line.strip_prefix("# section ") {
+            section = name.trim().to_string();
+        }
+        if line.starts_with('#') || line.trim().is_empty() {
+            continue;
+        }
+        let f: Vec<&str> = line.split('\t').collect();
+        if f.len() != 3 {
+            return Err(Error::record(
+                path,
+                at,
+                format!("expected id<TAB>code<TAB>math, found {} field(s)", f.len()),
+            ));
+        }
+        let bit = |s: &str, what: &str| match s.trim() {
+            "0" => Ok(false),
+            "1" => Ok(true),
+            other => Err(Error::record(
+                path,
+                at,
+                format!("{what}: expected 0 or 1, found {other:?}"),
+            )),
+        };
+        let id = f[0].trim().to_string();
+        if !seen.insert(id.clone()) {
+            return Err(Error::record(path, at, format!("duplicate id {id:?}")));
+        }
+        out.push(Label {
+            id,
+            code: bit(f[1], "code")?,
+            math: bit(f[2], "math")?,
+            section: section.clone(),
+        });
+    }
+    if out.is_empty() {
+        return Err(Error::file(
+            path,
+            "no labels (expected id<TAB>code<TAB>math lines)",
+        ));
+    }
+    Ok(out)
+}
+
+/// The labelled conversations with their features and Gram matrices.
+pub struct Labelled {
+    pub labels: Vec<Label>,
+    pub features: Vec<Features>,
+    /// `n × n` inner products of the lexical features.
+    gram_lexical: Vec<f32>,
+    /// `n × n` inner products of the dense features.
+    gram_dense: Vec<f32>,
+}
+
+impl Labelled {
+    /// Pair labels with their conversations (by id) and compute features and Gram matrices.
+    /// Labels whose id is not among `examples` are returned as the second value (the reader
+    /// excludes some conversations; the caller reports them).
+    pub fn new(
+        rules: &RuleDetector,
+        labels: Vec<Label>,
+        examples: &[Example],
+    ) -> (Labelled, Vec<Label>) {
+        let by_id: std::collections::HashMap<&str, &Example> =
+            examples.iter().map(|e| (e.id.as_str(), e)).collect();
+        let (mut kept, mut missing) = (Vec::new(), Vec::new());
+        let mut features = Vec::new();
+        for l in labels {
+            match by_id.get(l.id.as_str()) {
+                Some(ex) => {
+                    features.push(Features::of(rules, ex));
+                    kept.push(l);
+                }
+                None => missing.push(l),
+            }
+        }
+        let n = kept.len();
+        let width = 2 * BUCKETS;
+        let mut rows = vec![0f32; n * width];
+        for (f, row) in features.iter().zip(rows.chunks_mut(width)) {
+            f.lexical_row(row);
+        }
+        let mut gram_lexical = vec![0f32; n * n];
+        if n > 0 {
+            kernels::matmul(&mut gram_lexical, &rows, &rows, n, width, n, true);
+        }
+        let mut gram_dense = vec![0f32; n * n];
+        for i in 0..n {
+            for j in 0..n {
+                gram_dense[i * n + j] = kernels::dot(&features[i].dense, &features[j].dense);
+            }
+        }
+        (
+            Labelled {
+                labels: kept,
+                features,
+                gram_lexical,
+                gram_dense,
+            },
+            missing,
+        )
+    }
+
+    /// Labelled conversations.
+    pub fn len(&self) -> usize {
+        self.labels.len()
+    }
+
+    /// True when no label matched a conversation.
+    pub fn is_empty(&self) -> bool {
+        self.labels.is_empty()
+    }
+
+    /// The Gram matrix of `config` restricted to `rows × cols`.
+    fn gram(&self, config: &Config, rows: &[usize], cols: &[usize]) -> Vec<f32> {
+        let n = self.len();
+        let (a, b) = (
+            (config.lexical * config.lexical) as f32,
+            (config.dense * config.dense) as f32,
+        );
+        let mut out = Vec::with_capacity(rows.len() * cols.len());
+        for &i in rows {
+            for &j in cols {
+                out.push(a * self.gram_lexical[i * n + j] + b * self.gram_dense[i * n + j]);
+            }
+        }
+        out
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Training
+// ---------------------------------------------------------------------------------------------
+
+/// Feature-group weights and regularisation of one logistic regression.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Config {
+    /// Weight of the lexical features (0: left out).
+    pub lexical: f64,
+    /// Weight of the dense features (0: left out).
+    pub dense: f64,
+    /// L2 strength.
+    pub lambda: f64,
+}
+
+impl Config {
+    /// The configurations cross-validation tries: lexical only, dense only and both, each at
+    /// five L2 strengths.
+    pub fn grid() -> Vec<Config> {
+        let mut out = Vec::new();
+        for (lexical, dense) in [(1.0, 0.0), (0.0, 1.0), (1.0, 0.5)] {
+            for lambda in [1e-5, 1e-4, 1e-3, 1e-2, 1e-1] {
+                out.push(Config {
+                    lexical,
+                    dense,
+                    lambda,
+                });
+            }
+        }
+        out
+    }
+
+    /// A short name, e.g. `lex+dense0.5 λ=0.001`.
+    pub fn name(&self) -> String {
+        let groups = match (self.lexical > 0.0, self.dense > 0.0) {
+            (true, true) if self.dense != 1.0 => format!("lex+dense{}", self.dense),
+            (true, true) => "lex+dense".to_string(),
+            (true, false) => "lex".to_string(),
+            (false, _) => "dense".to_string(),
+        };
+        format!("{groups} λ={}", self.lambda)
+    }
+}
+
+/// How a category's verdict is formed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Mode {
+    /// `rules-v2` alone.
+    Rules,
+    /// The model's probability ≥ threshold.
+    Model,
+    /// The rules or the model.
+    RulesOrModel,
+    /// The rules and the model.
+    RulesAndModel,
+}
+
+impl Mode {
+    /// The name used in tables and files.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Rules => "rules",
+            Mode::Model => "model",
+            Mode::RulesOrModel => "rules-or-model",
+            Mode::RulesAndModel => "rules-and-model",
+        }
+    }
+
+    fn verdict(self, rules: bool, probability: f64, threshold: f64) -> bool {
+        let model = probability >= threshold;
+        match self {
+            Mode::Rules => rules,
+            Mode::Model => model,
+            Mode::RulesOrModel => rules || model,
+            Mode::RulesAndModel => rules && model,
+        }
+    }
+}
+
+/// A fitted model in the span of its training rows: `f(x) = Σ αᵢ k(xᵢ, x) + bias`.
+struct Fit {
+    alpha: Vec<f32>,
+    bias: f64,
+}
+
+/// Fit the class-weighted L2 logistic regression on the Gram matrix `gram` (`n × n`) with
+/// targets `y` (see the module docs).
+fn fit(gram: &[f32], y: &[bool], lambda: f64) -> Fit {
+    let n = y.len();
+    let positives = y.iter().filter(|&&t| t).count();
+    if n == 0 || positives == 0 || positives == n {
+        // One class only: a constant model that predicts it.
+        let bias = if positives == 0 { -10.0 } else { 10.0 };
+        return Fit {
+            alpha: vec![0.0; n],
+            bias,
+        };
+    }
+    // Each class weighs half of the mean loss.
+    let weight: Vec<f64> = y
+        .iter()
+        .map(|&t| {
+            let k = if t { positives } else { n - positives };
+            0.5 / k as f64
+        })
+        .collect();
+    // Curvature bound: max weight / 4 · λmax(K + 1·1ᵀ) (power iteration, with a margin) + λ.
+    let mut v = vec![1f32; n];
+    let mut top = 0f64;
+    let mut kv = vec![0f32; n];
+    for _ in 0..30 {
+        kernels::matmul(&mut kv, gram, &v, n, n, 1, false);
+        let s: f32 = v.iter().sum();
+        for x in kv.iter_mut() {
+            *x += s;
+        }
+        let norm = kv
+            .iter()
+            .map(|x| f64::from(*x) * f64::from(*x))
+            .sum::<f64>()
+            .sqrt();
+        let vnorm = v
+            .iter()
+            .map(|x| f64::from(*x) * f64::from(*x))
+            .sum::<f64>()
+            .sqrt();
+        top = norm / vnorm.max(1e-30);
+        for (a, b) in v.iter_mut().zip(&kv) {
+            *a = (f64::from(*b) / norm.max(1e-30)) as f32;
+        }
+    }
+    let max_weight = weight.iter().cloned().fold(0.0, f64::max);
+    let curvature = 1.2 * max_weight / 4.0 * top + lambda;
+    let step = 1.0 / curvature;
+    let q = (lambda / curvature).sqrt();
+    let momentum = ((1.0 - q) / (1.0 + q)) as f32;
+
+    let (mut alpha, mut bias) = (vec![0f32; n], 0f64);
+    let (mut prev_alpha, mut prev_bias) = (alpha.clone(), bias);
+    let mut look = vec![0f32; n];
+    let mut f = vec![0f32; n];
+    for _ in 0..ITERATIONS {
+        // Look-ahead point.
+        for i in 0..n {
+            look[i] = alpha[i] + momentum * (alpha[i] - prev_alpha[i]);
+        }
+        let look_bias = bias + f64::from(momentum) * (bias - prev_bias);
+        kernels::matmul(&mut f, gram, &look, n, n, 1, false);
+        prev_alpha.copy_from_slice(&alpha);
+        prev_bias = bias;
+        let mut grad_bias = 0f64;
+        for i in 0..n {
+            let p = sigmoid(f64::from(f[i]) + look_bias);
+            let g = weight[i] * (p - f64::from(u8::from(y[i])));
+            grad_bias += g;
+            alpha[i] = (f64::from(look[i]) - step * (g + lambda * f64::from(look[i]))) as f32;
+        }
+        bias = look_bias - step * grad_bias;
+    }
+    Fit { alpha, bias }
+}
+
+fn sigmoid(x: f64) -> f64 {
+    1.0 / (1.0 + (-x).exp())
+}
+
+/// Stratified fold of every row (positives and negatives each shuffled with
+/// `util::rng(seed, "ablate-cv")` and dealt round-robin).
+fn folds(y: &[bool], k: usize, seed: u64) -> Vec<usize> {
+    let mut rng = crate::util::rng(seed, "ablate-cv");
+    let mut fold = vec![0; y.len()];
+    let mut dealt = 0;
+    for class in [true, false] {
+        let mut idx: Vec<usize> = (0..y.len()).filter(|&i| y[i] == class).collect();
+        idx.shuffle(&mut rng);
+        for i in idx {
+            fold[i] = dealt % k;
+            dealt += 1;
+        }
+    }
+    fold
+}
+
+/// Out-of-fold probabilities of `config` for one seed.
+fn out_of_fold(set: &Labelled, y: &[bool], config: &Config, k: usize, seed: u64) -> Vec<f64> {
+    let fold = folds(y, k, seed);
+    let mut p = vec![0.0; y.len()];
+    for f in 0..k {
+        let train: Vec<usize> = (0..y.len()).filter(|&i| fold[i] != f).collect();
+        let test: Vec<usize> = (0..y.len()).filter(|&i| fold[i] == f).collect();
+        if test.is_empty() {
+            continue;
+        }
+        let ty: Vec<bool> = train.iter().map(|&i| y[i]).collect();
+        let model = fit(&set.gram(config, &train, &train), &ty, config.lambda);
+        let cross = set.gram(config, &test, &train);
+        let mut scores = vec![0f32; test.len()];
+        kernels::matmul(
+            &mut scores,
+            &cross,
+            &model.alpha,
+            test.len(),
+            train.len(),
+            1,
+            false,
+        );
+        for (&i, s) in test.iter().zip(scores) {
+            p[i] = sigmoid(f64::from(s) + model.bias);
+        }
+    }
+    p
+}
+
+/// Precision, recall and F1 of verdicts against the truth (0 when undefined).
+fn prf(verdicts: impl Iterator<Item = (bool, bool)>) -> [f64; 3] {
+    let (mut tp, mut fp, mut fn_) = (0usize, 0usize, 0usize);
+    for (v, t) in verdicts {
+        match (v, t) {
+            (true, true) => tp += 1,
+            (true, false) => fp += 1,
+            (false, true) => fn_ += 1,
+            (false, false) => {}
+        }
+    }
+    let p = tp as f64 / (tp + fp).max(1) as f64;
+    let r = tp as f64 / (tp + fn_).max(1) as f64;
+    let f = if p + r > 0.0 {
+        2.0 * p * r / (p + r)
+    } else {
+        0.0
+    };
+    [p, r, f]
+}
+
+/// How a category's verdict is formed: the mode, and for modes with a model its configuration
+/// and threshold.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Choice {
+    pub mode: Mode,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub config: Option<Config>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub threshold: Option<f64>,
+}
+
+/// One row of the cross-validation table: a choice and its pooled out-of-fold precision, recall
+/// and F1, one value per seed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CvRow {
+    pub category: Category,
+    pub choice: Choice,
+    pub precision: Vec<f64>,
+    pub recall: Vec<f64>,
+    pub f1: Vec<f64>,
+}
+
+fn mean(v: &[f64]) -> f64 {
+    v.iter().sum::<f64>() / v.len().max(1) as f64
+}
+
+fn spread(v: &[f64]) -> f64 {
+    let lo = v.iter().cloned().fold(f64::INFINITY, f64::min);
+    let hi = v.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+    if v.is_empty() { 0.0 } else { (hi - lo) / 2.0 }
+}
+
+impl CvRow {
+    /// A label: `rules`, or `MODE CONFIG t=THRESHOLD`.
+    pub fn name(&self) -> String {
+        match (self.choice.config, self.choice.threshold) {
+            (Some(c), Some(t)) => format!("{} {} t={t}", self.choice.mode.as_str(), c.name()),
+            _ => self.choice.mode.as_str().to_string(),
+        }
+    }
+
+    /// `precision ± half-range, recall ± half-range, F1` over seeds, as a table line.
+    pub fn line(&self) -> String {
+        format!(
+            "{:<5} {:<44} P {:.3} ± {:.3}  R {:.3} ± {:.3}  F1 {:.3}",
+            self.category.as_str(),
+            self.name(),
+            mean(&self.precision),
+            spread(&self.precision),
+            mean(&self.recall),
+            spread(&self.recall),
+            mean(&self.f1)
+        )
+    }
+
+    /// Mean F1 over seeds.
+    pub fn mean_f1(&self) -> f64 {
+        mean(&self.f1)
+    }
+
+    /// Mean precision over seeds.
+    pub fn mean_precision(&self) -> f64 {
+        mean(&self.precision)
+    }
+
+    /// Mean recall over seeds.
+    pub fn mean_recall(&self) -> f64 {
+        mean(&self.recall)
+    }
+}
+
+/// Cross-validate `configs` for `category` with `k` stratified folds per seed: one row for the
+/// rules, then per configuration, per model mode and per threshold of [`THRESHOLDS`].
+pub fn cross_validate(
+    set: &Labelled,
+    category: Category,
+    configs: &[Config],
+    k: usize,
+    seeds: &[u64],
+) -> Vec<CvRow> {
+    let y: Vec<bool> = set.labels.iter().map(|l| l.is(category)).collect();
+    let rules: Vec<bool> = set
+        .features
+        .iter()
+        .map(|f| f.rules.contains(&category))
+        .collect();
+    let row = |choice: Choice, probs: &[Vec<f64>]| {
+        let mut r = CvRow {
+            category,
+            choice,
+            precision: Vec::new(),
+            recall: Vec::new(),
+            f1: Vec::new(),
+        };
+        for p in probs {
+            let t = choice.threshold.unwrap_or(0.5);
+            let [pr, re, f] =
+                prf((0..y.len()).map(|i| (choice.mode.verdict(rules[i], p[i], t), y[i])));
+            r.precision.push(pr);
+            r.recall.push(re);
+            r.f1.push(f);
+        }
+        r
+    };
+    let no_model = vec![vec![0.0; y.len()]; seeds.len()];
+    let mut out = vec![row(
+        Choice {
+            mode: Mode::Rules,
+            config: None,
+            threshold: None,
+        },
+        &no_model,
+    )];
+    for config in configs {
+        let probs: Vec<Vec<f64>> = seeds
+            .iter()
+            .map(|&s| out_of_fold(set, &y, config, k, s))
+            .collect();
+        for mode in [Mode::Model, Mode::RulesOrModel, Mode::RulesAndModel] {
+            for t in THRESHOLDS {
+                out.push(row(
+                    Choice {
+                        mode,
+                        config: Some(*config),
+                        threshold: Some(t),
+                    },
+                    &probs,
+                ));
+            }
+        }
+    }
+    out
+}
+
+/// The row with the highest mean F1 (the earliest among equals).
+pub fn select(rows: &[CvRow]) -> Option<&CvRow> {
+    let mut best: Option<&CvRow> = None;
+    for r in rows {
+        if best.is_none_or(|b| r.mean_f1() > b.mean_f1()) {
+            best = Some(r);
+        }
+    }
+    best
+}
+
+// ---------------------------------------------------------------------------------------------
+// Shipped models
+// ---------------------------------------------------------------------------------------------
+
+/// One category's detector: the choice and, for modes with a model, its weights.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CategoryModel {
+    pub choice: Choice,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub weights: Option<Weights>,
+}
+
+/// Weights of a logistic regression on the features: `f = bias + dense·x_dense + user·x_user +
+/// assistant·x_assistant`, probability `σ(f)` (group weights already folded in).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Weights {
+    pub bias: f64,
+    /// One weight per name of [`DENSE_NAMES`].
+    pub dense: BTreeMap<String, f64>,
+    /// [`BUCKETS`] weights of the user-side buckets.
+    pub user: Vec<f64>,
+    /// [`BUCKETS`] weights of the assistant-side buckets.
+    pub assistant: Vec<f64>,
+}
+
+/// Six significant digits: what the file stores.
+fn round(x: f64) -> f64 {
+    format!("{x:.5e}").parse().unwrap_or(0.0)
+}
+
+/// Train `choice` for `category` on all of `set` (nothing to train for [`Mode::Rules`]).
+pub fn train(set: &Labelled, category: Category, choice: Choice) -> CategoryModel {
+    let Some(config) = choice.config else {
+        return CategoryModel {
+            choice,
+            weights: None,
+        };
+    };
+    let y: Vec<bool> = set.labels.iter().map(|l| l.is(category)).collect();
+    let all: Vec<usize> = (0..y.len()).collect();
+    let model = fit(&set.gram(&config, &all, &all), &y, config.lambda);
+    let (lex, den) = (config.lexical * config.lexical, config.dense * config.dense);
+    let mut user = vec![0f64; BUCKETS];
+    let mut assistant = vec![0f64; BUCKETS];
+    let mut dense = [0f64; DENSE];
+    for (f, &a) in set.features.iter().zip(&model.alpha) {
+        let a = f64::from(a);
+        for &(k, x) in &f.user {
+            user[k as usize] += lex * a * f64::from(x);
+        }
+        for &(k, x) in &f.assistant {
+            assistant[k as usize] += lex * a * f64::from(x);
+        }
+        for (d, x) in dense.iter_mut().zip(f.dense) {
+            *d += den * a * f64::from(x);
+        }
+    }
+    CategoryModel {
+        choice,
+        weights: Some(Weights {
+            bias: round(model.bias),
+            dense: DENSE_NAMES
+                .iter()
+                .zip(dense)
+                .map(|(n, w)| (n.to_string(), round(w)))
+                .collect(),
+            user: user.into_iter().map(round).collect(),
+            assistant: assistant.into_iter().map(round).collect(),
+        }),
+    }
+}
+
+/// A detector file: the feature version, how it was trained, one model per category, and the
+/// cross-validation table behind the choices.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DetectorFile {
+    pub name: String,
+    pub feature_version: u32,
+    pub buckets: usize,
+    /// Provenance: label file, data file (names and sha256), counts, folds and seeds.
+    pub training: BTreeMap<String, serde_json::Value>,
+    pub code: CategoryModel,
+    pub math: CategoryModel,
+    pub cv: Vec<CvRow>,
+}
+
+impl DetectorFile {
+    /// Parse and check a detector file's text (`what` names it in errors).
+    pub fn parse(text: &str, what: &str) -> Result<DetectorFile> {
+        let file: DetectorFile = serde_json::from_str(text)
+            .map_err(|e| Error::invalid(what, format!("not a detector file: {e}")))?;
+        if file.feature_version != FEATURE_VERSION || file.buckets != BUCKETS {
+            return Err(Error::invalid(
+                what,
+                format!(
+                    "feature version {} with {} buckets; this build computes version {FEATURE_VERSION} with {BUCKETS}",
+                    file.feature_version, file.buckets
+                ),
+            ));
+        }
+        for (cat, m) in [("code", &file.code), ("math", &file.math)] {
+            let ok = match (&m.weights, m.choice.mode) {
+                (None, Mode::Rules) => true,
+                (Some(w), mode) => {
+                    mode != Mode::Rules
+                        && m.choice.threshold.is_some()
+                        && w.user.len() == BUCKETS
+                        && w.assistant.len() == BUCKETS
+                        && DENSE_NAMES.iter().all(|n| w.dense.contains_key(*n))
+                }
+                (None, _) => false,
+            };
+            if !ok {
+                return Err(Error::invalid(
+                    what,
+                    format!("{cat}: weights missing, incomplete or inconsistent with its mode"),
+                ));
+            }
+        }
+        Ok(file)
+    }
+
+    /// The file's text as written: pretty JSON, one weight array per line.
+    pub fn to_text(&self) -> Result<String> {
+        let mut value = serde_json::to_value(self).map_err(|e| Error::Internal(e.to_string()))?;
+        // Compact the long arrays so that the file stays small and diffable per field.
+        let mut compacted = Vec::new();
+        for cat in ["code", "math"] {
+            for side in ["user", "assistant"] {
+                let ptr = format!("/{cat}/weights/{side}");
+                if let Some(v) = value.pointer_mut(&ptr) {
+                    let key = format!("@@{cat}.{side}@@");
+                    compacted.push((format!("\"{key}\""), v.to_string()));
+                    *v = serde_json::Value::String(key);
+                }
+            }
+        }
+        let mut text =
+            serde_json::to_string_pretty(&value).map_err(|e| Error::Internal(e.to_string()))?;
+        for (key, array) in compacted {
+            text = text.replace(&key, &array);
+        }
+        text.push('\n');
+        Ok(text)
+    }
+
+    fn model(&self, category: Category) -> &CategoryModel {
+        match category {
+            Category::Code => &self.code,
+            Category::Math => &self.math,
+        }
+    }
+}
+
+/// The learned detector: a [`DetectorFile`] applied to [`Features`].
+pub struct LearnedDetector {
+    file: DetectorFile,
+    rules: RuleDetector,
+}
+
+/// A feature's contribution to a score, for explanations.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Contribution {
+    /// `dense:NAME`, or `user:"ngram"` / `assistant:"ngram"` (an n-gram of the text in that
+    /// bucket; a bucket may hold other n-grams too).
+    pub feature: String,
+    pub value: f64,
+}
+
+impl LearnedDetector {
+    /// The detector shipped with the binary (`data/ablation/detector-v3.json`).
+    pub fn shipped() -> Result<LearnedDetector> {
+        Self::from_text(SHIPPED, "the embedded detector-v3.json")
+    }
+
+    /// A detector from a file's text (`what` names it in errors).
+    pub fn from_text(text: &str, what: &str) -> Result<LearnedDetector> {
+        Ok(LearnedDetector {
+            file: DetectorFile::parse(text, what)?,
+            rules: RuleDetector::default(),
+        })
+    }
+
+    /// The parsed file.
+    pub fn file(&self) -> &DetectorFile {
+        &self.file
+    }
+
+    /// The model's probability for `category`, `None` for a rules-only category.
+    pub fn probability(&self, f: &Features, category: Category) -> Option<f64> {
+        let w = self.file.model(category).weights.as_ref()?;
+        Some(sigmoid(score(w, f)))
+    }
+
+    /// The verdicts and, per detected category, the evidence: the rules that fired and the
+    /// model's probability with its top contributions.
+    pub fn decide_features(&self, ex: &Example, f: &Features) -> Decision {
+        let mut d = Decision::default();
+        for cat in Category::ALL {
+            let m = self.file.model(cat);
+            let rules = f.rules.contains(&cat);
+            let p = self.probability(f, cat).unwrap_or(0.0);
+            if !m
+                .choice
+                .mode
+                .verdict(rules, p, m.choice.threshold.unwrap_or(0.5))
+            {
+                continue;
+            }
+            d.categories.push(cat);
+            let model_says = m.weights.is_some() && p >= m.choice.threshold.unwrap_or(0.5);
+            if model_says && let Some(w) = &m.weights {
+                let top: Vec<String> = contributions(w, f, ex)
+                    .into_iter()
+                    .take(5)
+                    .map(|c| format!("{} {:+.2}", c.feature, c.value))
+                    .collect();
+                d.evidence.push((
+                    cat,
+                    format!("model: p={p:.2}; top features {}", top.join(", ")),
+                ));
+            }
+            for (c, e) in &f.rule_evidence {
+                if *c == cat && m.choice.mode != Mode::Model {
+                    d.evidence.push((cat, e.clone()));
+                }
+            }
+        }
+        d
+    }
+}
+
+fn score(w: &Weights, f: &Features) -> f64 {
+    let mut s = w.bias;
+    for (name, x) in DENSE_NAMES.iter().zip(f.dense) {
+        s += w.dense.get(*name).copied().unwrap_or(0.0) * f64::from(x);
+    }
+    for &(k, x) in &f.user {
+        s += w.user[k as usize] * f64::from(x);
+    }
+    for &(k, x) in &f.assistant {
+        s += w.assistant[k as usize] * f64::from(x);
+    }
+    s
+}
+
+/// The features of `f` by contribution to the score, largest positive first; hashed buckets
+/// are named by the first n-gram of the text that falls in them.
+pub fn contributions(w: &Weights, f: &Features, ex: &Example) -> Vec<Contribution> {
+    let mut out: Vec<Contribution> = DENSE_NAMES
+        .iter()
+        .zip(f.dense)
+        .map(|(name, x)| Contribution {
+            feature: format!("dense:{name}"),
+            value: w.dense.get(*name).copied().unwrap_or(0.0) * f64::from(x),
+        })
+        .collect();
+    let mut names: [BTreeMap<u32, String>; 2] = [BTreeMap::new(), BTreeMap::new()];
+    for t in &ex.turns {
+        let side = usize::from(t.role == Role::Assistant);
+        let toks = tokens(&t.content);
+        for (i, tok) in toks.iter().enumerate() {
+            names[side]
+                .entry(bucket(&[tok]))
+                .or_insert_with(|| tok.clone());
+            if i + 1 < toks.len() {
+                names[side]
+                    .entry(bucket(&[tok, &toks[i + 1]]))
+                    .or_insert_with(|| format!("{tok} {}", toks[i + 1]));
+            }
+        }
+    }
+    for (side, (pairs, weights, label)) in [
+        (&f.user, &w.user, "user"),
+        (&f.assistant, &w.assistant, "assistant"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        for &(k, x) in pairs {
+            let name = names[side].get(&k).cloned().unwrap_or_default();
+            out.push(Contribution {
+                feature: format!("{label}:{name:?}"),
+                value: weights[k as usize] * f64::from(x),
+            });
+        }
+    }
+    out.sort_by(|a, b| b.value.total_cmp(&a.value));
+    out
+}
+
+impl Detector for LearnedDetector {
+    fn classify(&self, ex: &Example) -> Vec<Category> {
+        self.decide_features(ex, &Features::of(&self.rules, ex))
+            .categories
+    }
+
+    fn name(&self) -> String {
+        self.file.name.clone()
+    }
+
+    fn decide(&self, ex: &Example) -> Result<Decision> {
+        Ok(self.decide_features(ex, &Features::of(&self.rules, ex)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_lowercase_collapse_digits_and_split_symbols() {
+        assert_eq!(
+            tokens("Solve 2x + 13 = 3.14, Déjà vu!"),
+            [
+                "solve", "0x", "+", "0", "=", "0", ".", "0", ",", "déjà", "vu", "!"
+            ]
+        );
+        assert!(tokens("  \n ").is_empty());
+    }
+
+    #[test]
+    fn buckets_are_fnv1a_of_the_ngram() {
+        // FNV-1a 64 of "a" is 0xaf63dc4c8601ec8c (the published test vector).
+        assert_eq!(
+            bucket(&["a"]),
+            (0xaf63_dc4c_8601_ec8c_u64 % BUCKETS as u64) as u32
+        );
+        // A bigram hashes as its two tokens joined by a space.
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for b in "x y".bytes() {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+        assert_eq!(bucket(&["x", "y"]), (h % BUCKETS as u64) as u32);
+    }
+
+    #[test]
+    fn sides_are_l2_normalised_log_counts() {
+        let mut counts = BTreeMap::new();
+        count_ngrams("b b", &mut counts);
+        // Unigram "b" twice, bigram "b b" once.
+        let v = normalise(counts);
+        assert_eq!(v.len(), 2);
+        let (x, y) = (2f32.ln_1p(), 1f32.ln_1p());
+        let norm = (x * x + y * y).sqrt();
+        let got: BTreeMap<u32, f32> = v.into_iter().collect();
+        assert!((got[&bucket(&["b"])] - x / norm).abs() < 1e-6);
+        assert!((got[&bucket(&["b", "b"])] - y / norm).abs() < 1e-6);
+    }
+
+    #[test]
+    fn fit_separates_a_separable_problem_and_is_deterministic() {
+        // One-dimensional points: positives at +1.., negatives at -1..; linear kernel.
+        let x: Vec<f32> = vec![1.0, 2.0, 1.5, -1.0, -2.0, -0.5, -1.5, -3.0];
+        let y: Vec<bool> = x.iter().map(|v| *v > 0.0).collect();
+        let n = x.len();
+        let gram: Vec<f32> = (0..n * n).map(|k| x[k / n] * x[k % n]).collect();
+        let a = fit(&gram, &y, 1e-3);
+        let b = fit(&gram, &y, 1e-3);
+        assert_eq!(a.alpha, b.alpha);
+        assert_eq!(a.bias, b.bias);
+        let w: f64 = a.alpha.iter().zip(&x).map(|(a, x)| f64::from(a * x)).sum();
+        assert!(w > 0.0);
+        for (xi, yi) in x.iter().zip(&y) {
+            let p = sigmoid(w * f64::from(*xi) + a.bias);
+            assert_eq!(p >= 0.5, *yi, "x = {xi}: p = {p}");
+        }
+        // One class only: a constant model that predicts it.
+        let c = fit(&gram, &[false; 8], 1e-3);
+        assert!(sigmoid(c.bias) < 1e-3 && c.alpha.iter().all(|a| *a == 0.0));
+    }
+
+    #[test]
+    fn folds_are_stratified_and_seeded() {
+        let y: Vec<bool> = (0..50).map(|i| i % 5 == 0).collect();
+        let f = folds(&y, 5, 1);
+        for k in 0..5 {
+            let pos = (0..50).filter(|&i| f[i] == k && y[i]).count();
+            let all = (0..50).filter(|&i| f[i] == k).count();
+            assert_eq!((pos, all), (2, 10));
+        }
+        assert_eq!(f, folds(&y, 5, 1));
+        assert_ne!(f, folds(&y, 5, 2));
+    }
+
+    #[test]
+    fn precision_recall_f1() {
+        let [p, r, f] = prf([(true, true), (true, false), (false, true), (true, true)].into_iter());
+        assert!((p - 2.0 / 3.0).abs() < 1e-12 && (r - 2.0 / 3.0).abs() < 1e-12);
+        assert!((f - 2.0 / 3.0).abs() < 1e-12);
+        assert_eq!(prf([(false, false)].into_iter()), [0.0, 0.0, 0.0]);
+    }
+
+    #[test]
+    fn modes_combine_rules_and_model() {
+        assert!(Mode::RulesOrModel.verdict(true, 0.1, 0.5));
+        assert!(Mode::RulesOrModel.verdict(false, 0.6, 0.5));
+        assert!(!Mode::RulesAndModel.verdict(true, 0.4, 0.5));
+        assert!(Mode::RulesAndModel.verdict(true, 0.5, 0.5));
+        assert!(!Mode::Model.verdict(true, 0.2, 0.5));
+        assert!(Mode::Rules.verdict(true, 0.0, 0.5));
+    }
+
+    #[test]
+    fn label_files_are_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("l.tsv");
+        std::fs::write(&p, "# c\n# section s1\na\t1\t0\n# section s2\nb\t0\t1\n").unwrap();
+        let l = read_labels(&p).unwrap();
+        assert_eq!(l.len(), 2);
+        assert_eq!(
+            (l[0].code, l[0].math, l[0].section.as_str()),
+            (true, false, "s1")
+        );
+        assert_eq!(
+            (l[1].code, l[1].math, l[1].section.as_str()),
+            (false, true, "s2")
+        );
+        for (text, want) in [
+            ("a\t1\n", "line 1"),
+            ("a\t1\t2\n", "math: expected 0 or 1"),
+            ("a\t1\t0\na\t0\t0\n", "duplicate id"),
+            ("# only comments\n", "no labels"),
+        ] {
+            std::fs::write(&p, text).unwrap();
+            let e = read_labels(&p).unwrap_err().to_string();
+            assert!(e.contains(want), "{text:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn the_shipped_file_parses_and_bad_files_are_refused() {
+        let d = LearnedDetector::shipped().unwrap();
+        assert_eq!(d.name(), "learned-v3");
+        let text = d.file().to_text().unwrap();
+        assert_eq!(DetectorFile::parse(&text, "x").unwrap(), *d.file());
+        let bad = SHIPPED.replacen("\"feature_version\": 1", "\"feature_version\": 99", 1);
+        let e = DetectorFile::parse(&bad, "f.json").unwrap_err().to_string();
+        assert!(
+            e.contains("f.json") && e.contains("feature version 99"),
+            "{e}"
+        );
+        assert!(DetectorFile::parse("{}", "f.json").is_err());
+    }
+}
