@@ -58,16 +58,28 @@ fn tensors<B: burn::tensor::backend::Backend>(out: &ForwardOutput<B>) -> Vec<Hos
 }
 
 /// A right-padded batch through the packed fast path equals the generic path at every real
-/// position (hidden states, final norm, logits); padded positions are zeros.
+/// position (hidden states, final norm, logits); padded positions are zeros. Both as loaded
+/// (`gemm`) and prepared (weights packed for the AVX-512 kernel; tiny-qwen2 has q/k/v biases).
 #[test]
 fn packed_forward_matches_the_generic_path() {
     let shared = require_shared!();
-    for name in ["tiny-llama", "tiny-qwen2"] {
+    for (name, prepared) in [
+        ("tiny-llama", false),
+        ("tiny-qwen2", false),
+        ("tiny-llama", true),
+        ("tiny-qwen2", true),
+    ] {
         let (fast, generic) = load(&shared.join("fixtures").join(name));
         let seqs = sequences(fast.config().vocab_size as u32);
         let batch = TokenBatch::new(&seqs, 3).unwrap();
         let t = batch.seq_len();
-        let ours = tensors(&fast.forward(&batch, &ForwardOptions::everything()).unwrap());
+        let opts = ForwardOptions::everything();
+        let ours = tensors(&if prepared {
+            fast.prepare().forward(&batch, &opts).unwrap()
+        } else {
+            fast.forward(&batch, &opts).unwrap()
+        });
+        let name = format!("{name} prepared {prepared}");
         let want = tensors(
             &generic
                 .forward(&batch, &ForwardOptions::everything())
@@ -152,11 +164,31 @@ fn pooled_hidden_states_equal_pooling_the_generic_hidden_states() {
 }
 
 /// The packed fast path gives the same bits whatever the thread count and whichever sequences
-/// share the batch.
+/// share the batch, as loaded and prepared.
 #[test]
 fn fast_path_ignores_thread_count_and_batch_mates() {
     let shared = require_shared!();
     let (fast, _) = load(&shared.join("fixtures").join("tiny-qwen2"));
+    let prepared = fast.prepare();
+    for use_prepared in [false, true] {
+        let pool = |seqs: &[Vec<u32>], layers: &[usize], w: &[Vec<f32>]| {
+            if use_prepared {
+                prepared.pooled_hidden_states(seqs, layers, w).unwrap()
+            } else {
+                fast.pooled_hidden_states(seqs, layers, w).unwrap()
+            }
+        };
+        same_bits_across_threads_and_batches(&fast, &pool, use_prepared);
+    }
+}
+
+/// The determinism check of [`fast_path_ignores_thread_count_and_batch_mates`] on one way of
+/// pooling.
+fn same_bits_across_threads_and_batches(
+    fast: &Llama<CpuBackend>,
+    pool: &(dyn Fn(&[Vec<u32>], &[usize], &[Vec<f32>]) -> Vec<Vec<f32>> + Sync),
+    prepared: bool,
+) {
     let seqs = sequences(fast.config().vocab_size as u32);
     let layers: Vec<usize> = (0..=fast.config().num_hidden_layers).collect();
     let mean = |seqs: &[Vec<u32>]| -> Vec<Vec<f32>> {
@@ -169,14 +201,11 @@ fn fast_path_ignores_thread_count_and_batch_mates() {
             .num_threads(threads)
             .build()
             .unwrap()
-            .install(|| {
-                fast.pooled_hidden_states(seqs, &layers, &mean(seqs))
-                    .unwrap()
-            })
+            .install(|| pool(seqs, &layers, &mean(seqs)))
     };
     let one = run(1, &seqs);
-    assert_eq!(run(2, &seqs), one, "2 threads");
-    assert_eq!(run(3, &seqs), one, "3 threads");
+    assert_eq!(run(2, &seqs), one, "prepared {prepared}: 2 threads");
+    assert_eq!(run(3, &seqs), one, "prepared {prepared}: 3 threads");
     let d = fast.config().hidden_size;
     for (s, seq) in seqs.iter().enumerate() {
         let alone = run(2, std::slice::from_ref(seq));
@@ -184,13 +213,13 @@ fn fast_path_ignores_thread_count_and_batch_mates() {
             assert_eq!(
                 rows[..],
                 one[slot][s * d..(s + 1) * d],
-                "sequence {s} alone, layer slot {slot}"
+                "prepared {prepared}: sequence {s} alone, layer slot {slot}"
             );
         }
     }
 }
 
-/// Bad pooling requests are errors naming what is wrong.
+/// Bad pooling and forward requests are errors naming what is wrong (prepared or not).
 #[test]
 fn pooled_hidden_states_reject_bad_requests() {
     let shared = require_shared!();
@@ -205,5 +234,21 @@ fn pooled_hidden_states_reject_bad_requests() {
     let e = err(fast.pooled_hidden_states(&seqs, &[0], &[]));
     assert!(e.contains("0 weight rows for 1 sequences"), "{e}");
     let e = err(fast.pooled_hidden_states(&[vec![5, 100_000]], &[0], &[vec![1.0; 2]]));
+    assert!(e.contains("outside the vocabulary"), "{e}");
+    let prepared = fast.prepare();
+    let e = err(prepared.pooled_hidden_states(&seqs, &[0], &[vec![1.0; 2]]));
+    assert!(e.contains("3 tokens and 2 weights"), "{e}");
+    let opts = ForwardOptions {
+        hidden: HiddenSelect::Layers(vec![n_layers + 1]),
+        ..Default::default()
+    };
+    let batch = TokenBatch::new(&seqs, 0).unwrap();
+    let e = prepared.forward(&batch, &opts).unwrap_err().to_string();
+    assert!(e.contains("out of range"), "{e}");
+    let batch = TokenBatch::new(&[vec![5, 100_000]], 0).unwrap();
+    let e = prepared
+        .forward(&batch, &ForwardOptions::default())
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("outside the vocabulary"), "{e}");
 }

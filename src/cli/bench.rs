@@ -17,7 +17,8 @@ use std::time::Instant;
 
 #[derive(clap::Subcommand)]
 pub enum BenchCmd {
-    /// Forward passes returning every hidden state (and the final norm) over the prompts.
+    /// Forward passes returning every hidden state (and the final norm) over the prompts, on
+    /// weights packed once (`Llama::prepare`; the packing time is counted).
     Forward(ForwardArgs),
     /// Greedy generation of a fixed number of new tokens per prompt (no stop token).
     Generate(GenerateArgs),
@@ -52,6 +53,10 @@ pub struct PromptArgs {
 pub struct ForwardArgs {
     #[command(flatten)]
     pub prompts: PromptArgs,
+    /// Call `Llama::forward` on the weights as loaded instead of packing them once first
+    /// (`Llama::prepare`), to measure what packing gains.
+    #[arg(long)]
+    pub unprepared: bool,
 }
 
 #[derive(clap::Args)]
@@ -93,7 +98,7 @@ pub fn run(cmd: BenchCmd) -> anyhow::Result<()> {
         .build()
         .context("starting the thread pool")?;
     let line = pool.install(|| match cmd {
-        BenchCmd::Forward(a) => forward(&a.prompts),
+        BenchCmd::Forward(a) => forward(&a.prompts, a.unprepared),
         BenchCmd::Generate(a) => generation(&a.prompts, a.max_new_tokens),
         BenchCmd::Train(a) => train(&a),
     })?;
@@ -166,7 +171,7 @@ fn read_prompts(path: &Path, limit: usize) -> anyhow::Result<Vec<String>> {
     Ok(out)
 }
 
-fn forward(a: &PromptArgs) -> anyhow::Result<serde_json::Value> {
+fn forward(a: &PromptArgs, unprepared: bool) -> anyhow::Result<serde_json::Value> {
     let (model, calls) = setup(a)?;
     let opts = ForwardOptions {
         hidden: HiddenSelect::All,
@@ -174,18 +179,30 @@ fn forward(a: &PromptArgs) -> anyhow::Result<serde_json::Value> {
         ..Default::default()
     };
     let pad = 0;
+    // Packing the weights once is part of the timed work.
+    let t0 = Instant::now();
+    let prepared = (!unprepared).then(|| model.prepare());
+    let prepare_seconds = t0.elapsed().as_secs_f64();
+    let run = |seqs: &[Vec<u32>]| -> anyhow::Result<_> {
+        let batch = TokenBatch::new(seqs, pad)?;
+        Ok(match &prepared {
+            Some(p) => p.forward(&batch, &opts)?,
+            None => model.forward(&batch, &opts)?,
+        })
+    };
     // Warm-up (allocator, thread pool) on the first call.
-    model.forward(&TokenBatch::new(&calls[0], pad)?, &opts)?;
+    run(&calls[0])?;
     let t0 = Instant::now();
     let mut tokens = 0;
     for seqs in &calls {
-        let out = model.forward(&TokenBatch::new(seqs, pad)?, &opts)?;
+        let out = run(seqs)?;
         std::hint::black_box(out);
         tokens += seqs.iter().map(Vec::len).sum::<usize>();
     }
-    let seconds = t0.elapsed().as_secs_f64();
+    let seconds = t0.elapsed().as_secs_f64() + prepare_seconds;
     Ok(json!({
         "impl": "mixprobe", "bench": "forward", "batch": a.batch,
+        "prepared": !unprepared, "prepare_seconds": prepare_seconds,
         "sequences": calls.iter().map(Vec::len).sum::<usize>(), "tokens": tokens,
         "seconds": seconds, "tokens_per_s": tokens as f64 / seconds,
         "threads": rayon::current_num_threads(), "peak_rss_mib": peak_rss_mib(),

@@ -20,10 +20,21 @@
 //! count or on which other sequences share the batch. Buffers are allocated once per call and
 //! reused by every layer. Incremental decoding (one new token per sequence) keeps one growing
 //! KV cache per sequence and uses `gemm`'s own threading.
+//!
+//! [`Llama::prepare`] packs the linear weights once into the column panels of our own AVX-512
+//! kernel (`model::packed`): the returned [`PreparedLlama`] runs the same forward pass and
+//! pooling with every linear layer and the causal attention on that kernel: no per-call operand
+//! packing, which dominates `gemm` on short sequences (one-by-one forward); on long batches
+//! `gemm` stays as fast or faster (BENCHMARKS.md), so probe extraction does not prepare.
+//! Prepared results are as deterministic (the same bits across thread counts and batch mates)
+//! and differ from the unprepared ones only by rounding.
 use super::config::LlamaConfig;
 use super::host::HostTensor;
 use super::kernels::{dot, matmul};
-use super::llama::{ForwardOutput, HiddenSelect, Llama, LogitRows};
+use super::llama::{
+    ForwardOptions, ForwardOutput, HiddenSelect, Llama, LogitRows, LogitsSelect, TokenBatch,
+};
+use super::packed::{self, PackedLinear, Weights, softmax_scaled};
 use crate::error::{Error, Result};
 use burn::module::Param;
 use burn::tensor::{Tensor, TensorData, TensorPrimitive, backend::Backend};
@@ -160,31 +171,47 @@ fn gemm_st(dst: &mut [f32], dst_rs: usize, a: Mat<'_>, b: Mat<'_>) {
     }
 }
 
-/// `x W (+ b)` with `W` stored `[in, out]`.
+/// `x W (+ b)` with `W` stored `[in, out]`, optionally packed in column panels.
 struct Linear {
     w: Weight,
+    packed: Option<PackedLinear>,
     b: Option<Weight>,
     inp: usize,
     out: usize,
 }
 
 impl Linear {
-    fn of(p: &super::llama::Proj<Cpu>) -> Linear {
+    /// The projection's weight as stored, plus a packed copy when `pack` (and the packed
+    /// kernel runs on this CPU).
+    fn of(p: &super::llama::Proj<Cpu>, pack: bool) -> Linear {
         let [inp, out] = p.weight.val().dims();
+        let w = Weight::of(&p.weight);
+        let packed = (pack && packed::has_avx512()).then(|| PackedLinear::new(w.get(), inp, out));
         Linear {
-            w: Weight::of(&p.weight),
+            w,
+            packed,
             b: p.bias.as_ref().map(Weight::of),
             inp,
             out,
         }
     }
 
-    /// `[n, in]` → `[n, out]` (threads from `gemm`).
+    /// `[n, in]` → `[n, out]` (threads from `gemm` without a packed copy: decoding).
     fn apply(&self, x: &[f32], n: usize) -> Vec<f32> {
         let mut y = vec![0f32; n * self.out];
-        matmul(&mut y, x, self.w.get(), n, self.inp, self.out, false);
-        self.add_bias(&mut y);
+        match &self.packed {
+            Some(p) => packed::linear(&mut y, x, Weights::packed(p), self.bias()),
+            None => {
+                matmul(&mut y, x, self.w.get(), n, self.inp, self.out, false);
+                self.add_bias(&mut y);
+            }
+        }
         y
+    }
+
+    /// The bias, if any.
+    fn bias(&self) -> Option<&[f32]> {
+        self.b.as_ref().map(Weight::get)
     }
 
     /// `dst = x W (+ b)` for `x` `[rows, in]` on the calling thread.
@@ -198,10 +225,14 @@ impl Linear {
         );
         self.add_bias(dst);
     }
-
     /// `dst = x W (+ b)` for `x` `[rows, in]`, the output columns split among the worker
-    /// threads (each thread runs one single-threaded product over every row).
+    /// threads: on the packed copy, the AVX-512 kernel (`packed::linear`); otherwise each thread
+    /// runs one single-threaded `gemm` over every row (the packed kernel reading the weight
+    /// where it is stored would be slower than `gemm`, which copies its operands sequentially).
     fn apply_cols(&self, dst: &mut [f32], x: &[f32]) {
+        if let Some(p) = &self.packed {
+            return packed::linear(dst, x, Weights::packed(p), self.bias());
+        }
         let (k, n) = (self.inp, self.out);
         let rows = x.len() / k;
         let parts = rayon::current_num_threads().min(n / 32).max(1);
@@ -277,7 +308,8 @@ struct Layer {
     down: Linear,
 }
 
-/// The weights of a [`Cpu`] model, borrowed (shared) from its tensors.
+/// The weights of a [`Cpu`] model, borrowed (shared) from its tensors, with the linear layers
+/// optionally packed.
 pub(crate) struct CpuLlama {
     cfg: LlamaConfig,
     embed: Weight,
@@ -285,6 +317,9 @@ pub(crate) struct CpuLlama {
     norm: Weight,
     /// `None` when tied to the embedding.
     head: Option<Linear>,
+    /// Whether the linear layers are packed: then attention runs on the AVX-512 kernel too
+    /// (`packed::causal_attention`), otherwise on `gemm`.
+    packed: bool,
 }
 
 /// Keys and values of one sequence, per layer (`[len, kv_heads · head_dim]` row-major each).
@@ -382,7 +417,8 @@ fn block_rows(m: usize) -> usize {
 }
 
 impl CpuLlama {
-    pub(crate) fn new(m: &Llama<Cpu>) -> CpuLlama {
+    /// The model's weights; with `pack`, every linear layer also gets a packed copy.
+    pub(crate) fn new(m: &Llama<Cpu>, pack: bool) -> CpuLlama {
         CpuLlama {
             cfg: m.config().clone(),
             embed: Weight::of(&m.embed_tokens),
@@ -391,19 +427,36 @@ impl CpuLlama {
                 .iter()
                 .map(|l| Layer {
                     ln1: Weight::of(&l.input_layernorm),
-                    q: Linear::of(&l.q_proj),
-                    k: Linear::of(&l.k_proj),
-                    v: Linear::of(&l.v_proj),
-                    o: Linear::of(&l.o_proj),
+                    q: Linear::of(&l.q_proj, pack),
+                    k: Linear::of(&l.k_proj, pack),
+                    v: Linear::of(&l.v_proj, pack),
+                    o: Linear::of(&l.o_proj, pack),
                     ln2: Weight::of(&l.post_attention_layernorm),
-                    gate: Linear::of(&l.gate_proj),
-                    up: Linear::of(&l.up_proj),
-                    down: Linear::of(&l.down_proj),
+                    gate: Linear::of(&l.gate_proj, pack),
+                    up: Linear::of(&l.up_proj, pack),
+                    down: Linear::of(&l.down_proj, pack),
                 })
                 .collect(),
             norm: Weight::of(&m.norm),
-            head: m.lm_head.as_ref().map(Linear::of),
+            head: m.lm_head.as_ref().map(|h| Linear::of(h, pack)),
+            packed: pack && packed::has_avx512(),
         }
+    }
+
+    /// Bytes of the packed copies.
+    fn packed_bytes(&self) -> usize {
+        let linear = |l: &Linear| l.packed.as_ref().map_or(0, PackedLinear::bytes);
+        let layers: usize = self
+            .layers
+            .iter()
+            .map(|l| {
+                [&l.q, &l.k, &l.v, &l.o, &l.gate, &l.up, &l.down]
+                    .map(linear)
+                    .iter()
+                    .sum::<usize>()
+            })
+            .sum();
+        layers + self.head.as_ref().map_or(0, linear)
     }
 
     /// Token embeddings `[ids.len(), d]`.
@@ -528,7 +581,16 @@ impl CpuLlama {
         let (q, k, v) = (&ws.q[..], &ws.k[..], &ws.v[..]);
         let groups = heads / kv_heads;
         tasks.into_par_iter().for_each(|(h, rows, out)| {
-            attend(q, k, v, (qd, kvd, hd), h, h / groups, rows, out);
+            attend(
+                q,
+                k,
+                v,
+                (qd, kvd, hd),
+                (h, h / groups),
+                rows,
+                out,
+                self.packed,
+            );
         });
 
         // Head-major → row-major, then output projection, norm and MLP.
@@ -605,20 +667,34 @@ impl CpuLlama {
 
 /// Causal attention of one head over one sequence: `q`, `k`, `v` are the packed `[rows, qd]` /
 /// `[rows, kvd]` projections, `rows` the sequence's rows, `out` its `[len, head_dim]` output for
-/// query head `h` (key/value head `kvh`).
+/// query head `h` (key/value head `kvh`). With `kernel`, on the AVX-512 kernel when the CPU has
+/// it, else two `gemm` products.
 #[allow(clippy::too_many_arguments)]
 fn attend(
     q: &[f32],
     k: &[f32],
     v: &[f32],
     (qd, kvd, hd): (usize, usize, usize),
-    h: usize,
-    kvh: usize,
+    (h, kvh): (usize, usize),
     rows: std::ops::Range<usize>,
     out: &mut [f32],
+    kernel: bool,
 ) {
     let (start, len) = (rows.start, rows.len());
     let scale = (1.0 / (hd as f64).sqrt()) as f32;
+    let (q0, kv0) = (start * qd + h * hd, start * kvd + kvh * hd);
+    if kernel
+        && packed::causal_attention(
+            (&q[q0..], qd),
+            (&k[kv0..], &v[kv0..], kvd),
+            len,
+            hd,
+            scale,
+            out,
+        )
+    {
+        return;
+    }
     let mut scores = vec![0f32; len * len];
     let qm = Mat {
         data: &q[start * qd + h * hd..],
@@ -648,23 +724,6 @@ fn attend(
         cs: 1,
     };
     gemm_st(out, hd, Mat::dense(&scores, len, len), vm);
-}
-
-/// `x ← softmax(x · scale)` in place.
-fn softmax_scaled(x: &mut [f32], scale: f32) {
-    let mut max = f32::NEG_INFINITY;
-    for s in x.iter_mut() {
-        *s *= scale;
-        max = max.max(*s);
-    }
-    let mut sum = 0f32;
-    for s in x.iter_mut() {
-        *s = (*s - max).exp();
-        sum += *s;
-    }
-    for s in x.iter_mut() {
-        *s /= sum;
-    }
 }
 
 /// The sequences of a right-padded batch (`ids` `[batch, t]`), packed.
@@ -701,10 +760,23 @@ pub(crate) fn forward(
     final_norm: bool,
     logits: LogitRows,
 ) -> ForwardOutput<Cpu> {
-    let w = CpuLlama::new(m);
+    let w = CpuLlama::new(m, false);
+    let shape = (batch, t, lengths);
+    forward_on(&w, &m.device(), ids, shape, hidden, final_norm, logits)
+}
+
+/// [`forward`] on prepared weights; `shape` is (batch, padded length, lengths).
+fn forward_on(
+    w: &CpuLlama,
+    device: &burn_ndarray::NdArrayDevice,
+    ids: &[u32],
+    (batch, t, lengths): (usize, usize, &[usize]),
+    hidden: &HiddenSelect,
+    final_norm: bool,
+    logits: LogitRows,
+) -> ForwardOutput<Cpu> {
     let cfg = &w.cfg;
     let d = cfg.hidden_size;
-    let device = m.device();
     let n_layers = w.layers.len();
     let wanted = |i: usize| match hidden {
         HiddenSelect::None => false,
@@ -719,7 +791,7 @@ pub(crate) fn forward(
         HiddenSelect::Layers(idx) => idx.iter().copied().max().unwrap_or(0),
     };
     let to_tensor = |data: Vec<f32>, rows: usize, width: usize| -> Tensor<Cpu, 3> {
-        Tensor::from_data(TensorData::new(data, [batch, rows, width]), &device)
+        Tensor::from_data(TensorData::new(data, [batch, rows, width]), device)
     };
     let mut out = ForwardOutput {
         hidden: Vec::new(),
@@ -787,52 +859,141 @@ impl Llama<Cpu> {
         layers: &[usize],
         weights: &[Vec<f32>],
     ) -> Result<Vec<Vec<f32>>> {
-        let n_layers = self.config().num_hidden_layers;
-        if let Some(bad) = layers.iter().find(|&&l| l > n_layers) {
-            return Err(Error::invalid(
-                "hidden layer",
-                format!("{bad} is out of range; this model has hidden states 0..={n_layers}"),
-            ));
+        check_pooling(self, seqs, layers, weights)?;
+        Ok(pool(&CpuLlama::new(self, false), seqs, layers, weights))
+    }
+
+    /// This model prepared for repeated inference on the CPU fast path: every linear layer's
+    /// weight packed once into the AVX-512 kernel's column panels (a copy the size of the
+    /// linear weights; without AVX-512 nothing is packed). Keep it across calls: packing costs
+    /// a pass over the weights.
+    pub fn prepare(&self) -> PreparedLlama<'_> {
+        PreparedLlama {
+            model: self,
+            w: CpuLlama::new(self, true),
         }
-        if weights.len() != seqs.len() {
+    }
+}
+
+/// Errors unless `layers`, `weights` and `seqs` make a valid pooling request for `m`.
+fn check_pooling(
+    m: &Llama<Cpu>,
+    seqs: &[Vec<u32>],
+    layers: &[usize],
+    weights: &[Vec<f32>],
+) -> Result<()> {
+    let n_layers = m.config().num_hidden_layers;
+    if let Some(bad) = layers.iter().find(|&&l| l > n_layers) {
+        return Err(Error::invalid(
+            "hidden layer",
+            format!("{bad} is out of range; this model has hidden states 0..={n_layers}"),
+        ));
+    }
+    if weights.len() != seqs.len() {
+        return Err(Error::invalid(
+            "pooling weights",
+            format!("{} weight rows for {} sequences", weights.len(), seqs.len()),
+        ));
+    }
+    for (i, (s, wt)) in seqs.iter().zip(weights).enumerate() {
+        if s.is_empty() || wt.len() != s.len() {
             return Err(Error::invalid(
                 "pooling weights",
-                format!("{} weight rows for {} sequences", weights.len(), seqs.len()),
+                format!(
+                    "sequence {i} has {} tokens and {} weights (needs at least one token \
+                         and one weight per token)",
+                    s.len(),
+                    wt.len()
+                ),
             ));
         }
-        for (i, (s, wt)) in seqs.iter().zip(weights).enumerate() {
-            if s.is_empty() || wt.len() != s.len() {
-                return Err(Error::invalid(
-                    "pooling weights",
-                    format!(
-                        "sequence {i} has {} tokens and {} weights (needs at least one token \
-                         and one weight per token)",
-                        s.len(),
-                        wt.len()
-                    ),
-                ));
-            }
-            self.check_ids(s)?;
-        }
-        let w = CpuLlama::new(self);
-        let d = w.cfg.hidden_size;
-        let p = Packed::new(seqs.iter().map(Vec::as_slice));
-        let mut pooled = vec![vec![0f32; seqs.len() * d]; layers.len()];
-        let upto = layers.iter().copied().max().unwrap_or(0);
-        w.run_packed(&p, upto, None, |i, x| {
-            for (slot, _) in layers.iter().enumerate().filter(|&(_, &l)| l == i) {
-                for (s, (row, wt)) in pooled[slot].chunks_mut(d).zip(weights).enumerate() {
-                    for (r, &c) in p.range(s).zip(wt) {
-                        if c != 0.0 {
-                            for (a, &b) in row.iter_mut().zip(&x[r * d..(r + 1) * d]) {
-                                *a += c * b;
-                            }
+        m.check_ids(s)?;
+    }
+    Ok(())
+}
+
+/// [`Llama::pooled_hidden_states`] on `w` (request already checked).
+fn pool(w: &CpuLlama, seqs: &[Vec<u32>], layers: &[usize], weights: &[Vec<f32>]) -> Vec<Vec<f32>> {
+    let d = w.cfg.hidden_size;
+    let p = Packed::new(seqs.iter().map(Vec::as_slice));
+    let mut pooled = vec![vec![0f32; seqs.len() * d]; layers.len()];
+    let upto = layers.iter().copied().max().unwrap_or(0);
+    w.run_packed(&p, upto, None, |i, x| {
+        for (slot, _) in layers.iter().enumerate().filter(|&(_, &l)| l == i) {
+            for (s, (row, wt)) in pooled[slot].chunks_mut(d).zip(weights).enumerate() {
+                for (r, &c) in p.range(s).zip(wt) {
+                    if c != 0.0 {
+                        for (a, &b) in row.iter_mut().zip(&x[r * d..(r + 1) * d]) {
+                            *a += c * b;
                         }
                     }
                 }
             }
-        });
-        Ok(pooled)
+        }
+    });
+    pooled
+}
+
+/// A [`Llama`] on [`Cpu`] prepared for repeated inference ([`Llama::prepare`]): the fast path
+/// on weights packed once. It computes exactly what the unprepared calls compute (the same
+/// bits: the kernel reads packed and stored weights in the same order).
+pub struct PreparedLlama<'m> {
+    model: &'m Llama<Cpu>,
+    w: CpuLlama,
+}
+
+impl PreparedLlama<'_> {
+    /// The model it was prepared from.
+    pub fn model(&self) -> &Llama<Cpu> {
+        self.model
+    }
+
+    /// Bytes of the packed weights held besides the model's own.
+    pub fn packed_bytes(&self) -> usize {
+        self.w.packed_bytes()
+    }
+
+    /// [`Llama::forward`] on the packed weights (the same checks and outputs).
+    pub fn forward(&self, batch: &TokenBatch, opts: &ForwardOptions) -> Result<ForwardOutput<Cpu>> {
+        let m = self.model;
+        m.check_ids(batch.ids())?;
+        let l = m.config().num_hidden_layers;
+        if let HiddenSelect::Layers(idx) = &opts.hidden
+            && let Some(bad) = idx.iter().find(|&&i| i > l)
+        {
+            return Err(Error::invalid(
+                "hidden layer",
+                format!("{bad} is out of range; this model has hidden states 0..={l}"),
+            ));
+        }
+        let logits = match opts.logits {
+            LogitsSelect::None => LogitRows::None,
+            LogitsSelect::All => LogitRows::All,
+            LogitsSelect::Last => {
+                LogitRows::Positions(batch.lengths().iter().map(|l| l - 1).collect())
+            }
+        };
+        let shape = (batch.batch_size(), batch.seq_len(), batch.lengths());
+        Ok(forward_on(
+            &self.w,
+            &m.device(),
+            batch.ids(),
+            shape,
+            &opts.hidden,
+            opts.final_norm,
+            logits,
+        ))
+    }
+
+    /// [`Llama::pooled_hidden_states`] on the packed weights (the same checks and result).
+    pub fn pooled_hidden_states(
+        &self,
+        seqs: &[Vec<u32>],
+        layers: &[usize],
+        weights: &[Vec<f32>],
+    ) -> Result<Vec<Vec<f32>>> {
+        check_pooling(self.model, seqs, layers, weights)?;
+        Ok(pool(&self.w, seqs, layers, weights))
     }
 }
 
@@ -846,7 +1007,7 @@ impl Decoder {
     /// Run the prompts (packed, no padding) and return each one's last-position logits
     /// `[B · vocab]`.
     pub(crate) fn prefill(m: &Llama<Cpu>, prompts: &[Vec<u32>]) -> (Decoder, Vec<f32>) {
-        let w = CpuLlama::new(m);
+        let w = CpuLlama::new(m, false);
         let d = w.cfg.hidden_size;
         let p = Packed::new(prompts.iter().map(Vec::as_slice));
         let mut caches: Vec<SeqCache> = (0..prompts.len())

@@ -11,10 +11,12 @@ pub mod generate;
 pub mod host;
 pub(crate) mod kernels;
 pub mod llama;
+mod packed;
 pub mod precision;
 
 pub use checkpoint::{LoadedModel, load_hf_dir, save_hf_dir};
 pub use config::{Arch, LlamaConfig, Preset};
+pub use fast::PreparedLlama;
 pub use generate::{GenerateConfig, generate};
 pub use host::HostTensor;
 pub use llama::{
