@@ -4,40 +4,14 @@ mod common;
 use mixprobe::model::checkpoint::read_tensors;
 use mixprobe::model::{CpuBackend, Llama, LlamaConfig, Preset, save_hf_dir};
 use predicates::prelude::*;
-use safetensors::tensor::{Dtype, SafeTensors};
+use safetensors::tensor::SafeTensors;
 use std::collections::HashMap;
-use std::path::Path;
-
-/// Reference tensors as f32 (input ids converted).
-fn reference(path: &Path) -> HashMap<String, (Vec<usize>, Vec<f32>)> {
-    let bytes = std::fs::read(path).unwrap();
-    let st = SafeTensors::deserialize(&bytes).unwrap();
-    st.tensors()
-        .into_iter()
-        .map(|(n, v)| {
-            let data = match v.dtype() {
-                Dtype::F32 => v
-                    .data()
-                    .chunks_exact(4)
-                    .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
-                    .collect(),
-                Dtype::I64 => v
-                    .data()
-                    .chunks_exact(8)
-                    .map(|c| i64::from_le_bytes(c.try_into().unwrap()) as f32)
-                    .collect(),
-                d => panic!("unexpected dtype {d:?}"),
-            };
-            (n, (v.shape().to_vec(), data))
-        })
-        .collect()
-}
 
 #[test]
 fn forward_writes_reference_tensors() {
     let shared = require_shared!();
     let dir = shared.join("fixtures/tiny-llama");
-    let refs = reference(&dir.join("reference.safetensors"));
+    let refs = common::read_reference(&dir.join("reference.safetensors"));
     let (shape, ids) = &refs["input_ids"];
     let t = shape[1];
     let first_row: Vec<String> = ids[..t].iter().map(|&x| (x as i64).to_string()).collect();

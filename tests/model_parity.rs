@@ -6,56 +6,12 @@ use mixprobe::model::{
     CpuAutodiff, CpuBackend, ForwardOptions, HiddenSelect, HostTensor, LogitsSelect, TokenBatch,
     causal_lm_loss, load_hf_dir,
 };
-use safetensors::tensor::{Dtype, SafeTensors};
 use std::collections::HashMap;
-use std::path::Path;
-
-/// Every tensor of a reference file as (shape, f32 values); I64 tensors are converted.
-fn read_reference(path: &Path) -> HashMap<String, (Vec<usize>, Vec<f32>)> {
-    let bytes = std::fs::read(path).unwrap();
-    let st = SafeTensors::deserialize(&bytes).unwrap();
-    st.tensors()
-        .into_iter()
-        .map(|(name, v)| {
-            let data = match v.dtype() {
-                Dtype::F32 => v
-                    .data()
-                    .chunks_exact(4)
-                    .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
-                    .collect(),
-                Dtype::I64 => v
-                    .data()
-                    .chunks_exact(8)
-                    .map(|c| i64::from_le_bytes(c.try_into().unwrap()) as f32)
-                    .collect(),
-                d => panic!("unexpected dtype {d:?}"),
-            };
-            (name, (v.shape().to_vec(), data))
-        })
-        .collect()
-}
-
-fn max_diff(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len(), "length mismatch");
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f32::max)
-}
 
 fn assert_close(what: &str, ours: &HostTensor, reference: &(Vec<usize>, Vec<f32>), tol: f32) {
     assert_eq!(ours.shape, reference.0, "{what}: shape");
-    let d = max_diff(&ours.data, &reference.1);
+    let d = common::max_diff(&ours.data, &reference.1);
     assert!(d <= tol, "{what}: max abs diff {d} > {tol}");
-}
-
-fn fixture_batch(reference: &HashMap<String, (Vec<usize>, Vec<f32>)>) -> TokenBatch {
-    let (shape, ids) = &reference["input_ids"];
-    let rows: Vec<Vec<u32>> = ids
-        .chunks(shape[1])
-        .map(|r| r.iter().map(|&x| x as u32).collect())
-        .collect();
-    TokenBatch::new(&rows, 0).unwrap()
 }
 
 fn check_fixture(name: &str) {
@@ -64,11 +20,11 @@ fn check_fixture(name: &str) {
         None => return,
     };
     let dir = shared.join("fixtures").join(name);
-    let reference = read_reference(&dir.join("reference.safetensors"));
+    let reference = common::read_reference(&dir.join("reference.safetensors"));
     let loaded = load_hf_dir::<CpuAutodiff>(&dir, &Default::default()).unwrap();
     let model = loaded.model;
     let layers = model.config().num_hidden_layers;
-    let batch = fixture_batch(&reference);
+    let batch = common::fixture_batch(&reference);
     let out = model
         .forward(&batch, &ForwardOptions::everything())
         .unwrap();
@@ -152,7 +108,7 @@ fn padded_batch_equals_one_by_one() {
         let model = load_hf_dir::<CpuBackend>(&dir, &Default::default())
             .unwrap()
             .model;
-        let reference = read_reference(&dir.join("reference.safetensors"));
+        let reference = common::read_reference(&dir.join("reference.safetensors"));
         let ids: Vec<u32> = reference["input_ids"].1.iter().map(|&x| x as u32).collect();
         let seqs = vec![ids[..11].to_vec(), ids[11..18].to_vec(), ids[3..7].to_vec()];
         let batch = TokenBatch::new(&seqs, 7).unwrap();
@@ -184,7 +140,7 @@ fn padded_batch_equals_one_by_one() {
                 let alone = HostTensor::from_tensor(alone).data;
                 let real = &row[..seq.len() * width];
                 assert_eq!(row.len(), t * width);
-                let d = max_diff(real, &alone);
+                let d = common::max_diff(real, &alone);
                 assert!(d <= 1e-5, "{name} row {r}: max abs diff {d}");
                 compared += 1;
             }
@@ -201,7 +157,7 @@ fn padded_batch_equals_one_by_one() {
         let all = HostTensor::from_tensor(out.logits.clone().unwrap());
         for (r, seq) in seqs.iter().enumerate() {
             let start = (r * t + seq.len() - 1) * 320;
-            let d = max_diff(
+            let d = common::max_diff(
                 &last.data[r * 320..(r + 1) * 320],
                 &all.data[start..start + 320],
             );
@@ -295,12 +251,12 @@ fn cpu_fast_path_matches_transformers() {
     let shared = require_shared!();
     for name in ["tiny-llama", "tiny-qwen2"] {
         let dir = shared.join("fixtures").join(name);
-        let reference = read_reference(&dir.join("reference.safetensors"));
+        let reference = common::read_reference(&dir.join("reference.safetensors"));
         let model = load_hf_dir::<CpuBackend>(&dir, &Default::default())
             .unwrap()
             .model;
         let layers = model.config().num_hidden_layers;
-        let batch = fixture_batch(&reference);
+        let batch = common::fixture_batch(&reference);
         let out = model
             .forward(&batch, &ForwardOptions::everything())
             .unwrap();

@@ -15,7 +15,7 @@ use burn::tensor::DType;
 use burn_flex::Flex;
 use mixprobe::data::template::ChatTemplate;
 use mixprobe::model::{
-    CpuAutodiff, CpuBackend, ForwardOptions, HostTensor, ParamView, Precision, Preset, TokenBatch,
+    CpuAutodiff, CpuBackend, ForwardOptions, HostTensor, ParamView, Precision, Preset,
     causal_lm_loss, load_hf_dir,
 };
 use mixprobe::train::config::TrainConfig;
@@ -26,50 +26,8 @@ use std::path::Path;
 
 type FlexAd = Autodiff<Flex<f32, i32>>;
 
-/// Every F32/I64 tensor of a reference file as (shape, f32 values).
-fn read_reference(path: &Path) -> HashMap<String, (Vec<usize>, Vec<f32>)> {
-    let bytes = std::fs::read(path).unwrap();
-    let st = SafeTensors::deserialize(&bytes).unwrap();
-    st.tensors()
-        .into_iter()
-        .map(|(name, v)| {
-            let data = match v.dtype() {
-                Dtype::F32 => v
-                    .data()
-                    .chunks_exact(4)
-                    .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
-                    .collect(),
-                Dtype::I64 => v
-                    .data()
-                    .chunks_exact(8)
-                    .map(|c| i64::from_le_bytes(c.try_into().unwrap()) as f32)
-                    .collect(),
-                d => panic!("unexpected dtype {d:?}"),
-            };
-            (name, (v.shape().to_vec(), data))
-        })
-        .collect()
-}
-
-fn fixture_batch(reference: &HashMap<String, (Vec<usize>, Vec<f32>)>) -> TokenBatch {
-    let (shape, ids) = &reference["input_ids"];
-    let rows: Vec<Vec<u32>> = ids
-        .chunks(shape[1])
-        .map(|r| r.iter().map(|&x| x as u32).collect())
-        .collect();
-    TokenBatch::new(&rows, 0).unwrap()
-}
-
 fn max_abs(a: &[f32]) -> f32 {
     a.iter().fold(0.0, |m, x| m.max(x.abs()))
-}
-
-fn max_diff(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len(), "length mismatch");
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f32::max)
 }
 
 /// ‖a − b‖ / ‖b‖.
@@ -98,14 +56,14 @@ struct Run {
 }
 
 fn run_fixture<B: burn::tensor::backend::AutodiffBackend>(dir: &Path, p: Precision) -> Run {
-    let reference = read_reference(&dir.join("reference.safetensors"));
+    let reference = common::read_reference(&dir.join("reference.safetensors"));
     let model = load_hf_dir::<B>(dir, &Default::default())
         .unwrap()
         .model
         .with_precision(p)
         .unwrap();
     assert_eq!(model.precision(), p);
-    let batch = fixture_batch(&reference);
+    let batch = common::fixture_batch(&reference);
     let out = model.forward(&batch, &ForwardOptions::logits()).unwrap();
     let logits = out.logits.unwrap();
     let loss = causal_lm_loss(logits.clone(), &batch, None).unwrap();
@@ -140,14 +98,14 @@ fn flex_fp32_matches_transformers_like_ndarray() {
     let shared = require_shared!();
     for name in ["tiny-llama", "tiny-qwen2"] {
         let dir = shared.join("fixtures").join(name);
-        let reference = read_reference(&dir.join("reference.safetensors"));
+        let reference = common::read_reference(&dir.join("reference.safetensors"));
         let ours = run_fixture::<FlexAd>(&dir, Precision::Fp32);
-        let d = max_diff(&ours.logits.data, &reference["logits"].1);
+        let d = common::max_diff(&ours.logits.data, &reference["logits"].1);
         assert!(d <= 1e-4, "{name} flex logits: max abs diff {d}");
         let d = (ours.loss - reference["loss"].1[0]).abs();
         assert!(d <= 1e-4, "{name} flex loss: diff {d}");
         for (g, n) in ours.grads.iter().zip(GRADS) {
-            let d = max_diff(&g.data, &reference[&format!("grad.{n}")].1);
+            let d = common::max_diff(&g.data, &reference[&format!("grad.{n}")].1);
             assert!(d <= 1e-4, "{name} flex grad {n}: max abs diff {d}");
         }
     }
@@ -163,7 +121,7 @@ fn bf16_mixed_precision_stays_within_bf16_error_of_fp32() {
         // bf16 keeps 8 significant bits (relative rounding 2^-9 ≈ 0.2 %); through a few layers
         // the logits move by about a percent of their scale, never by nothing.
         let scale = max_abs(&fp32.logits.data);
-        let d = max_diff(&bf16.logits.data, &fp32.logits.data);
+        let d = common::max_diff(&bf16.logits.data, &fp32.logits.data);
         println!("{name}: logits max |bf16 − fp32| = {d:.3e} (scale {scale:.3})");
         assert!(
             d > 1e-5 * scale,
@@ -228,17 +186,25 @@ fn bf16_is_refused_where_the_backend_has_none_and_auto_picks_it_where_it_has() {
     assert!(model.with_precision(Precision::Fp32).is_ok());
 }
 
+/// A one-stage recipe over the GSM8K smoke file, written into `dir`.
+fn math_recipe(dir: &Path, seed: u64) -> std::path::PathBuf {
+    let recipe = dir.join("single.toml");
+    std::fs::write(
+        &recipe,
+        format!(
+            "name = \"single\"\nseed = {seed}\n\n[strategy]\nkind = \"single\"\nsource = \"math\"\n\n\
+             [sources.math]\npath = \"gsm8k/smoke_train_256.jsonl\"\nformat = \"gsm8k\"\n"
+        ),
+    )
+    .unwrap();
+    recipe
+}
+
 #[test]
 fn a_bf16_training_run_lowers_the_loss_and_writes_f32_checkpoints() {
     let shared = require_shared!();
     let tmp = tempfile::tempdir().unwrap();
-    let recipe = tmp.path().join("single.toml");
-    std::fs::write(
-        &recipe,
-        "name = \"single\"\nseed = 7\n\n[strategy]\nkind = \"single\"\nsource = \"math\"\n\n\
-         [sources.math]\npath = \"gsm8k/smoke_train_256.jsonl\"\nformat = \"gsm8k\"\n",
-    )
-    .unwrap();
+    let recipe = math_recipe(tmp.path(), 7);
     let out = tmp.path().join("run");
     let spec = RunSpec {
         recipe,
@@ -301,13 +267,7 @@ fn a_bf16_training_run_lowers_the_loss_and_writes_f32_checkpoints() {
 fn cli_refuses_bf16_on_the_cpu_with_exit_code_2() {
     let shared = require_shared!();
     let tmp = tempfile::tempdir().unwrap();
-    let recipe = tmp.path().join("r.toml");
-    std::fs::write(
-        &recipe,
-        "name = \"r\"\nseed = 1\n\n[strategy]\nkind = \"single\"\nsource = \"math\"\n\n\
-         [sources.math]\npath = \"gsm8k/smoke_train_256.jsonl\"\nformat = \"gsm8k\"\n",
-    )
-    .unwrap();
+    let recipe = math_recipe(tmp.path(), 1);
     let out = common::bin()
         .args(["train"])
         .arg(&recipe)

@@ -31,9 +31,7 @@
 use super::config::LlamaConfig;
 use super::host::HostTensor;
 use super::kernels::{dot, matmul};
-use super::llama::{
-    ForwardOptions, ForwardOutput, HiddenSelect, Llama, LogitRows, LogitsSelect, TokenBatch,
-};
+use super::llama::{ForwardOptions, ForwardOutput, HiddenSelect, Llama, LogitRows, TokenBatch};
 use super::packed::{self, PackedLinear, Weights, softmax_scaled};
 use crate::error::{Error, Result};
 use burn::module::Param;
@@ -956,23 +954,7 @@ impl PreparedLlama<'_> {
     /// [`Llama::forward`] on the packed weights (the same checks and outputs).
     pub fn forward(&self, batch: &TokenBatch, opts: &ForwardOptions) -> Result<ForwardOutput<Cpu>> {
         let m = self.model;
-        m.check_ids(batch.ids())?;
-        let l = m.config().num_hidden_layers;
-        if let HiddenSelect::Layers(idx) = &opts.hidden
-            && let Some(bad) = idx.iter().find(|&&i| i > l)
-        {
-            return Err(Error::invalid(
-                "hidden layer",
-                format!("{bad} is out of range; this model has hidden states 0..={l}"),
-            ));
-        }
-        let logits = match opts.logits {
-            LogitsSelect::None => LogitRows::None,
-            LogitsSelect::All => LogitRows::All,
-            LogitsSelect::Last => {
-                LogitRows::Positions(batch.lengths().iter().map(|l| l - 1).collect())
-            }
-        };
+        let logits = m.check_forward(batch, opts)?;
         let shape = (batch.batch_size(), batch.seq_len(), batch.lengths());
         Ok(forward_on(
             &self.w,

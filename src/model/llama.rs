@@ -690,23 +690,7 @@ impl<B: Backend> Llama<B> {
     /// [`crate::model::CpuBackend`] this runs the CPU fast path (`model::fast`), which computes
     /// the same function.
     pub fn forward(&self, batch: &TokenBatch, opts: &ForwardOptions) -> Result<ForwardOutput<B>> {
-        self.check_ids(batch.ids())?;
-        if let HiddenSelect::Layers(idx) = &opts.hidden {
-            let l = self.config.num_hidden_layers;
-            if let Some(bad) = idx.iter().find(|&&i| i > l) {
-                return Err(Error::invalid(
-                    "hidden layer",
-                    format!("{bad} is out of range; this model has hidden states 0..={l}"),
-                ));
-            }
-        }
-        let logits = match opts.logits {
-            LogitsSelect::None => LogitRows::None,
-            LogitsSelect::All => LogitRows::All,
-            LogitsSelect::Last => {
-                LogitRows::Positions(batch.lengths().iter().map(|l| l - 1).collect())
-            }
-        };
+        let logits = self.check_forward(batch, opts)?;
         let (b, t) = (batch.batch_size(), batch.seq_len());
         if let Some(cpu) = super::fast::as_cpu(self) {
             let out = super::fast::forward(
@@ -739,6 +723,32 @@ impl<B: Backend> Llama<B> {
             bias: &bias,
         };
         Ok(self.run(step, None, &opts.hidden, opts.final_norm, logits))
+    }
+
+    /// Checks a forward request (token ids in the vocabulary, hidden layers in range) and
+    /// returns the rows to take logits from. Shared by every forward entry point.
+    pub(crate) fn check_forward(
+        &self,
+        batch: &TokenBatch,
+        opts: &ForwardOptions,
+    ) -> Result<LogitRows> {
+        self.check_ids(batch.ids())?;
+        if let HiddenSelect::Layers(idx) = &opts.hidden {
+            let l = self.config.num_hidden_layers;
+            if let Some(bad) = idx.iter().find(|&&i| i > l) {
+                return Err(Error::invalid(
+                    "hidden layer",
+                    format!("{bad} is out of range; this model has hidden states 0..={l}"),
+                ));
+            }
+        }
+        Ok(match opts.logits {
+            LogitsSelect::None => LogitRows::None,
+            LogitsSelect::All => LogitRows::All,
+            LogitsSelect::Last => {
+                LogitRows::Positions(batch.lengths().iter().map(|l| l - 1).collect())
+            }
+        })
     }
 
     /// Errors when a token id is outside the vocabulary.
