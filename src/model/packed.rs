@@ -134,6 +134,12 @@ impl<'a> Weights<'a> {
 /// `dst = x · W (+ bias)` for `x` `[rows, in]` row-major, `dst` `[rows, out]`; the panels are
 /// split among the current rayon pool's threads.
 ///
+/// `x` is first copied into row blocks of [`ROWS`] rows laid out `k`-major (block `b` holds
+/// `x[12b + r, kk]` at `kk · 12 + r`), so the kernel's broadcasts read one sequential stream
+/// instead of twelve strided ones. While a thread computes one packed panel it prefetches its
+/// next panel into L2, spread over the row blocks, so that a panel's first row block does not
+/// wait on memory (one sequence's forward pass streams every weight from DRAM once).
+///
 /// # Panics
 /// When a length does not match the weight's shape (a caller bug, never user input).
 pub(crate) fn linear(dst: &mut [f32], x: &[f32], w: Weights<'_>, bias: Option<&[f32]>) {
@@ -155,6 +161,45 @@ pub(crate) fn linear(dst: &mut [f32], x: &[f32], w: Weights<'_>, bias: Option<&[
     if !has_avx512() || k == 0 {
         return fallback(dst, x, w, bias, rows);
     }
+    // The blocked copy of `x` lives in a per-thread buffer reused across calls (a fresh one
+    // when the buffer is in use further up this thread's stack, e.g. a nested rayon job).
+    BLOCKED_X.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut buf) => linear_blocked(dst, x, w, bias, rows, &mut buf),
+        Err(_) => linear_blocked(dst, x, w, bias, rows, &mut Vec::new()),
+    });
+}
+
+thread_local! {
+    /// [`linear`]'s buffer for the row-blocked copy of `x`.
+    static BLOCKED_X: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// [`linear`] on AVX-512 with `buf` as the scratch space of the row-blocked `x`.
+fn linear_blocked(
+    dst: &mut [f32],
+    x: &[f32],
+    w: Weights<'_>,
+    bias: Option<&[f32]>,
+    rows: usize,
+    buf: &mut Vec<f32>,
+) {
+    let (k, n) = (w.inp, w.out);
+    let need = rows.div_ceil(ROWS) * ROWS * k;
+    if buf.len() < need {
+        buf.resize(need, 0.0);
+    }
+    // Lanes of a last, partial block past its rows are never read, so they need no zeros.
+    buf[..need]
+        .par_chunks_mut(ROWS * k)
+        .zip(x.par_chunks(ROWS * k))
+        .for_each(|(block, src)| {
+            for (r, row) in src.chunks(k).enumerate() {
+                for (kk, &v) in row.iter().enumerate() {
+                    block[kk * ROWS + r] = v;
+                }
+            }
+        });
+    let xb = &buf[..need];
     let n_panels = n.div_ceil(PANEL);
     let parts = rayon::current_num_threads().clamp(1, n_panels);
     let per = n_panels.div_ceil(parts);
@@ -165,17 +210,18 @@ pub(crate) fn linear(dst: &mut [f32], x: &[f32], w: Weights<'_>, bias: Option<&[
         let panels = (j * per).min(n_panels)..((j + 1) * per).min(n_panels);
         for r0 in (0..rows).step_by(chunk) {
             let r = chunk.min(rows - r0);
-            // SAFETY: `dst` is `[rows, n]` (checked above) and borrowed mutably for the whole
-            // parallel loop; task `j` writes only the columns of its own panels (disjoint
-            // from every other task's) and nothing else reads `dst` meanwhile. Rows r0..r0 + r
-            // of `x` (`[rows, k]`) and `dst` exist; the weight view addresses only elements
-            // inside its slice for k < in, c < out (see `Weights`), and `bias` has `n`
-            // values. AVX-512F was detected above.
+            // SAFETY: `dst` is `[rows, n]` (checked by `linear`) and borrowed mutably for the
+            // whole parallel loop; task `j` writes only the columns of its own panels
+            // (disjoint from every other task's) and nothing else reads `dst` meanwhile. `xb`
+            // holds rows.div_ceil(ROWS) blocks of ROWS · k floats, so the blocks of rows
+            // r0..r0 + r (r0 a multiple of ROWS) exist; the weight view addresses only elements
+            // inside its slice for k < in, c < out (see `Weights`), and `bias` has `n` values.
+            // AVX-512F was detected by `linear`.
             #[allow(unsafe_code)]
             unsafe {
                 let out = std::ptr::with_exposed_provenance_mut::<f32>(base).add(r0 * n);
-                let xp = x.as_ptr().add(r0 * k);
-                avx512::panels((out, n), (xp, k), r, w, bias, panels.clone());
+                let xp = avx512::Rows::Blocked(xb.as_ptr().add(r0 * k));
+                avx512::panels((out, n), xp, r, w, bias, panels.clone());
             }
         }
     });
@@ -236,7 +282,7 @@ pub(crate) fn causal_attention(
         unsafe {
             avx512::panels(
                 (scores.as_mut_ptr(), len),
-                (q.as_ptr().add(i0 * q_stride), q_stride),
+                avx512::Rows::Strided(q.as_ptr().add(i0 * q_stride), q_stride),
                 r,
                 keys,
                 None,
@@ -257,7 +303,7 @@ pub(crate) fn causal_attention(
             };
             avx512::panels(
                 (out.as_mut_ptr().add(i0 * hd), hd),
-                (scores.as_ptr(), len),
+                avx512::Rows::Strided(scores.as_ptr(), len),
                 r,
                 values,
                 None,
@@ -304,28 +350,41 @@ mod avx512 {
     use super::{PANEL, ROWS, Weights};
     use std::arch::x86_64::*;
 
-    /// How many `k` steps ahead the panel is prefetched (about a DRAM latency of compute for
-    /// a full row block: the first row block of a panel streams it from memory).
+    /// How many `k` steps ahead the current panel is prefetched into L1.
     const PREFETCH: usize = 24;
 
-    /// The panels `panels` of `dst[rows, out] = x[rows, in] · W (+ bias)`, `dst` and `x` given
-    /// as (pointer, row stride).
+    /// Where the kernel reads the rows of `x`.
+    #[derive(Clone, Copy)]
+    pub(super) enum Rows {
+        /// Row-major with this row stride: `x[r, kk]` at `r · stride + kk`.
+        Strided(*const f32, usize),
+        /// In blocks of [`ROWS`] rows, `k`-major: `x[r, kk]` at `(r / 12) · 12k + kk · 12 + r % 12`
+        /// (see `super::linear`).
+        Blocked(*const f32),
+    }
+
+    /// The panels `panels` of `dst[rows, out] = x[rows, in] · W (+ bias)`, `dst` given as
+    /// (pointer, row stride).
     ///
     /// # Safety
     /// AVX-512F is available; `dst` points to `rows` rows of at least `out` writable floats no
-    /// one else touches in these panels' columns, `x` to `rows` rows of at least `in` floats,
-    /// `bias` (if any) holds `out` values.
+    /// one else touches in these panels' columns, `x` to `rows` rows of at least `in` floats
+    /// in its layout, `bias` (if any) holds `out` values.
     #[target_feature(enable = "avx512f")]
     pub(super) unsafe fn panels(
         (dst, ds): (*mut f32, usize),
-        (x, xs): (*const f32, usize),
+        x: Rows,
         rows: usize,
         w: Weights<'_>,
         bias: Option<&[f32]>,
         panels: std::ops::Range<usize>,
     ) {
         let (k, n) = (w.inp, w.out);
-        for p in panels {
+        let n_blocks = rows.div_ceil(ROWS);
+        // A packed panel is 2k cache lines; the next one is prefetched, spread over the blocks.
+        let contiguous = w.k_stride == PANEL && w.panel_stride == k * PANEL;
+        let lines_per_block = (2 * k).div_ceil(n_blocks);
+        for p in panels.clone() {
             let c0 = p * PANEL;
             let width = (n - c0).min(PANEL);
             let mask = if width == PANEL {
@@ -335,39 +394,43 @@ mod avx512 {
             };
             let masks = [mask as u16, (mask >> 16) as u16];
             let wp = w.data.as_ptr().wrapping_add(p * w.panel_stride);
+            let next = (contiguous && p + 1 < panels.end)
+                .then(|| wp.wrapping_add(w.panel_stride).cast::<i8>());
             let bp = bias.map(|b| b.as_ptr().wrapping_add(c0));
-            let mut r0 = 0;
-            while r0 < rows {
+            for blk in 0..n_blocks {
+                let r0 = blk * ROWS;
                 let r = (rows - r0).min(ROWS);
+                let first = (blk * lines_per_block).min(2 * k);
+                let pf = match next {
+                    Some(next) => (
+                        next.wrapping_add(first * 64),
+                        ((blk + 1) * lines_per_block).min(2 * k) - first,
+                    ),
+                    None => (std::ptr::null(), 0),
+                };
                 // SAFETY: rows r0..r0 + r of `x` and `dst` exist (r0 + r <= rows); the
                 // panel's columns c0..c0 + width lie inside `dst`'s rows and the weight's
-                // panel; masked lanes past `width` are never accessed.
+                // panel; masked lanes past `width` are never accessed; prefetches never fault.
                 unsafe {
-                    let xp = x.add(r0 * xs);
                     let dp = dst.add(r0 * ds + c0);
-                    let s = (xp, xs, k, wp, w.k_stride, dp, ds, masks, bp);
-                    match r {
-                        12 => block::<12>(s),
-                        11 => block::<11>(s),
-                        10 => block::<10>(s),
-                        9 => block::<9>(s),
-                        8 => block::<8>(s),
-                        7 => block::<7>(s),
-                        6 => block::<6>(s),
-                        5 => block::<5>(s),
-                        4 => block::<4>(s),
-                        3 => block::<3>(s),
-                        2 => block::<2>(s),
-                        _ => block::<1>(s),
+                    match x {
+                        Rows::Strided(xp, xs) => {
+                            let s = (xp.add(r0 * xs), xs, k, wp, w.k_stride, dp, ds, masks, bp, pf);
+                            dispatch::<false>(r, s)
+                        }
+                        Rows::Blocked(xp) => {
+                            let s = (xp.add(r0 * k), ROWS, k, wp, w.k_stride, dp, ds, masks, bp, pf);
+                            dispatch::<true>(r, s)
+                        }
                     }
                 }
-                r0 += r;
             }
         }
     }
 
-    /// (x, x row stride, in, panel, k stride, dst, dst row stride, lane masks, bias of the
-    /// panel).
+    /// (x, x stride, in, panel, k stride, dst, dst row stride, lane masks, bias of the panel,
+    /// (first line to prefetch into L2, how many)). The x stride is the row stride of a strided
+    /// `x`, the `k`-step stride (12) of a blocked one.
     type Block = (
         *const f32,
         usize,
@@ -378,29 +441,70 @@ mod avx512 {
         usize,
         [u16; 2],
         Option<*const f32>,
+        (*const i8, usize),
     );
 
-    /// `R` rows × one panel: `R × 2` zmm accumulators over the whole `k` range.
+    /// [`block`] for `r` (1..=12) rows.
     ///
     /// # Safety
-    /// As [`panels`]: `x` has `R` rows of `k` floats, the panel `k` rows of the masked lanes.
+    /// As [`block`].
     #[target_feature(enable = "avx512f")]
     #[inline]
-    unsafe fn block<const R: usize>((x, xs, k, w, ks, dst, ds, m, bias): Block) {
+    unsafe fn dispatch<const BLOCKED: bool>(r: usize, s: Block) {
+        // SAFETY: forwarded.
+        unsafe {
+            match r {
+                12 => block::<12, BLOCKED>(s),
+                11 => block::<11, BLOCKED>(s),
+                10 => block::<10, BLOCKED>(s),
+                9 => block::<9, BLOCKED>(s),
+                8 => block::<8, BLOCKED>(s),
+                7 => block::<7, BLOCKED>(s),
+                6 => block::<6, BLOCKED>(s),
+                5 => block::<5, BLOCKED>(s),
+                4 => block::<4, BLOCKED>(s),
+                3 => block::<3, BLOCKED>(s),
+                2 => block::<2, BLOCKED>(s),
+                _ => block::<1, BLOCKED>(s),
+            }
+        }
+    }
+
+    /// `R` rows × one panel: `R × 2` zmm accumulators over the whole `k` range; meanwhile
+    /// `lines` cache lines from `pf` on are prefetched into L2, evenly over the `k` steps.
+    ///
+    /// # Safety
+    /// As [`panels`]: `x` has `R` rows of `k` floats (in the layout `BLOCKED` says), the panel
+    /// `k` rows of the masked lanes.
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    unsafe fn block<const R: usize, const BLOCKED: bool>(
+        (x, xs, k, w, ks, dst, ds, m, bias, (mut pf, lines)): Block,
+    ) {
         let mut acc = [[_mm512_setzero_ps(); 2]; R];
+        let mut due = 0usize;
+        let mut left = lines;
         for kk in 0..k {
             // SAFETY: row kk < k of the panel, only the masked lanes are read; x[r, kk] with
-            // r < R, kk < k is inside x.
+            // r < R, kk < k is inside x (blocked: at kk · 12 + r; strided: r · xs + kk).
             unsafe {
                 let wr = w.wrapping_add(kk * ks);
                 // Prefetching never faults: the address may lie past the panel.
                 let ahead = wr.wrapping_add(PREFETCH * ks).cast::<i8>();
                 _mm_prefetch::<_MM_HINT_T0>(ahead);
                 _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(64));
+                due += lines;
+                while due >= k && left > 0 {
+                    due -= k;
+                    left -= 1;
+                    _mm_prefetch::<_MM_HINT_T1>(pf);
+                    pf = pf.wrapping_add(64);
+                }
                 let b0 = _mm512_maskz_loadu_ps(m[0], wr);
                 let b1 = _mm512_maskz_loadu_ps(m[1], wr.wrapping_add(16));
                 for (r, acc) in acc.iter_mut().enumerate() {
-                    let a = _mm512_set1_ps(*x.add(r * xs + kk));
+                    let at = if BLOCKED { kk * xs + r } else { r * xs + kk };
+                    let a = _mm512_set1_ps(*x.add(at));
                     acc[0] = _mm512_fmadd_ps(a, b0, acc[0]);
                     acc[1] = _mm512_fmadd_ps(a, b1, acc[1]);
                 }

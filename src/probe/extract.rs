@@ -18,7 +18,9 @@ use crate::data::template::ChatTemplate;
 use crate::data::tokenize::ChatTokenizer;
 use crate::error::{Error, Result};
 use crate::model::device::{self, DeviceKind};
-use crate::model::{CpuBackend, ForwardOptions, HiddenSelect, HostTensor, Llama, TokenBatch};
+use crate::model::{
+    CpuBackend, ForwardOptions, HiddenSelect, HostTensor, Llama, PreparedLlama, TokenBatch,
+};
 use burn::tensor::backend::Backend;
 use burn::tensor::{Tensor, TensorData};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -549,10 +551,11 @@ fn extract_model<B: Backend>(
 /// `layers`; `emit(example indices of the batch, pooled rows per layer slot)` receives each
 /// batch, rows in the order of the indices (row-major `[b, hidden]` per layer).
 ///
-/// On [`CpuBackend`] the batches run on the CPU fast path, which packs each batch without
+/// On [`CpuBackend`] the model is prepared once ([`Llama::prepare`]: weights packed for the
+/// AVX-512 kernel) and the batches run on the CPU fast path, which packs each batch without
 /// padding and pools every layer on the host while it is computed
-/// ([`Llama::pooled_hidden_states`]); other backends run [`Llama::forward`] and pool each
-/// layer with a batched matmul on the device.
+/// ([`crate::model::PreparedLlama::pooled_hidden_states`]); other backends run
+/// [`Llama::forward`] and pool each layer with a batched matmul on the device.
 pub fn run_batches<B: Backend>(
     model: &Llama<B>,
     seqs: &[Vec<u32>],
@@ -564,10 +567,12 @@ pub fn run_batches<B: Backend>(
     let mut order: Vec<usize> = (0..seqs.len()).collect();
     // longest first: the peak memory shows at once, and each batch has similar lengths
     order.sort_by(|&a, &b| seqs[b].len().cmp(&seqs[a].len()).then(a.cmp(&b)));
-    let cpu = (model as &dyn Any).downcast_ref::<Llama<CpuBackend>>();
+    let cpu = (model as &dyn Any)
+        .downcast_ref::<Llama<CpuBackend>>()
+        .map(Llama::prepare);
     for chunk in order.chunks(batch_size.max(1)) {
         let batch_seqs: Vec<Vec<u32>> = chunk.iter().map(|&i| seqs[i].clone()).collect();
-        let pooled = match cpu {
+        let pooled = match &cpu {
             Some(cpu) => pool_on_host(cpu, &batch_seqs, layers, pooling)?,
             None => pool_on_device(model, &batch_seqs, layers, pooling)?,
         };
@@ -578,7 +583,7 @@ pub fn run_batches<B: Backend>(
 
 /// One batch's pooled rows per layer slot on the CPU fast path.
 fn pool_on_host(
-    model: &Llama<CpuBackend>,
+    model: &PreparedLlama<'_>,
     seqs: &[Vec<u32>],
     layers: &[usize],
     pooling: Pooling,
