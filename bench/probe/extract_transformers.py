@@ -9,6 +9,9 @@ mask), mean-pools every layer over the real tokens, and prints one JSON line:
 {"impl": "transformers", "batch_size": B, "tokens": N, "seconds": S, "tokens_per_s": R}.
 Timing covers the forward passes and pooling only (model loading and tokenization excluded),
 after one warm-up batch. --check FILE compares the pooled vectors with mixprobe's safetensors.
+--decoder-only runs the decoder stack alone (`model.model`, as AutoModel would), skipping the
+language-model head's logits that `model(...)` computes at every position: the faster of the two
+ways a user would write it.
 """
 import argparse, json, time
 
@@ -21,6 +24,8 @@ def main():
     ap.add_argument("--batch-size", type=int, default=1)
     ap.add_argument("--max-tokens", type=int, default=512)
     ap.add_argument("--check", help="mixprobe safetensors file to compare the pooled vectors with")
+    ap.add_argument("--decoder-only", action="store_true",
+                    help="run model.model (no logits) instead of the causal-LM model")
     args = ap.parse_args()
     import torch
     from tokenizers import Tokenizer
@@ -44,7 +49,8 @@ def main():
         for r, i in enumerate(batch):
             x[r, : len(ids[i])] = torch.tensor(ids[i])
             mask[r, : len(ids[i])] = 1
-        out = model(input_ids=x, attention_mask=mask, output_hidden_states=True)
+        net = model.model if args.decoder_only else model
+        out = net(input_ids=x, attention_mask=mask, output_hidden_states=True)
         w = (mask / mask.sum(1, keepdim=True)).unsqueeze(-1).float()
         # hidden_states[-1] is after the final norm in transformers; mixprobe stores the
         # pre-norm residual stream for the last layer, so the last one is not comparable.
@@ -60,6 +66,7 @@ def main():
         dt = time.perf_counter() - t0
     n = sum(len(x) for x in ids)
     res = {"impl": "transformers", "torch": torch.__version__, "threads": args.threads,
+           "decoder_only": args.decoder_only,
            "batch_size": args.batch_size, "tokens": n, "seconds": dt, "tokens_per_s": n / dt}
     if args.check:
         from safetensors.numpy import load_file

@@ -2,7 +2,9 @@
 # Probe extraction throughput: `mixprobe probe` (release) vs transformers on the same model, the
 # same 300 prompts (probes/paper.toml: 100 GSM8K train questions, 100 Code Alpaca instructions,
 # 100 ShareGPT first turns), every layer kept and mean-pooled, 2 threads each, run one after the
-# other. Prints tokens/s of each and the ratio mixprobe / transformers.
+# other. transformers runs one by one and in batches, each both as the causal-LM model (logits at
+# every position, as `model(...)` computes them) and as the decoder alone (`--decoder-only`);
+# the best of the four is the peer. Prints tokens/s of each and the ratio mixprobe / best.
 #
 # Usage: bash bench/probe/run.sh [MODEL_DIR] [DATA_DIR] [BATCH_SIZE]
 #   defaults: /tmp/smollm2 ../shared/data 8
@@ -25,11 +27,13 @@ OURS=$(python3 -c "import json; m = json.load(open('$OUT/index.json'))['models']
 echo "mixprobe (batch $BS): $(printf '%.1f' "$OURS") tokens/s"
 best=0
 for tb in 1 "$BS"; do
-  line=$(python3 bench/probe/extract_transformers.py --model "$MODEL" --probe-dir "$OUT" \
-    --threads 2 --batch-size "$tb" --check "$OUT/model.safetensors")
-  echo "$line"
-  r=$(python3 -c "import json, sys; print(json.loads(sys.argv[1])['tokens_per_s'])" "$line")
-  best=$(python3 -c "print(max($best, $r))")
+  for variant in "" --decoder-only; do
+    line=$(python3 bench/probe/extract_transformers.py --model "$MODEL" --probe-dir "$OUT" \
+      --threads 2 --batch-size "$tb" --check "$OUT/model.safetensors" $variant)
+    echo "$line"
+    r=$(python3 -c "import json, sys; print(json.loads(sys.argv[1])['tokens_per_s'])" "$line")
+    best=$(python3 -c "print(max($best, $r))")
+  done
 done
 echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
 python3 -c "print(f'ratio mixprobe / best transformers = {$OURS / $best:.2f}x (goal >= 1.5x)')"

@@ -32,7 +32,8 @@ use super::config::LlamaConfig;
 use super::host::HostTensor;
 use super::kernels::{dot, matmul};
 use super::llama::{ForwardOptions, ForwardOutput, HiddenSelect, Llama, LogitRows, TokenBatch};
-use super::packed::{self, PackedLinear, Weights, softmax_scaled};
+use super::packed::{self, Blocked, PackedLinear, Weights};
+use super::vector::{add_into, rms_norm_into, silu_mul, softmax_scaled};
 use crate::error::{Error, Result};
 use burn::module::Param;
 use burn::tensor::{Tensor, TensorData, TensorPrimitive, backend::Backend};
@@ -224,12 +225,13 @@ impl Linear {
         self.add_bias(dst);
     }
     /// `dst = x W (+ b)` for `x` `[rows, in]`, the output columns split among the worker
-    /// threads: on the packed copy, the AVX-512 kernel (`packed::linear`); otherwise each thread
-    /// runs one single-threaded `gemm` over every row (the packed kernel reading the weight
-    /// where it is stored would be slower than `gemm`, which copies its operands sequentially).
-    fn apply_cols(&self, dst: &mut [f32], x: &[f32]) {
+    /// threads: on the packed copy, the AVX-512 kernel on `xb`, which must hold `x` blocked
+    /// ([`packed::linear_blocked`]); otherwise each thread runs one single-threaded `gemm` over
+    /// every row of `x` (the packed kernel reading the weight where it is stored would be
+    /// slower than `gemm`, which copies its operands sequentially).
+    fn apply_cols(&self, dst: &mut [f32], x: &[f32], xb: &Blocked) {
         if let Some(p) = &self.packed {
-            return packed::linear(dst, x, Weights::packed(p), self.bias());
+            return packed::linear_blocked(dst, xb, Weights::packed(p), self.bias());
         }
         let (k, n) = (self.inp, self.out);
         let rows = x.len() / k;
@@ -386,6 +388,8 @@ struct Work {
     ctx: Vec<f32>,
     gate: Vec<f32>,
     up: Vec<f32>,
+    /// The current linear input blocked for the packed kernel (packed models only).
+    xb: Blocked,
 }
 
 impl Work {
@@ -403,6 +407,7 @@ impl Work {
             ctx: vec![0.0; m * qd],
             gate: vec![0.0; m * f],
             up: vec![0.0; m * f],
+            xb: Blocked::default(),
         }
     }
 }
@@ -548,9 +553,16 @@ impl CpuLlama {
         ws.h.par_chunks_mut(c * d)
             .zip(x.par_chunks(c * d))
             .for_each(|(h, x)| rms_norm_into(h, x, ln1, d, eps));
-        w.q.apply_cols(&mut ws.q, &ws.h);
-        w.k.apply_cols(&mut ws.k, &ws.h);
-        w.v.apply_cols(&mut ws.v, &ws.h);
+        let packed = self.packed;
+        let block = |xb: &mut Blocked, x: &[f32], k: usize| {
+            if packed {
+                xb.fill(x, k);
+            }
+        };
+        block(&mut ws.xb, &ws.h, d);
+        w.q.apply_cols(&mut ws.q, &ws.h, &ws.xb);
+        w.k.apply_cols(&mut ws.k, &ws.h, &ws.xb);
+        w.v.apply_cols(&mut ws.v, &ws.h, &ws.xb);
         ws.q.par_chunks_mut(c * qd)
             .zip(ws.k.par_chunks_mut(c * kvd))
             .enumerate()
@@ -605,7 +617,8 @@ impl CpuLlama {
             .par_chunks_mut(c * qd)
             .enumerate()
             .for_each(|(i, ctx)| unhead(ctx, i * c));
-        w.o.apply_cols(&mut ws.o, &ws.ctx);
+        block(&mut ws.xb, &ws.ctx, qd);
+        w.o.apply_cols(&mut ws.o, &ws.ctx, &ws.xb);
         x.par_chunks_mut(c * d)
             .zip(ws.o.par_chunks(c * d))
             .zip(ws.h.par_chunks_mut(c * d))
@@ -613,13 +626,15 @@ impl CpuLlama {
                 add_into(x, o);
                 rms_norm_into(h, x, ln2, d, eps);
             });
-        w.gate.apply_cols(&mut ws.gate, &ws.h);
-        w.up.apply_cols(&mut ws.up, &ws.h);
+        block(&mut ws.xb, &ws.h, d);
+        w.gate.apply_cols(&mut ws.gate, &ws.h, &ws.xb);
+        w.up.apply_cols(&mut ws.up, &ws.h, &ws.xb);
         ws.gate
             .par_chunks_mut(c * f)
             .zip(ws.up.par_chunks(c * f))
             .for_each(|(g, u)| silu_mul(g, u));
-        w.down.apply_cols(&mut ws.o, &ws.gate);
+        block(&mut ws.xb, &ws.gate, f);
+        w.down.apply_cols(&mut ws.o, &ws.gate, &ws.xb);
         x.par_chunks_mut(c * d)
             .zip(ws.o.par_chunks(c * d))
             .for_each(|(x, o)| add_into(x, o));
@@ -1115,35 +1130,9 @@ fn attention_one<'k>(
     out
 }
 
-/// `y = x / sqrt(mean(x²) + eps) * w` per row of `[n, d]`.
-fn rms_norm_into(y: &mut [f32], x: &[f32], w: &[f32], d: usize, eps: f64) {
-    let eps = eps as f32;
-    for (y, x) in y.chunks_mut(d).zip(x.chunks(d)) {
-        let ms = x.iter().map(|v| v * v).sum::<f32>() / d as f32;
-        let inv = 1.0 / (ms + eps).sqrt();
-        for ((y, &x), &w) in y.iter_mut().zip(x).zip(w) {
-            *y = x * inv * w;
-        }
-    }
-}
-
 /// [`rms_norm_into`] into a new buffer.
 fn rms_norm(x: &[f32], w: &[f32], d: usize, eps: f64) -> Vec<f32> {
     let mut y = vec![0f32; x.len()];
     rms_norm_into(&mut y, x, w, d, eps);
     y
-}
-
-/// `gate ← silu(gate) · up`.
-fn silu_mul(gate: &mut [f32], up: &[f32]) {
-    for (g, &u) in gate.iter_mut().zip(up) {
-        let sig = 1.0 / (1.0 + (-*g).exp());
-        *g = *g * sig * u;
-    }
-}
-
-fn add_into(x: &mut [f32], y: &[f32]) {
-    for (a, b) in x.iter_mut().zip(y) {
-        *a += b;
-    }
 }

@@ -13,6 +13,7 @@ pub(crate) mod kernels;
 pub mod llama;
 mod packed;
 pub mod precision;
+pub(crate) mod vector;
 
 pub use checkpoint::{LoadedModel, load_hf_dir, save_hf_dir};
 pub use config::{Arch, LlamaConfig, Preset};

@@ -17,6 +17,7 @@
 //! other rows of the batch. Without AVX-512 the `gemm` crate computes the product (same values
 //! up to rounding; still independent of the thread count).
 use super::kernels::matmul;
+use super::vector::softmax_scaled;
 use rayon::prelude::*;
 
 /// Output columns per panel (two zmm registers).
@@ -132,13 +133,8 @@ impl<'a> Weights<'a> {
 }
 
 /// `dst = x · W (+ bias)` for `x` `[rows, in]` row-major, `dst` `[rows, out]`; the panels are
-/// split among the current rayon pool's threads.
-///
-/// `x` is first copied into row blocks of [`ROWS`] rows laid out `k`-major (block `b` holds
-/// `x[12b + r, kk]` at `kk · 12 + r`), so the kernel's broadcasts read one sequential stream
-/// instead of twelve strided ones. While a thread computes one packed panel it prefetches its
-/// next panel into L2, spread over the row blocks, so that a panel's first row block does not
-/// wait on memory (one sequence's forward pass streams every weight from DRAM once).
+/// split among the current rayon pool's threads. On AVX-512, `x` is first copied into row
+/// blocks ([`Blocked`]) and the product runs as [`linear_blocked`]; otherwise on `gemm`.
 ///
 /// # Panics
 /// When a length does not match the weight's shape (a caller bug, never user input).
@@ -164,64 +160,116 @@ pub(crate) fn linear(dst: &mut [f32], x: &[f32], w: Weights<'_>, bias: Option<&[
     // The blocked copy of `x` lives in a per-thread buffer reused across calls (a fresh one
     // when the buffer is in use further up this thread's stack, e.g. a nested rayon job).
     BLOCKED_X.with(|cell| match cell.try_borrow_mut() {
-        Ok(mut buf) => linear_blocked(dst, x, w, bias, rows, &mut buf),
-        Err(_) => linear_blocked(dst, x, w, bias, rows, &mut Vec::new()),
+        Ok(mut xb) => {
+            xb.fill(x, k);
+            linear_blocked(dst, &xb, w, bias);
+        }
+        Err(_) => {
+            let mut xb = Blocked::default();
+            xb.fill(x, k);
+            linear_blocked(dst, &xb, w, bias);
+        }
     });
 }
 
 thread_local! {
     /// [`linear`]'s buffer for the row-blocked copy of `x`.
-    static BLOCKED_X: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+    static BLOCKED_X: std::cell::RefCell<Blocked> = std::cell::RefCell::new(Blocked::default());
 }
 
-/// [`linear`] on AVX-512 with `buf` as the scratch space of the row-blocked `x`.
-fn linear_blocked(
-    dst: &mut [f32],
-    x: &[f32],
-    w: Weights<'_>,
-    bias: Option<&[f32]>,
+/// A row-major `x` `[rows, in]` copied into the kernel's row blocks of [`ROWS`] rows laid out
+/// `k`-major (block `b` holds `x[12b + r, kk]` at `b · 12k + kk · 12 + r`), so the kernel's
+/// broadcasts read one sequential stream instead of twelve strided ones. Fill it once and
+/// multiply it by every weight that takes the same input ([`linear_blocked`]).
+#[derive(Debug, Default)]
+pub(crate) struct Blocked {
+    data: Vec<f32>,
     rows: usize,
-    buf: &mut Vec<f32>,
-) {
-    let (k, n) = (w.inp, w.out);
-    let need = rows.div_ceil(ROWS) * ROWS * k;
-    if buf.len() < need {
-        buf.resize(need, 0.0);
-    }
-    // Lanes of a last, partial block past its rows are never read, so they need no zeros.
-    buf[..need]
-        .par_chunks_mut(ROWS * k)
-        .zip(x.par_chunks(ROWS * k))
-        .for_each(|(block, src)| {
-            for (r, row) in src.chunks(k).enumerate() {
-                for (kk, &v) in row.iter().enumerate() {
-                    block[kk * ROWS + r] = v;
+    inp: usize,
+}
+
+impl Blocked {
+    /// Copy `x` (`[rows, inp]` row-major) in, reusing the buffer.
+    pub(crate) fn fill(&mut self, x: &[f32], inp: usize) {
+        let rows = x.len() / inp.max(1);
+        let need = rows.div_ceil(ROWS) * ROWS * inp;
+        if self.data.len() < need {
+            self.data.resize(need, 0.0);
+        }
+        (self.rows, self.inp) = (rows, inp);
+        if inp == 0 {
+            return;
+        }
+        // Lanes of a last, partial block past its rows are never read, so they need no zeros.
+        self.data[..need]
+            .par_chunks_mut(ROWS * inp)
+            .zip(x.par_chunks(ROWS * inp))
+            .for_each(|(block, src)| {
+                for (r, row) in src.chunks(inp).enumerate() {
+                    for (kk, &v) in row.iter().enumerate() {
+                        block[kk * ROWS + r] = v;
+                    }
                 }
+            });
+    }
+}
+
+/// [`linear`] of an `x` already blocked ([`Blocked::fill`]). While a thread computes one
+/// packed panel it prefetches its next panel into L2, spread over the row blocks, so that a
+/// panel's first row block does not wait on memory (one sequence's forward pass streams every
+/// weight from DRAM once).
+///
+/// # Panics
+/// When a length does not match the weight's shape, or without AVX-512 (caller bugs: only
+/// the AVX-512 path blocks its input).
+pub(crate) fn linear_blocked(dst: &mut [f32], xb: &Blocked, w: Weights<'_>, bias: Option<&[f32]>) {
+    let (k, n, rows) = (w.inp, w.out, xb.rows);
+    assert!(
+        xb.inp == k && dst.len() == rows * n && bias.is_none_or(|b| b.len() == n),
+        "packed::linear_blocked shapes: x [{rows}, {}] dst {} for {k}→{n}",
+        xb.inp,
+        dst.len()
+    );
+    assert!(has_avx512(), "packed::linear_blocked without AVX-512");
+    if rows == 0 || n == 0 || k == 0 {
+        dst.fill(0.0);
+        if let Some(b) = bias {
+            for row in dst.chunks_mut(n.max(1)) {
+                row.copy_from_slice(b);
             }
-        });
-    let xb = &buf[..need];
+        }
+        return;
+    }
     let n_panels = n.div_ceil(PANEL);
     let parts = rayon::current_num_threads().clamp(1, n_panels);
     let per = n_panels.div_ceil(parts);
     // Rows per chunk: about 1 MiB of `x`, which stays in L2 while every panel passes over it.
     let chunk = (CHUNK_FLOATS / k).max(1).next_multiple_of(ROWS);
     let base = dst.as_mut_ptr().expose_provenance();
+    let xp = xb.data.as_ptr().expose_provenance();
     (0..parts).into_par_iter().for_each(|j| {
         let panels = (j * per).min(n_panels)..((j + 1) * per).min(n_panels);
         for r0 in (0..rows).step_by(chunk) {
             let r = chunk.min(rows - r0);
-            // SAFETY: `dst` is `[rows, n]` (checked by `linear`) and borrowed mutably for the
-            // whole parallel loop; task `j` writes only the columns of its own panels
-            // (disjoint from every other task's) and nothing else reads `dst` meanwhile. `xb`
-            // holds rows.div_ceil(ROWS) blocks of ROWS · k floats, so the blocks of rows
-            // r0..r0 + r (r0 a multiple of ROWS) exist; the weight view addresses only elements
-            // inside its slice for k < in, c < out (see `Weights`), and `bias` has `n` values.
-            // AVX-512F was detected by `linear`.
+            // SAFETY: `dst` is `[rows, n]` (checked above) and borrowed mutably for the whole
+            // parallel loop; task `j` writes only the columns of its own panels (disjoint from
+            // every other task's) and nothing else reads `dst` meanwhile. `xb` holds
+            // rows.div_ceil(ROWS) blocks of ROWS · k floats (filled for these rows and this
+            // k), so the blocks of rows r0..r0 + r (r0 a multiple of ROWS) exist; the weight
+            // view addresses only elements inside its slice for k < in, c < out (see
+            // `Weights`), and `bias` has `n` values. AVX-512F was detected above.
             #[allow(unsafe_code)]
             unsafe {
                 let out = std::ptr::with_exposed_provenance_mut::<f32>(base).add(r0 * n);
-                let xp = avx512::Rows::Blocked(xb.as_ptr().add(r0 * k));
-                avx512::panels((out, n), xp, r, w, bias, panels.clone());
+                let x = std::ptr::with_exposed_provenance::<f32>(xp).add(r0 * k);
+                avx512::panels(
+                    (out, n),
+                    avx512::Rows::Blocked(x),
+                    r,
+                    w,
+                    bias,
+                    panels.clone(),
+                );
             }
         }
     });
@@ -314,23 +362,6 @@ pub(crate) fn causal_attention(
     true
 }
 
-/// `x ← softmax(x · scale)` in place.
-pub(crate) fn softmax_scaled(x: &mut [f32], scale: f32) {
-    let mut max = f32::NEG_INFINITY;
-    for s in x.iter_mut() {
-        *s *= scale;
-        max = max.max(*s);
-    }
-    let mut sum = 0f32;
-    for s in x.iter_mut() {
-        *s = (*s - max).exp();
-        sum += *s;
-    }
-    for s in x.iter_mut() {
-        *s /= sum;
-    }
-}
-
 /// [`linear`] without AVX-512: the `gemm` crate's product, then the bias.
 fn fallback(dst: &mut [f32], x: &[f32], w: Weights<'_>, bias: Option<&[f32]>, rows: usize) {
     let (k, n) = (w.inp, w.out);
@@ -415,11 +446,33 @@ mod avx512 {
                     let dp = dst.add(r0 * ds + c0);
                     match x {
                         Rows::Strided(xp, xs) => {
-                            let s = (xp.add(r0 * xs), xs, k, wp, w.k_stride, dp, ds, masks, bp, pf);
+                            let s = (
+                                xp.add(r0 * xs),
+                                xs,
+                                k,
+                                wp,
+                                w.k_stride,
+                                dp,
+                                ds,
+                                masks,
+                                bp,
+                                pf,
+                            );
                             dispatch::<false>(r, s)
                         }
                         Rows::Blocked(xp) => {
-                            let s = (xp.add(r0 * k), ROWS, k, wp, w.k_stride, dp, ds, masks, bp, pf);
+                            let s = (
+                                xp.add(r0 * k),
+                                ROWS,
+                                k,
+                                wp,
+                                w.k_stride,
+                                dp,
+                                ds,
+                                masks,
+                                bp,
+                                pf,
+                            );
                             dispatch::<true>(r, s)
                         }
                     }

@@ -5,70 +5,11 @@
 //! Every kernel is deterministic: work is split by rows (each row written by one task) and
 //! every reduction runs in a fixed order, whatever the thread count.
 use crate::model::kernels::{Layout, dot, gemm};
+use crate::model::vector::{exp, max, vectorized};
 use rayon::prelude::*;
 
 /// Rows per parallel task of the row-wise kernels.
 const ROWS_PER_TASK: usize = 16;
-
-/// Run `f` compiled with AVX-512 enabled when the CPU has it (detected at run time; the crate's
-/// baseline build is SSE2), else as built. The f32 operations are the same either way (no FMA
-/// contraction; reductions use explicit lanes), so the results are too.
-#[inline(always)]
-pub(crate) fn vectorized<R>(f: impl FnOnce() -> R) -> R {
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx512f") {
-        #[target_feature(enable = "avx512f")]
-        fn run<R>(f: impl FnOnce() -> R) -> R {
-            f()
-        }
-        // SAFETY: the CPU supports AVX-512F (checked just above), the only requirement of a
-        // `target_feature` function.
-        #[allow(unsafe_code)]
-        return unsafe { run(f) };
-    }
-    f()
-}
-
-/// The largest element, over 16 lanes.
-#[inline(always)]
-fn max(x: &[f32]) -> f32 {
-    let mut acc = [f32::NEG_INFINITY; 16];
-    let c = x.chunks_exact(16);
-    let tail = c
-        .remainder()
-        .iter()
-        .copied()
-        .fold(f32::NEG_INFINITY, f32::max);
-    for x in c {
-        for i in 0..16 {
-            acc[i] = if x[i] > acc[i] { x[i] } else { acc[i] };
-        }
-    }
-    acc.iter().copied().fold(tail, f32::max)
-}
-
-/// `exp(x)` for f32 by Cody–Waite range reduction and a degree-6 polynomial (relative error
-/// below 2e-7 on the clamped range), branch-free so that loops over it vectorize. Arguments
-/// are clamped to `[-87.3, 88]` (results stay finite and normal).
-#[inline(always)]
-pub(crate) fn exp(x: f32) -> f32 {
-    const LOG2E: f32 = std::f32::consts::LOG2_E;
-    const LN2_HI: f32 = 0.693_359_4;
-    const LN2_LO: f32 = -2.121_944_4e-4;
-    // Adding and subtracting 1.5·2²³ rounds to the nearest integer (|x·log2 e| < 2²²) without
-    // a libm call, so the loop vectorizes.
-    const ROUND: f32 = 12_582_912.0;
-    let x = x.clamp(-87.3, 88.0);
-    let n = (x * LOG2E + ROUND) - ROUND;
-    let r = x - n * LN2_HI - n * LN2_LO;
-    let p = 1.0
-        + r * (1.0
-            + r * (0.5
-                + r * (0.166_666_67
-                    + r * (0.041_666_668 + r * (0.008_333_334 + r * 0.001_388_889)))));
-    let bits = ((n as i32 + 127) as u32) << 23;
-    p * f32::from_bits(bits)
-}
 
 /// `1 / (1 + exp(−x))`.
 #[inline(always)]
@@ -610,19 +551,6 @@ pub(crate) fn linear_backward(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn exp_matches_std_to_a_few_ulps() {
-        let mut worst = 0f32;
-        for i in 0..200_000 {
-            let x = -87.0 + i as f32 * (175.0 / 200_000.0);
-            let (a, b) = (exp(x), x.exp());
-            worst = worst.max(((a - b) / b).abs());
-        }
-        assert!(worst < 5e-7, "worst relative error {worst}");
-        assert!((0.0..1e-37).contains(&exp(-1000.0)));
-        assert!(exp(1000.0).is_finite() && exp(1000.0) > 1e38);
-    }
 
     #[test]
     fn rms_norm_backward_matches_finite_differences() {
