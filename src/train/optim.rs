@@ -17,8 +17,8 @@
 //! same formulas in the same f32 operation order, without burn-ndarray's single-threaded
 //! full-size temporaries), its moments stay in host memory, and the gradient norm is summed on
 //! the host in f64; elsewhere the update runs as tensor operations on the device.
-use crate::model::vector::vectorized;
 use crate::error::{Error, Result};
+use crate::model::vector::vectorized;
 use crate::model::{CpuBackend, HostTensor, Llama, ParamView};
 use burn::module::{Module, ModuleMapper, ModuleVisitor, Param, ParamId};
 use burn::optim::GradientsParams;
