@@ -788,12 +788,18 @@ fn cli_fails_clearly_when_the_endpoint_is_down() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// The learned detector (learned-v3)
+// The learned detector (learned-v4)
 // ---------------------------------------------------------------------------------------------
 
-/// The labelled conversations with their features (shared by the learned-detector tests).
+/// The held-out-4 label file (session 4: 150 enriched + 150 random, labelled blind; training
+/// data of learned-v4).
+const LABELS_4: &str = "tests/fixtures/ablation_labels_blind4.tsv";
+
+/// All hand labels (both files, eight sections) with their conversations' features.
 fn labelled(shared: &Path) -> learned::Labelled {
-    let labels = learned::read_labels(&Path::new(env!("CARGO_MANIFEST_DIR")).join(LABELS)).unwrap();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut labels = learned::read_labels(&root.join(LABELS)).unwrap();
+    labels.extend(learned::read_labels(&root.join(LABELS_4)).unwrap());
     let loaded = read_file(
         &shared.join(SHAREGPT),
         Some(Format::ShareGpt),
@@ -805,12 +811,18 @@ fn labelled(shared: &Path) -> learned::Labelled {
     set
 }
 
+/// Leave one section out, computed here for the shipped choice of each category: every
+/// labelled section is scored by a model trained on the other seven, with the threshold chosen
+/// by leaving one section out within those seven; the stored table must be what this code
+/// measures, the shipped choice its best row, and the shipped weights what training produces.
+/// The floors are what the shipped choices reach (see the book's ablation chapter).
 #[test]
-fn learned_detector_cross_validation_reproduces_the_shipped_table_and_weights() {
+fn learned_detector_leave_section_out_reproduces_the_shipped_tables_and_weights() {
     let shared = require_shared!();
     let shipped = LearnedDetector::shipped().unwrap();
     let file = shipped.file();
     let set = labelled(&shared);
+    assert_eq!(learned::sections(&set).len(), 8);
     let folds = file.training["folds"].as_u64().unwrap() as usize;
     let seeds: Vec<u64> = file.training["seeds"]
         .as_array()
@@ -819,42 +831,30 @@ fn learned_detector_cross_validation_reproduces_the_shipped_table_and_weights() 
         .map(|s| s.as_u64().unwrap())
         .collect();
     assert_eq!(file.training["labelled"].as_u64(), Some(set.len() as u64));
-    println!(
-        "cross-validation ({folds} stratified folds × seeds {seeds:?}) on {} labelled conversations:",
-        set.len()
-    );
+    println!("{} labelled conversations in 8 sections:", set.len());
     for (cat, model) in [(Category::Code, &file.code), (Category::Math, &file.math)] {
-        // The shipped choice re-scored from scratch on the same folds, next to the rules.
         let configs: Vec<learned::Config> = model.choice.config.into_iter().collect();
-        let rows = learned::cross_validate(&set, cat, &configs, folds, &seeds);
-        let rules = &rows[0];
-        let chosen = rows
+        let loso = learned::leave_section_out(&set, cat, &configs);
+        let chosen = loso
             .iter()
-            .find(|r| r.choice == model.choice)
+            .find(|r| r.choice() == model.choice)
             .expect("the shipped choice is among the re-scored rows");
-        println!("  {}", rules.line());
-        println!("  {}  <- shipped", chosen.line());
-        // The table in the file is what this code measures.
-        for r in [rules, chosen] {
-            let stored = file
-                .cv
-                .iter()
-                .find(|s| s.category == cat && s.choice == r.choice)
-                .expect("row in the shipped table");
-            assert!(
-                stored.choice == r.choice
-                    && close(&stored.precision, &r.precision)
-                    && close(&stored.recall, &r.recall)
-                    && close(&stored.f1, &r.f1),
-                "{cat}: stored CV row {} differs from the re-computed one {}",
-                stored.line(),
-                r.line()
+        for r in &loso {
+            println!(
+                "  {}{}",
+                r.line(),
+                if r == chosen { "  <- shipped" } else { "" }
             );
+            let stored = file
+                .loso
+                .iter()
+                .find(|s| s.category == cat && s.mode == r.mode && s.config == r.config)
+                .expect("row in the shipped table");
+            assert_eq!(stored, r, "{cat}: stored leave-section-out row differs");
         }
-        // Selection by CV: the shipped choice is the best row of the stored table.
-        let best = learned::select(
+        let best = learned::select_loso(
             &file
-                .cv
+                .loso
                 .iter()
                 .filter(|r| r.category == cat)
                 .cloned()
@@ -862,19 +862,65 @@ fn learned_detector_cross_validation_reproduces_the_shipped_table_and_weights() 
         )
         .unwrap()
         .clone();
-        assert_eq!(best.choice, model.choice);
-        assert!(chosen.mean_f1() >= rules.mean_f1());
-        // Floors at what the shipped choice reaches out of fold (not the goal for math).
+        assert_eq!(
+            best.choice(),
+            model.choice,
+            "{cat}: the shipped choice is the best row"
+        );
+        // Random sections (the subset's base rate) and enriched ones, pooled separately.
+        let part = |random: bool| {
+            let mut c = learned::Counts::default();
+            for s in chosen.sections.iter().filter(|s| {
+                let r = s.section.ends_with("-random")
+                    || s.section == "tuned"
+                    || s.section == "held-out-1";
+                r == random
+            }) {
+                c.tp += s.counts.tp;
+                c.fp += s.counts.fp;
+                c.fn_ += s.counts.fn_;
+            }
+            c
+        };
+        let (random, enriched) = (part(true), part(false));
+        println!(
+            "  {cat} shipped, left-out random sections P/R {:.3}/{:.3}, enriched {:.3}/{:.3}",
+            random.precision(),
+            random.recall(),
+            enriched.precision(),
+            enriched.recall()
+        );
         let (min_p, min_r) = match cat {
-            Category::Code => (0.93, 0.93),
-            Category::Math => (0.80, 0.80),
+            Category::Code => (FLOOR_CODE_P, FLOOR_CODE_R),
+            Category::Math => (FLOOR_MATH_P, FLOOR_MATH_R),
         };
         assert!(
-            chosen.mean_precision() >= min_p && chosen.mean_recall() >= min_r,
-            "{cat}: CV precision {:.3} recall {:.3} below {min_p}/{min_r}",
-            chosen.mean_precision(),
-            chosen.mean_recall()
+            chosen.pooled.precision() >= min_p && chosen.pooled.recall() >= min_r,
+            "{cat}: left-out precision {:.3} recall {:.3} below {min_p}/{min_r}",
+            chosen.pooled.precision(),
+            chosen.pooled.recall()
         );
+        // k-fold CV of the same choice, re-scored on the same folds.
+        let cv = learned::cross_validate(&set, cat, &configs, folds, &seeds);
+        for r in cv
+            .iter()
+            .filter(|r| r.choice == model.choice || r.choice.config.is_none())
+        {
+            let stored = file
+                .cv
+                .iter()
+                .find(|s| s.category == cat && s.choice == r.choice)
+                .expect("row in the shipped CV table");
+            assert!(
+                close(&stored.precision, &r.precision)
+                    && close(&stored.recall, &r.recall)
+                    && close(&stored.f1, &r.f1),
+                "{cat}: stored CV row {} differs from the re-computed one {}",
+                stored.line(),
+                r.line()
+            );
+            println!("  k-fold {}", r.line());
+        }
         // The shipped weights are what the training code produces from the labels.
         let retrained = learned::train(&set, cat, model.choice);
         assert_eq!(retrained.choice, model.choice);
@@ -893,26 +939,15 @@ fn learned_detector_cross_validation_reproduces_the_shipped_table_and_weights() 
             _ => panic!("{cat}: retrained and shipped models differ in kind"),
         }
     }
-
-    // In-sample scores per section (optimistic: the model was trained on all of them).
-    let rows: Vec<(&learned::Label, Vec<Category>)> = set
-        .labels
-        .iter()
-        .zip(&set.features)
-        .map(|(l, f)| (l, shipped.decide_features(&dummy_example(), f).categories))
-        .collect();
-    println!("shipped learned detector, in sample (trained on these labels):");
-    for section in SECTIONS {
-        let part: Vec<_> = rows.iter().filter(|(l, _)| l.section == section).collect();
-        let s = learned_score(part.iter().map(|(l, c)| (*l, c.as_slice())));
-        println!(
-            "  {section}: {} conversations; {}; {}",
-            part.len(),
-            s[0].line("code").trim(),
-            s[1].line("math").trim()
-        );
-    }
 }
+
+/// Floors of the shipped choices' pooled leave-one-section-out precision and recall.
+/// Measured when shipped: code 0.959 / 0.966 (tp 536, fp 23, fn 19), math 0.897 / 0.839
+/// (tp 78, fp 9, fn 15) — math recall is short of the 0.85.
+const FLOOR_CODE_P: f64 = 0.95;
+const FLOOR_CODE_R: f64 = 0.96;
+const FLOOR_MATH_P: f64 = 0.89;
+const FLOOR_MATH_R: f64 = 0.83;
 
 /// Equal up to the last bit or two: serde_json parses decimal floats to within one ulp
 /// (its `float_roundtrip` feature is off), the file stores six significant digits.
@@ -921,16 +956,6 @@ fn close(a: &[f64], b: &[f64]) -> bool {
         && a.iter()
             .zip(b)
             .all(|(x, y)| (x - y).abs() <= 1e-12 * x.abs().max(y.abs()).max(1e-300))
-}
-
-/// An example without turns: `decide_features` reads the text only to name hashed features.
-fn dummy_example() -> Example {
-    Example {
-        id: "x".into(),
-        ability: mixprobe::data::Ability::General,
-        turns: Vec::new(),
-        meta: Default::default(),
-    }
 }
 
 fn learned_score<'a>(
@@ -974,7 +999,7 @@ fn full_subset_ablation_with_the_learned_detector() {
         .arg(&decisions)
         .assert()
         .success()
-        .stderr(contains("learned-v3"));
+        .stderr(contains("learned-v4"));
     let seconds = start.elapsed().as_secs_f64();
     let r: Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
     let (code, math) = (
@@ -985,14 +1010,14 @@ fn full_subset_ablation_with_the_learned_detector() {
     assert_eq!(conversations, count(&r, "kept") + code + math);
     let fraction = (code + math) as f64 / conversations as f64;
     println!(
-        "learned-v3 removed {code} code + {math} math of {conversations} conversations ({:.1}%) in {seconds:.1} s",
+        "learned-v4 removed {code} code + {math} math of {conversations} conversations ({:.1}%) in {seconds:.1} s",
         100.0 * fraction
     );
     assert!(
         (0.10..=0.50).contains(&fraction),
         "removed fraction {fraction:.3} outside 10–50%"
     );
-    assert_eq!(r["detector"].as_str(), Some("learned-v3"));
+    assert_eq!(r["detector"].as_str(), Some("learned-v4"));
     // Every removal is explained (a model probability with its top features, or a rule).
     let lines = std::fs::read_to_string(&decisions).unwrap();
     let mut explained = 0;
@@ -1010,8 +1035,11 @@ fn full_subset_ablation_with_the_learned_detector() {
 /// A small labelled set for the training command: clear code, math and general conversations.
 fn training_fixture(dir: &Path) -> (PathBuf, PathBuf) {
     let mut lines = Vec::new();
-    let mut labels = String::from("# id\tcode\tmath\n# section small\n");
+    let mut labels = String::from("# id\tcode\tmath\n");
     for i in 0..12 {
+        if i % 4 == 0 {
+            labels.push_str(&format!("# section part{}\n", i / 4));
+        }
         lines.push(record(
             &format!("code{i}"),
             &[
@@ -1081,7 +1109,7 @@ fn ablate_train_reproduces_its_file_byte_for_byte_and_the_file_drives_ablate() {
             .arg(out)
             .assert()
             .success()
-            .stdout(contains("chosen:").and(contains("rules")));
+            .stdout(contains("chosen:").and(contains("strict-or-model")));
     };
     let (a, b) = (dir.path().join("a.json"), dir.path().join("b.json"));
     train(&a);
@@ -1091,8 +1119,11 @@ fn ablate_train_reproduces_its_file_byte_for_byte_and_the_file_drives_ablate() {
     let file = learned::DetectorFile::parse(std::str::from_utf8(&ta).unwrap(), "a.json").unwrap();
     assert_eq!(file.training["labelled"].as_u64(), Some(36));
     assert_eq!(file.training["math_positives"].as_u64(), Some(12));
-    // Rules + 15 configurations × 3 modes × 7 thresholds, per category.
-    assert_eq!(file.cv.len(), 2 * (1 + 15 * 3 * 7));
+    // Per category: rules and strict rules, then 12 configurations × 5 modes (× 9 thresholds
+    // in the k-fold table).
+    assert_eq!(file.loso.len(), 2 * (2 + 12 * 5));
+    assert_eq!(file.cv.len(), 2 * (2 + 12 * 5 * 9));
+    assert_eq!(file.training["sections"].as_array().map(Vec::len), Some(3));
 
     // The trained file drives `data ablate --detector learned --detector-file`.
     let (out, report) = (dir.path().join("kept.jsonl"), dir.path().join("r.json"));
@@ -1180,34 +1211,21 @@ fn ablate_train_and_learned_flags_fail_clearly() {
         .stderr(contains("--detector-file needs --detector learned"));
 }
 
-/// The blind held-out-4 sample (tests/fixtures/ablation_labels_blind4.tsv, session 4): labelled
-/// by a reader who never saw either detector's output, and kept out of the training labels, so
-/// it judges the shipped `learned-v3` detector (frozen before these labels were scored) and
-/// rules-v2 out of sample. Measured when it was first scored (`learned-v3`, 299 conversations):
-/// code P/R 0.949/0.985, math 0.600/0.960 (tp 24, fp 16, fn 1) — the math precision misses the
-/// issue's 0.85: 14 of the 16 false positives come from the rules-v2 half of the OR (subject
-/// words, `x^2`-like notation in code, LaTeX), the model alone scores math 0.895/0.680. The
-/// floors below hold the measured values, so a regression shows; they are not the goal.
+/// The held-out-4 sample (tests/fixtures/ablation_labels_blind4.tsv, session 4): labelled by a
+/// reader who never saw either detector's output. It is still out of sample for rules-v2 (no
+/// rule changed since), so this is a regression check of rules-v2 at what it measured when
+/// first scored: code P/R 0.947/0.947, math 0.583/0.840 (tp 21, fp 15, fn 4). learned-v4 was
+/// trained on these labels: its scores here are in sample, printed for comparison, not judged
+/// (its honest figures are the leave-one-section-out ones above).
 #[test]
-fn shipped_detectors_on_the_blind_held_out_4_sample() {
+fn rules_v2_on_held_out_4_and_learned_v4_in_sample() {
     let shared = require_shared!();
-    let path =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/ablation_labels_blind4.tsv");
-    let labels = learned::read_labels(&path).unwrap();
+    let labels =
+        learned::read_labels(&Path::new(env!("CARGO_MANIFEST_DIR")).join(LABELS_4)).unwrap();
     assert_eq!(
         labels.len(),
         300,
-        "the blind sample holds 150 enriched + 150 random"
-    );
-    let trained: HashSet<String> =
-        learned::read_labels(&Path::new(env!("CARGO_MANIFEST_DIR")).join(LABELS))
-            .unwrap()
-            .into_iter()
-            .map(|l| l.id)
-            .collect();
-    assert!(
-        labels.iter().all(|l| !trained.contains(&l.id)),
-        "the blind sample overlaps the training labels"
+        "the sample holds 150 enriched + 150 random"
     );
     let loaded = read_file(
         &shared.join(SHAREGPT),
@@ -1250,19 +1268,24 @@ fn shipped_detectors_on_the_blind_held_out_4_sample() {
             }
         }
     }
-    for (d, name) in ["rules-v2", "learned-v3"].iter().enumerate() {
+    for (d, name) in ["rules-v2", "learned-v4 (in sample)"].iter().enumerate() {
         println!(
             "pooled {name}: {} | {}",
             pooled[d][0].line("code"),
             pooled[d][1].line("math")
         );
     }
-    let [code, math] = pooled[1];
-    assert!(
-        code.precision() >= 0.94 && code.recall() >= 0.98,
-        "code {}",
+    let [code, math] = pooled[0];
+    assert_eq!(
+        (code.tp, code.fp, code.fn_),
+        (125, 7, 7),
+        "rules-v2 code changed on held-out-4: {}",
         code.line("code")
     );
-    assert!(math.recall() >= 0.95, "math {}", math.line("math"));
-    assert!(math.precision() >= 0.58, "math {}", math.line("math"));
+    assert_eq!(
+        (math.tp, math.fp, math.fn_),
+        (21, 15, 4),
+        "rules-v2 math changed on held-out-4: {}",
+        math.line("math")
+    );
 }

@@ -19,9 +19,10 @@ use std::time::Duration;
 pub enum DetectorKind {
     /// The built-in transparent rules (`rules-v2`, see the module docs of `data::ablate`).
     Rules,
-    /// The learned detector (`learned-v3`): logistic regression on hashed n-grams and the rules'
-    /// counts, trained on the hand labels and chosen by cross-validation (`data ablate-train`);
-    /// the shipped weights are built in, `--detector-file` loads others.
+    /// The learned detector (`learned-v4`): logistic regression per category on hashed n-grams,
+    /// the rules' counts and computation features, trained on the hand labels and chosen by
+    /// leaving one labelled section out (`data ablate-train`); the shipped weights are built in,
+    /// `--detector-file` loads others.
     Learned,
     /// An LLM tagger behind an OpenAI-compatible chat-completions endpoint (InsTag prompt).
     Http,
@@ -51,12 +52,12 @@ pub struct Args {
     /// Skip malformed records (counted in the report) instead of failing.
     #[arg(long)]
     pub skip_invalid: bool,
-    /// Which detector decides (`learned` is the default: it beat the rules in cross-validation
-    /// for both categories, see the book's ablation chapter).
+    /// Which detector decides (`learned` is the default: it beat the rules when judged on
+    /// labelled sections it was not trained on, see the book's ablation chapter).
     #[arg(long, value_enum, default_value_t = DetectorKind::Learned)]
     pub detector: DetectorKind,
     /// A detector file written by `data ablate-train` to use with `--detector learned` instead
-    /// of the built-in one (data/ablation/detector-v3.json).
+    /// of the built-in one (data/ablation/detector-v4.json).
     #[arg(long)]
     pub detector_file: Option<PathBuf>,
     /// Base URL of the OpenAI-compatible API, up to and including `/v1` (`--detector http`).
@@ -203,21 +204,24 @@ fn same_file(a: &std::path::Path, b: &std::path::Path) -> bool {
 
 #[derive(clap::Args)]
 pub struct TrainArgs {
-    /// Hand labels: `id<TAB>code<TAB>math` lines (0/1), `#` comments, `# section NAME` headers
-    /// (e.g. tests/fixtures/ablation_labels.tsv).
-    #[arg(long)]
-    pub labels: PathBuf,
+    /// Hand-label files, comma-separated: `id<TAB>code<TAB>math` lines (0/1), `#` comments,
+    /// `# section NAME` headers (e.g. tests/fixtures/ablation_labels.tsv,
+    /// tests/fixtures/ablation_labels_blind4.tsv); at least three sections in all, since
+    /// selection leaves one section out and chooses thresholds by leaving one out of the rest.
+    #[arg(long, value_delimiter = ',', required = true)]
+    pub labels: Vec<PathBuf>,
     /// The ShareGPT file the labelled ids come from (e.g.
     /// ../shared/data/sharegpt/sharegpt_v3_subset_10k.jsonl.gz); labels whose id it lacks are
     /// counted and left out.
     #[arg(long)]
     pub data: PathBuf,
-    /// Where to write the detector file (e.g. data/ablation/detector-v3.json, which the binary
-    /// embeds): the choice per category, its weights retrained on all labels, and the CV table.
+    /// Where to write the detector file (e.g. data/ablation/detector-v4.json, which the binary
+    /// embeds): the choice per category, its weights retrained on all labels, and both tables.
     #[arg(long)]
     pub out: PathBuf,
-    /// Folds of the stratified cross-validation that chooses features, L2 strength, threshold
-    /// and the combination with the rules.
+    /// Folds of the stratified cross-validation reported next to the leave-one-section-out
+    /// selection (features, L2 strength and the combination with the rules are chosen by the
+    /// highest pooled F1 over left-out sections).
     #[arg(long, default_value_t = 10)]
     pub cv: usize,
     /// Seeds of the repeated cross-validation, comma-separated (each draws its own folds).
@@ -242,7 +246,20 @@ pub fn run_train(args: TrainArgs) -> anyhow::Result<()> {
     if args.seeds.is_empty() {
         return Err(UserError("--seeds needs at least one seed".into()).into());
     }
-    let labels = learned::read_labels(&args.labels)?;
+    let mut labels: Vec<learned::Label> = Vec::new();
+    for path in &args.labels {
+        for l in learned::read_labels(path)? {
+            if labels.iter().any(|k| k.id == l.id) {
+                return Err(UserError(format!(
+                    "{}: id {:?} is also labelled in an earlier --labels file",
+                    path.display(),
+                    l.id
+                ))
+                .into());
+            }
+            labels.push(l);
+        }
+    }
     let loaded = read_file(
         &args.data,
         Some(Format::ShareGpt),
@@ -259,26 +276,40 @@ pub fn run_train(args: TrainArgs) -> anyhow::Result<()> {
             missing[0].id
         );
     }
+    let sections = learned::sections(&set);
+    if sections.len() < 3 {
+        return Err(UserError(format!(
+            "--labels: {} section(s) ({}); leaving one section out needs at least 3 (`# section NAME` lines)",
+            sections.len(),
+            sections.join(", ")
+        ))
+        .into());
+    }
     let mut training: BTreeMap<String, serde_json::Value> = BTreeMap::new();
-    training.insert("labels".into(), json!(file_name(&args.labels)));
-    training.insert(
-        "labels_sha256".into(),
-        json!(util::sha256_file(&args.labels)?),
-    );
+    let names: Vec<String> = args.labels.iter().map(|p| file_name(p)).collect();
+    let mut hashes = Vec::new();
+    for p in &args.labels {
+        hashes.push(util::sha256_file(p)?);
+    }
+    training.insert("labels".into(), json!(names));
+    training.insert("labels_sha256".into(), json!(hashes));
     training.insert("data".into(), json!(file_name(&args.data)));
     training.insert("data_sha256".into(), json!(util::sha256_file(&args.data)?));
     training.insert("labelled".into(), json!(set.len()));
     training.insert("labels_left_out".into(), json!(missing.len()));
+    training.insert("sections".into(), json!(sections));
     training.insert("folds".into(), json!(args.cv));
     training.insert("seeds".into(), json!(args.seeds));
     training.insert("iterations".into(), json!(ITERATIONS));
     training.insert("thresholds".into(), json!(THRESHOLDS));
     training.insert(
         "selection".into(),
-        json!("highest mean F1 over seeds of pooled out-of-fold verdicts"),
+        json!(
+            "highest pooled F1 over left-out sections (thresholds chosen inside the other sections)"
+        ),
     );
     let mut models = Vec::new();
-    let mut table = Vec::new();
+    let (mut loso_table, mut cv_table) = (Vec::new(), Vec::new());
     for cat in Category::ALL {
         let positives = set.labels.iter().filter(|l| l.is(cat)).count();
         training.insert(format!("{cat}_positives"), json!(positives));
@@ -289,27 +320,36 @@ pub fn run_train(args: TrainArgs) -> anyhow::Result<()> {
             ))
             .into());
         }
-        let rows = learned::cross_validate(&set, cat, &Config::grid(), args.cv, &args.seeds);
-        let best = learned::select(&rows)
-            .ok_or_else(|| UserError("no cross-validation rows".into()))?
+        let grid = Config::grid();
+        let loso = learned::leave_section_out(&set, cat, &grid);
+        let cv = learned::cross_validate(&set, cat, &grid, args.cv, &args.seeds);
+        let best = learned::select_loso(&loso)
+            .ok_or_else(|| UserError("no leave-one-section-out rows".into()))?
             .clone();
-        println!("{cat} ({positives} positives of {}):", set.len());
-        println!("  {}", rows[0].line());
-        // The best row of every mode, then the chosen one.
-        for mode in ["model", "rules-or-model", "rules-and-model"] {
-            if let Some(r) = learned::select(
-                &rows
-                    .iter()
-                    .filter(|r| r.choice.mode.as_str() == mode)
-                    .cloned()
-                    .collect::<Vec<_>>(),
-            ) {
-                println!("  {}", r.line());
-            }
+        println!(
+            "{cat} ({positives} positives of {}): leave one section out (pooled, per section) | {}-fold CV at the same threshold",
+            set.len(),
+            args.cv
+        );
+        for r in &loso {
+            let k = cv
+                .iter()
+                .find(|c| c.choice == r.choice())
+                .map(|c| {
+                    format!(
+                        "P {:.3} R {:.3} F1 {:.3}",
+                        c.mean_precision(),
+                        c.mean_recall(),
+                        c.mean_f1()
+                    )
+                })
+                .unwrap_or_default();
+            println!("  {} | {k}", r.line());
         }
         println!("  chosen: {}", best.line());
-        models.push(learned::train(&set, cat, best.choice));
-        table.extend(rows);
+        models.push(learned::train(&set, cat, best.choice()));
+        loso_table.extend(loso);
+        cv_table.extend(cv);
     }
     let math = models
         .pop()
@@ -318,13 +358,14 @@ pub fn run_train(args: TrainArgs) -> anyhow::Result<()> {
         .pop()
         .ok_or_else(|| UserError("no code model".into()))?;
     let file = DetectorFile {
-        name: "learned-v3".into(),
+        name: "learned-v4".into(),
         feature_version: FEATURE_VERSION,
         buckets: BUCKETS,
         training,
         code,
         math,
-        cv: table,
+        loso: loso_table,
+        cv: cv_table,
     };
     util::write_atomic(&args.out, file.to_text()?.as_bytes())?;
     eprintln!("wrote {}", args.out.display());

@@ -1,8 +1,9 @@
-//! The learned ablation detector (`learned-v3`): an L2-regularised, class-weighted logistic
+//! The learned ablation detector (`learned-v4`): an L2-regularised, class-weighted logistic
 //! regression per category over deterministic text features, trained on the hand labels
-//! (`tests/fixtures/ablation_labels.tsv`) and chosen by cross-validation only.
+//! (`tests/fixtures/ablation_labels.tsv` and `ablation_labels_blind4.tsv`) and chosen by leaving
+//! one labelled section out.
 //!
-//! # Features ([`Features`])
+//! # Features ([`Features`], version [`FEATURE_VERSION`])
 //! - *Lexical*: the lowercased text is split into tokens — maximal runs of letters and digits, in
 //!   which every run of digits becomes `0` (`2x` → `0x`, `3.14` → `0 . 0`), and every other
 //!   non-space character on its own (`=`, `+`, `\`, `` ` ``). Unigrams and bigrams (within a
@@ -10,9 +11,12 @@
 //!   and system turns) and the assistant side; each bucket holds `ln(1 + count)` and each side is
 //!   L2-normalised.
 //! - *Dense* ([`DENSE_NAMES`]): the rule detector's measurements ([`RuleCounts`]) for code and
-//!   math, whether `rules-v2` detects each category, and digit–operator–digit, `= number`,
-//!   percentage and number counts and the length; each as `ln(1 + x)` (length in hundreds of
-//!   characters).
+//!   math, whether `rules-v2` detects each category, digit–operator–digit, `= number`,
+//!   percentage and number counts and the length (in hundreds of characters); and computation
+//!   evidence read in prose (fenced blocks and inline code removed): whether the strict math
+//!   rule fires, digit–operator–digit counts (total, largest per turn), equations with numbers
+//!   on both sides, inline LaTeX math, the share of numeric tokens (×10), question words next
+//!   to a number in user turns, and units combined by an operator. Each as `ln(1 + x)`.
 //!
 //! # Model
 //! For one category, a configuration ([`Config`]) weights the two feature groups (`lexical`,
@@ -23,17 +27,21 @@
 //! product with the Gram matrix), with the step `1/L` from a power-iteration bound on the
 //! curvature: deterministic, no randomness, no convergence test.
 //!
-//! A [`Choice`] adds how the probability is used: thresholded alone ([`Mode::Model`]), or OR'ed
-//! or AND'ed with the `rules-v2` verdict, or the rules alone ([`Mode::Rules`]).
+//! A [`Choice`] adds how the probability is used ([`Mode`]): thresholded alone, or OR'ed or
+//! AND'ed with the `rules-v2` verdict or with the strict rules (for math `strict-math`:
+//! computation evidence only, not vocabulary or notation; for code `rules-v2`), or either rule
+//! set alone.
 //!
-//! # Selection by cross-validation
+//! # Selection
+//! [`leave_section_out`] scores every candidate (mode × configuration) on each labelled section
+//! with a model trained on the other sections, at the threshold of [`THRESHOLDS`] that leaving
+//! one section out *within* those other sections chooses; the left-out verdicts are pooled into
+//! one precision and recall ([`LosoRow`]). [`select_loso`] picks the highest pooled F1 (ties:
+//! the earlier row); the shipped threshold is chosen the same way over all sections.
 //! [`cross_validate`] runs stratified k-fold cross-validation repeated over seeds (folds drawn
-//! with [`crate::util::rng`]): every configuration is trained on k−1 folds and scores the held-out
-//! fold; per seed, the out-of-fold verdicts of all folds are pooled into a precision and recall.
-//! Every mode and threshold of [`THRESHOLDS`] is scored from the same out-of-fold probabilities,
-//! and the rules on the same folds. [`select`] picks the highest mean F1 over seeds (ties: the
-//! earlier row). The shipped file ([`SHIPPED`], `data/ablation/detector-v3.json`) records the
-//! choice, the weights retrained on all labels, and the whole table.
+//! with [`crate::util::rng`]) for comparison. The shipped file ([`SHIPPED`],
+//! `data/ablation/detector-v4.json`) records the choices, the weights retrained on all labels,
+//! and both tables.
 use crate::data::ablate::{Category, Decision, Detector, RuleCounts, RuleDetector};
 use crate::data::example::{Example, Role};
 use crate::error::{Error, Location, Result};
@@ -50,14 +58,14 @@ pub const BUCKETS: usize = 4096;
 /// Gradient steps of one fit.
 pub const ITERATIONS: usize = 400;
 /// Probability thresholds tried by cross-validation.
-pub const THRESHOLDS: [f64; 7] = [0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8];
-/// The shipped detector file (`data/ablation/detector-v3.json`).
-pub const SHIPPED: &str = include_str!("../../data/ablation/detector-v3.json");
+pub const THRESHOLDS: [f64; 9] = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9];
+/// The shipped detector file (`data/ablation/detector-v4.json`).
+pub const SHIPPED: &str = include_str!("../../data/ablation/detector-v4.json");
 /// The feature version recorded in model files; a file with another version is refused.
-pub const FEATURE_VERSION: u32 = 1;
+pub const FEATURE_VERSION: u32 = 2;
 
 /// Names of the dense features, in order.
-pub const DENSE_NAMES: [&str; 23] = [
+pub const DENSE_NAMES: [&str; 31] = [
     "fenced-lines",
     "fenced-blocks",
     "pasted-lines",
@@ -81,6 +89,14 @@ pub const DENSE_NAMES: [&str; 23] = [
     "percentages",
     "numbers",
     "length",
+    "strict-math",
+    "prose-digit-op-digit",
+    "prose-max-turn-digit-op-digit",
+    "prose-equations",
+    "latex-inline",
+    "numeric-share",
+    "question-near-number",
+    "unit-arithmetic",
 ];
 const DENSE: usize = DENSE_NAMES.len();
 
@@ -89,15 +105,60 @@ struct Patterns {
     equals: Regex,
     percent: Regex,
     number: Regex,
+    fence: Regex,
+    equation: Regex,
+    latex_inline: Regex,
+    question: Regex,
+    unit_arithmetic: Regex,
+    word: Regex,
 }
 
-static PATTERNS: LazyLock<Patterns> = LazyLock::new(|| Patterns {
+static PATTERNS: LazyLock<Patterns> = LazyLock::new(|| {
+    Patterns {
     op: Regex::new(r"[0-9][0-9.,]*\s*[-+*/×÷^]\s*\(?[0-9]").expect("built-in pattern compiles"),
     equals: Regex::new(r"[=≈]\s*\$?-?[0-9]").expect("built-in pattern compiles"),
     percent: Regex::new(r"[0-9]\s*%").expect("built-in pattern compiles"),
     number: Regex::new(r"(?-u:\b)[0-9]+(?:[.,][0-9]+)*(?-u:\b)")
         .expect("built-in pattern compiles"),
+    fence: Regex::new(r"(?s)```.*?(?:```|\z)|`[^`\n]*`").expect("built-in pattern compiles"),
+    equation: Regex::new(
+        r"[0-9][0-9.,]*\s*[-+*/×÷^x]\s*\(?\s*[0-9][0-9.,]*(?:\s*[-+*/×÷^x]\s*\(?\s*[0-9][0-9.,]*\)?)*\s*\)?\s*[=≈]\s*\$?-?[0-9]",
+    )
+    .expect("built-in pattern compiles"),
+    latex_inline: Regex::new(r"\$[^$\n]{0,120}(?:\\[a-zA-Z]+|[=^_])[^$\n]{0,120}\$|\\\(|\\\[")
+        .expect("built-in pattern compiles"),
+    question: Regex::new(
+        r"(?i)\b(?:calculate|compute|solve|how many|how much|what is|find|probability|average|total|percent(?:age)?)\b[^.?!\n]{0,60}[0-9]|[0-9][^.?!\n]{0,60}\b(?:calculate|compute|solve|how many|how much)\b",
+    )
+    .expect("built-in pattern compiles"),
+    unit_arithmetic: Regex::new(
+        r"(?i)(?:\$\s*[0-9][0-9.,]*|[0-9][0-9.,]*\s*(?:%|\$|dollars?|euros?|km|kg|m|cm|mm|g|l|hours?|minutes?|seconds?|days?|years?|months?|miles?|meters?|units?|items?|people|mph)\b)\s*[-+*/×÷x]\s*\(?\s*\$?[0-9]",
+    )
+    .expect("built-in pattern compiles"),
+    word: Regex::new(r"[\p{L}\p{N}]+").expect("built-in pattern compiles"),
+}
 });
+
+/// The rules-v2 math rules that need computation evidence (`strict-math`): worked arithmetic,
+/// or, in a conversation not detected as code, a word problem, a proof/formula request or a
+/// fenced formula. Vocabulary (`math-terms`), notation (`algebra`) and `latex-math` alone do
+/// not count.
+const STRICT_MATH_RULES: [&str; 4] = [
+    "worked-arithmetic",
+    "word-problem",
+    "math-request",
+    "formula-block",
+];
+
+/// Whether the strict math rule fires on `rules-v2`'s evidence.
+fn strict_math(evidence: &[(Category, String)]) -> bool {
+    let code = evidence.iter().any(|(c, _)| *c == Category::Code);
+    evidence.iter().any(|(c, e)| {
+        *c == Category::Math
+            && (e.starts_with(STRICT_MATH_RULES[0])
+                || (!code && STRICT_MATH_RULES[1..].iter().any(|r| e.starts_with(r))))
+    })
+}
 
 /// The features of one conversation (see the module docs).
 #[derive(Debug, Clone)]
@@ -110,6 +171,8 @@ pub struct Features {
     pub dense: [f32; DENSE],
     /// The categories `rules-v2` detects.
     pub rules: Vec<Category>,
+    /// The categories the strict rules detect: code as `rules-v2`, math by `strict-math`.
+    pub strict: Vec<Category>,
     /// `rules-v2`'s evidence, for explanations.
     pub rule_evidence: Vec<(Category, String)>,
 }
@@ -198,13 +261,29 @@ impl Features {
         let detected = |c: Category| evidence.iter().any(|(k, _)| *k == c);
         let p = &*PATTERNS;
         let (mut ops, mut equals, mut percent, mut numbers, mut chars) = (0, 0, 0, 0, 0);
+        let (mut prose_ops, mut max_ops, mut equations, mut latex) = (0, 0, 0, 0);
+        let (mut prose_numbers, mut prose_words, mut questions, mut units) = (0, 0, 0, 0);
         for t in &ex.turns {
             ops += p.op.find_iter(&t.content).count();
             equals += p.equals.find_iter(&t.content).count();
             percent += p.percent.find_iter(&t.content).count();
             numbers += p.number.find_iter(&t.content).count();
             chars += t.content.chars().count();
+            // Prose: the turn without fenced blocks and inline code spans.
+            let prose = p.fence.replace_all(&t.content, " ");
+            let turn_ops = p.op.find_iter(&prose).count();
+            prose_ops += turn_ops;
+            max_ops = max_ops.max(turn_ops);
+            equations += p.equation.find_iter(&prose).count();
+            latex += p.latex_inline.find_iter(&prose).count();
+            prose_numbers += p.number.find_iter(&prose).count();
+            prose_words += p.word.find_iter(&prose).count();
+            if t.role != Role::Assistant {
+                questions += p.question.find_iter(&prose).count();
+            }
+            units += p.unit_arithmetic.find_iter(&prose).count();
         }
+        let strict = strict_math(&evidence);
         let raw: [f64; DENSE] = [
             counts.fenced_lines as f64,
             counts.fenced_blocks as f64,
@@ -229,6 +308,14 @@ impl Features {
             percent as f64,
             numbers as f64,
             chars as f64 / 100.0,
+            f64::from(u8::from(strict)),
+            prose_ops as f64,
+            max_ops as f64,
+            equations as f64,
+            latex as f64,
+            10.0 * prose_numbers as f64 / prose_words.max(1) as f64,
+            questions as f64,
+            units as f64,
         ];
         let mut dense = [0f32; DENSE];
         for (d, x) in dense.iter_mut().zip(raw) {
@@ -244,6 +331,11 @@ impl Features {
             user: normalise(user),
             assistant: normalise(assistant),
             dense,
+            strict: rule_cats
+                .iter()
+                .copied()
+                .filter(|c| *c == Category::Code || strict)
+                .collect(),
             rules: rule_cats,
             rule_evidence: evidence,
         }
@@ -438,12 +530,12 @@ pub struct Config {
 }
 
 impl Config {
-    /// The configurations cross-validation tries: lexical only, dense only and both, each at
-    /// five L2 strengths.
+    /// The configurations selection tries: lexical only, dense only and both (dense weighted
+    /// 0.5 and 1), each at three L2 strengths.
     pub fn grid() -> Vec<Config> {
         let mut out = Vec::new();
-        for (lexical, dense) in [(1.0, 0.0), (0.0, 1.0), (1.0, 0.5)] {
-            for lambda in [1e-5, 1e-4, 1e-3, 1e-2, 1e-1] {
+        for (lexical, dense) in [(1.0, 0.0), (0.0, 1.0), (1.0, 0.5), (1.0, 1.0)] {
+            for lambda in [1e-4, 1e-3, 1e-2] {
                 out.push(Config {
                     lexical,
                     dense,
@@ -478,6 +570,12 @@ pub enum Mode {
     RulesOrModel,
     /// The rules and the model.
     RulesAndModel,
+    /// The strict rules alone (for math `strict-math`, for code `rules-v2`).
+    Strict,
+    /// The strict rules or the model.
+    StrictOrModel,
+    /// The strict rules and the model.
+    StrictAndModel,
 }
 
 impl Mode {
@@ -488,17 +586,50 @@ impl Mode {
             Mode::Model => "model",
             Mode::RulesOrModel => "rules-or-model",
             Mode::RulesAndModel => "rules-and-model",
+            Mode::Strict => "strict",
+            Mode::StrictOrModel => "strict-or-model",
+            Mode::StrictAndModel => "strict-and-model",
         }
     }
 
+    /// The modes that use a model, in table order.
+    pub const WITH_MODEL: [Mode; 5] = [
+        Mode::Model,
+        Mode::RulesOrModel,
+        Mode::RulesAndModel,
+        Mode::StrictOrModel,
+        Mode::StrictAndModel,
+    ];
+
+    /// Whether the mode uses the model's probability.
+    pub fn uses_model(self) -> bool {
+        !matches!(self, Mode::Rules | Mode::Strict)
+    }
+
+    /// Whether the mode uses the strict rules instead of `rules-v2`.
+    fn strict(self) -> bool {
+        matches!(
+            self,
+            Mode::Strict | Mode::StrictOrModel | Mode::StrictAndModel
+        )
+    }
+
+    /// The verdict given whether the rules (`rules-v2` or the strict ones, as the mode says)
+    /// fire and the model's probability.
     fn verdict(self, rules: bool, probability: f64, threshold: f64) -> bool {
         let model = probability >= threshold;
         match self {
-            Mode::Rules => rules,
+            Mode::Rules | Mode::Strict => rules,
             Mode::Model => model,
-            Mode::RulesOrModel => rules || model,
-            Mode::RulesAndModel => rules && model,
+            Mode::RulesOrModel | Mode::StrictOrModel => rules || model,
+            Mode::RulesAndModel | Mode::StrictAndModel => rules && model,
         }
+    }
+
+    /// The verdict for `category` on `f` (see [`Mode::verdict`]).
+    fn decide(self, f: &Features, category: Category, probability: f64, threshold: f64) -> bool {
+        let rules = if self.strict() { &f.strict } else { &f.rules };
+        self.verdict(rules.contains(&category), probability, threshold)
     }
 }
 
@@ -606,20 +737,22 @@ fn folds(y: &[bool], k: usize, seed: u64) -> Vec<usize> {
     fold
 }
 
-/// Out-of-fold probabilities of `config` for one seed.
-fn out_of_fold(set: &Labelled, y: &[bool], config: &Config, k: usize, seed: u64) -> Vec<f64> {
-    let fold = folds(y, k, seed);
-    let mut p = vec![0.0; y.len()];
-    for f in 0..k {
-        let train: Vec<usize> = (0..y.len()).filter(|&i| fold[i] != f).collect();
-        let test: Vec<usize> = (0..y.len()).filter(|&i| fold[i] == f).collect();
-        if test.is_empty() {
-            continue;
-        }
-        let ty: Vec<bool> = train.iter().map(|&i| y[i]).collect();
-        let model = fit(&set.gram(config, &train, &train), &ty, config.lambda);
-        let cross = set.gram(config, &test, &train);
-        let mut scores = vec![0f32; test.len()];
+/// Probabilities on `test` of `config` trained on `train`.
+fn predict(
+    set: &Labelled,
+    y: &[bool],
+    config: &Config,
+    train: &[usize],
+    test: &[usize],
+) -> Vec<f64> {
+    if test.is_empty() {
+        return Vec::new();
+    }
+    let ty: Vec<bool> = train.iter().map(|&i| y[i]).collect();
+    let model = fit(&set.gram(config, train, train), &ty, config.lambda);
+    let cross = set.gram(config, test, train);
+    let mut scores = vec![0f32; test.len()];
+    if !train.is_empty() {
         kernels::matmul(
             &mut scores,
             &cross,
@@ -629,8 +762,22 @@ fn out_of_fold(set: &Labelled, y: &[bool], config: &Config, k: usize, seed: u64)
             1,
             false,
         );
-        for (&i, s) in test.iter().zip(scores) {
-            p[i] = sigmoid(f64::from(s) + model.bias);
+    }
+    scores
+        .into_iter()
+        .map(|s| sigmoid(f64::from(s) + model.bias))
+        .collect()
+}
+
+/// Out-of-fold probabilities of `config` for one seed.
+fn out_of_fold(set: &Labelled, y: &[bool], config: &Config, k: usize, seed: u64) -> Vec<f64> {
+    let fold = folds(y, k, seed);
+    let mut p = vec![0.0; y.len()];
+    for f in 0..k {
+        let train: Vec<usize> = (0..y.len()).filter(|&i| fold[i] != f).collect();
+        let test: Vec<usize> = (0..y.len()).filter(|&i| fold[i] == f).collect();
+        for (&i, q) in test.iter().zip(predict(set, y, config, &train, &test)) {
+            p[i] = q;
         }
     }
     p
@@ -638,23 +785,11 @@ fn out_of_fold(set: &Labelled, y: &[bool], config: &Config, k: usize, seed: u64)
 
 /// Precision, recall and F1 of verdicts against the truth (0 when undefined).
 fn prf(verdicts: impl Iterator<Item = (bool, bool)>) -> [f64; 3] {
-    let (mut tp, mut fp, mut fn_) = (0usize, 0usize, 0usize);
+    let mut c = Counts::default();
     for (v, t) in verdicts {
-        match (v, t) {
-            (true, true) => tp += 1,
-            (true, false) => fp += 1,
-            (false, true) => fn_ += 1,
-            (false, false) => {}
-        }
+        c.add(v, t);
     }
-    let p = tp as f64 / (tp + fp).max(1) as f64;
-    let r = tp as f64 / (tp + fn_).max(1) as f64;
-    let f = if p + r > 0.0 {
-        2.0 * p * r / (p + r)
-    } else {
-        0.0
-    };
-    [p, r, f]
+    [c.precision(), c.recall(), c.f1()]
 }
 
 /// How a category's verdict is formed: the mode, and for modes with a model its configuration
@@ -728,8 +863,23 @@ impl CvRow {
     }
 }
 
-/// Cross-validate `configs` for `category` with `k` stratified folds per seed: one row for the
-/// rules, then per configuration, per model mode and per threshold of [`THRESHOLDS`].
+/// The choices without a model: `rules-v2` and the strict rules.
+const RULE_CHOICES: [Choice; 2] = [
+    Choice {
+        mode: Mode::Rules,
+        config: None,
+        threshold: None,
+    },
+    Choice {
+        mode: Mode::Strict,
+        config: None,
+        threshold: None,
+    },
+];
+
+/// Cross-validate `configs` for `category` with `k` stratified folds per seed: one row each for
+/// the rules and the strict rules, then per configuration, per model mode and per threshold of
+/// [`THRESHOLDS`].
 pub fn cross_validate(
     set: &Labelled,
     category: Category,
@@ -738,11 +888,6 @@ pub fn cross_validate(
     seeds: &[u64],
 ) -> Vec<CvRow> {
     let y: Vec<bool> = set.labels.iter().map(|l| l.is(category)).collect();
-    let rules: Vec<bool> = set
-        .features
-        .iter()
-        .map(|f| f.rules.contains(&category))
-        .collect();
     let row = |choice: Choice, probs: &[Vec<f64>]| {
         let mut r = CvRow {
             category,
@@ -753,8 +898,12 @@ pub fn cross_validate(
         };
         for p in probs {
             let t = choice.threshold.unwrap_or(0.5);
-            let [pr, re, f] =
-                prf((0..y.len()).map(|i| (choice.mode.verdict(rules[i], p[i], t), y[i])));
+            let [pr, re, f] = prf((0..y.len()).map(|i| {
+                (
+                    choice.mode.decide(&set.features[i], category, p[i], t),
+                    y[i],
+                )
+            }));
             r.precision.push(pr);
             r.recall.push(re);
             r.f1.push(f);
@@ -762,20 +911,13 @@ pub fn cross_validate(
         r
     };
     let no_model = vec![vec![0.0; y.len()]; seeds.len()];
-    let mut out = vec![row(
-        Choice {
-            mode: Mode::Rules,
-            config: None,
-            threshold: None,
-        },
-        &no_model,
-    )];
+    let mut out: Vec<CvRow> = RULE_CHOICES.iter().map(|c| row(*c, &no_model)).collect();
     for config in configs {
         let probs: Vec<Vec<f64>> = seeds
             .iter()
             .map(|&s| out_of_fold(set, &y, config, k, s))
             .collect();
-        for mode in [Mode::Model, Mode::RulesOrModel, Mode::RulesAndModel] {
+        for mode in Mode::WITH_MODEL {
             for t in THRESHOLDS {
                 out.push(row(
                     Choice {
@@ -796,6 +938,266 @@ pub fn select(rows: &[CvRow]) -> Option<&CvRow> {
     let mut best: Option<&CvRow> = None;
     for r in rows {
         if best.is_none_or(|b| r.mean_f1() > b.mean_f1()) {
+            best = Some(r);
+        }
+    }
+    best
+}
+
+// ---------------------------------------------------------------------------------------------
+// Leave one section out
+// ---------------------------------------------------------------------------------------------
+
+/// Counts of verdicts against the truth.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counts {
+    pub tp: usize,
+    pub fp: usize,
+    #[serde(rename = "fn")]
+    pub fn_: usize,
+}
+
+impl Counts {
+    fn add(&mut self, verdict: bool, truth: bool) {
+        match (verdict, truth) {
+            (true, true) => self.tp += 1,
+            (true, false) => self.fp += 1,
+            (false, true) => self.fn_ += 1,
+            (false, false) => {}
+        }
+    }
+
+    /// Precision (0 when nothing was detected).
+    pub fn precision(&self) -> f64 {
+        self.tp as f64 / (self.tp + self.fp).max(1) as f64
+    }
+
+    /// Recall (0 when there is nothing to find).
+    pub fn recall(&self) -> f64 {
+        self.tp as f64 / (self.tp + self.fn_).max(1) as f64
+    }
+
+    /// F1 (0 when precision and recall are).
+    pub fn f1(&self) -> f64 {
+        let (p, r) = (self.precision(), self.recall());
+        if p + r > 0.0 {
+            2.0 * p * r / (p + r)
+        } else {
+            0.0
+        }
+    }
+}
+
+/// One left-out section of a [`LosoRow`]: the threshold chosen without it and the counts on it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SectionScore {
+    pub section: String,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub threshold: Option<f64>,
+    pub counts: Counts,
+}
+
+/// One candidate scored by leaving one section out: a mode and, for modes with a model, a
+/// configuration; per section the threshold chosen inside the other sections and the counts on
+/// the left-out one; the pooled counts; and the threshold that leave-one-section-out over all
+/// sections chooses (what the shipped model uses).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LosoRow {
+    pub category: Category,
+    pub mode: Mode,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub config: Option<Config>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub threshold: Option<f64>,
+    pub pooled: Counts,
+    pub sections: Vec<SectionScore>,
+}
+
+impl LosoRow {
+    /// A label: `MODE` or `MODE CONFIG`.
+    pub fn name(&self) -> String {
+        match self.config {
+            Some(c) => format!("{} {}", self.mode.as_str(), c.name()),
+            None => self.mode.as_str().to_string(),
+        }
+    }
+
+    /// The choice this row ships: its mode, configuration and final threshold.
+    pub fn choice(&self) -> Choice {
+        Choice {
+            mode: self.mode,
+            config: self.config,
+            threshold: self.threshold,
+        }
+    }
+
+    /// Pooled precision, recall and F1, then per section `name P/R`, as a table line.
+    pub fn line(&self) -> String {
+        let t = self
+            .threshold
+            .map(|t| format!(" t={t}"))
+            .unwrap_or_default();
+        let parts: Vec<String> = self
+            .sections
+            .iter()
+            .map(|s| {
+                format!(
+                    "{} {:.2}/{:.2}",
+                    s.section,
+                    s.counts.precision(),
+                    s.counts.recall()
+                )
+            })
+            .collect();
+        format!(
+            "{:<5} {:<44} P {:.3} R {:.3} F1 {:.3} (tp {} fp {} fn {}) | {}",
+            self.category.as_str(),
+            format!("{}{t}", self.name()),
+            self.pooled.precision(),
+            self.pooled.recall(),
+            self.pooled.f1(),
+            self.pooled.tp,
+            self.pooled.fp,
+            self.pooled.fn_,
+            parts.join(", ")
+        )
+    }
+}
+
+/// The distinct sections of `set`, in order of first appearance.
+pub fn sections(set: &Labelled) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for l in &set.labels {
+        if !out.contains(&l.section) {
+            out.push(l.section.clone());
+        }
+    }
+    out
+}
+
+/// Probabilities of `config` for the rows `rows`, each from a model trained on the rows of
+/// `rows` outside its section (leave one section out within `rows`).
+fn leave_section_out_probs(
+    set: &Labelled,
+    y: &[bool],
+    config: &Config,
+    rows: &[usize],
+) -> Vec<(usize, f64)> {
+    let mut out = Vec::new();
+    let mut names: Vec<&str> = Vec::new();
+    for &i in rows {
+        if !names.contains(&set.labels[i].section.as_str()) {
+            names.push(&set.labels[i].section);
+        }
+    }
+    for name in names {
+        let (test, train): (Vec<usize>, Vec<usize>) =
+            rows.iter().partition(|&&i| set.labels[i].section == name);
+        out.extend(
+            test.iter()
+                .copied()
+                .zip(predict(set, y, config, &train, &test)),
+        );
+    }
+    out
+}
+
+/// The threshold of [`THRESHOLDS`] with the highest F1 of `mode` on `probs` (the earliest among
+/// equals).
+fn best_threshold(
+    set: &Labelled,
+    y: &[bool],
+    category: Category,
+    mode: Mode,
+    probs: &[(usize, f64)],
+) -> f64 {
+    let mut best = (THRESHOLDS[0], -1.0);
+    for t in THRESHOLDS {
+        let mut c = Counts::default();
+        for &(i, p) in probs {
+            c.add(mode.decide(&set.features[i], category, p, t), y[i]);
+        }
+        if c.f1() > best.1 {
+            best = (t, c.f1());
+        }
+    }
+    best.0
+}
+
+/// Score every candidate for `category` by leaving one section out: rows for the rules and the
+/// strict rules, then per configuration and model mode one row. A left-out section is scored
+/// by a model trained on all other sections, with the threshold that leave-one-section-out
+/// *within* those other sections chooses (it never sees the left-out section). Needs at least
+/// three sections.
+pub fn leave_section_out(set: &Labelled, category: Category, configs: &[Config]) -> Vec<LosoRow> {
+    let y: Vec<bool> = set.labels.iter().map(|l| l.is(category)).collect();
+    let names = sections(set);
+    let all: Vec<usize> = (0..y.len()).collect();
+    let score = |mode: Mode, config: Option<Config>, outer: &[f64], inner: &[Vec<(usize, f64)>]| {
+        let mut pooled = Counts::default();
+        let mut per = Vec::new();
+        for (k, name) in names.iter().enumerate() {
+            let threshold = config.map(|_| best_threshold(set, &y, category, mode, &inner[k]));
+            let mut c = Counts::default();
+            for i in all.iter().filter(|&&i| set.labels[i].section == *name) {
+                let v = mode.decide(
+                    &set.features[*i],
+                    category,
+                    outer[*i],
+                    threshold.unwrap_or(0.5),
+                );
+                c.add(v, y[*i]);
+                pooled.add(v, y[*i]);
+            }
+            per.push(SectionScore {
+                section: name.clone(),
+                threshold,
+                counts: c,
+            });
+        }
+        let outer_pairs: Vec<(usize, f64)> = all.iter().map(|&i| (i, outer[i])).collect();
+        LosoRow {
+            category,
+            mode,
+            config,
+            threshold: config.map(|_| best_threshold(set, &y, category, mode, &outer_pairs)),
+            pooled,
+            sections: per,
+        }
+    };
+    let zeros = vec![0.0; y.len()];
+    let mut out: Vec<LosoRow> = RULE_CHOICES
+        .iter()
+        .map(|c| score(c.mode, None, &zeros, &[]))
+        .collect();
+    for config in configs {
+        let mut outer = vec![0.0; y.len()];
+        for (i, p) in leave_section_out_probs(set, &y, config, &all) {
+            outer[i] = p;
+        }
+        let inner: Vec<Vec<(usize, f64)>> = names
+            .iter()
+            .map(|name| {
+                let rest: Vec<usize> = all
+                    .iter()
+                    .copied()
+                    .filter(|&i| set.labels[i].section != *name)
+                    .collect();
+                leave_section_out_probs(set, &y, config, &rest)
+            })
+            .collect();
+        for mode in Mode::WITH_MODEL {
+            out.push(score(mode, Some(*config), &outer, &inner));
+        }
+    }
+    out
+}
+
+/// The row with the highest pooled F1 (the earliest among equals).
+pub fn select_loso(rows: &[LosoRow]) -> Option<&LosoRow> {
+    let mut best: Option<&LosoRow> = None;
+    for r in rows {
+        if best.is_none_or(|b| r.pooled.f1() > b.pooled.f1()) {
             best = Some(r);
         }
     }
@@ -885,6 +1287,9 @@ pub struct DetectorFile {
     pub training: BTreeMap<String, serde_json::Value>,
     pub code: CategoryModel,
     pub math: CategoryModel,
+    /// The leave-one-section-out table (the selection).
+    pub loso: Vec<LosoRow>,
+    /// The stratified k-fold table.
     pub cv: Vec<CvRow>,
 }
 
@@ -904,15 +1309,14 @@ impl DetectorFile {
         }
         for (cat, m) in [("code", &file.code), ("math", &file.math)] {
             let ok = match (&m.weights, m.choice.mode) {
-                (None, Mode::Rules) => true,
+                (None, mode) => !mode.uses_model(),
                 (Some(w), mode) => {
-                    mode != Mode::Rules
+                    mode.uses_model()
                         && m.choice.threshold.is_some()
                         && w.user.len() == BUCKETS
                         && w.assistant.len() == BUCKETS
                         && DENSE_NAMES.iter().all(|n| w.dense.contains_key(*n))
                 }
-                (None, _) => false,
             };
             if !ok {
                 return Err(Error::invalid(
@@ -972,9 +1376,9 @@ pub struct Contribution {
 }
 
 impl LearnedDetector {
-    /// The detector shipped with the binary (`data/ablation/detector-v3.json`).
+    /// The detector shipped with the binary (`data/ablation/detector-v4.json`).
     pub fn shipped() -> Result<LearnedDetector> {
-        Self::from_text(SHIPPED, "the embedded detector-v3.json")
+        Self::from_text(SHIPPED, "the embedded detector-v4.json")
     }
 
     /// A detector from a file's text (`what` names it in errors).
@@ -1002,13 +1406,9 @@ impl LearnedDetector {
         let mut d = Decision::default();
         for cat in Category::ALL {
             let m = self.file.model(cat);
-            let rules = f.rules.contains(&cat);
             let p = self.probability(f, cat).unwrap_or(0.0);
-            if !m
-                .choice
-                .mode
-                .verdict(rules, p, m.choice.threshold.unwrap_or(0.5))
-            {
+            let mode = m.choice.mode;
+            if !mode.decide(f, cat, p, m.choice.threshold.unwrap_or(0.5)) {
                 continue;
             }
             d.categories.push(cat);
@@ -1024,8 +1424,18 @@ impl LearnedDetector {
                     format!("model: p={p:.2}; top features {}", top.join(", ")),
                 ));
             }
+            // The rules the mode reads, where they fired: all of rules-v2's, or for the strict
+            // modes on math only the computation rules.
+            let (rules_count, only_strict) = match mode {
+                Mode::Model => (false, false),
+                Mode::Rules | Mode::RulesOrModel | Mode::RulesAndModel => (true, false),
+                Mode::Strict | Mode::StrictOrModel | Mode::StrictAndModel => {
+                    (f.strict.contains(&cat), cat == Category::Math)
+                }
+            };
             for (c, e) in &f.rule_evidence {
-                if *c == cat && m.choice.mode != Mode::Model {
+                let shown = !only_strict || STRICT_MATH_RULES.iter().any(|r| e.starts_with(r));
+                if *c == cat && rules_count && shown {
                     d.evidence.push((cat, e.clone()));
                 }
             }
@@ -1204,6 +1614,76 @@ mod tests {
         assert!(Mode::RulesAndModel.verdict(true, 0.5, 0.5));
         assert!(!Mode::Model.verdict(true, 0.2, 0.5));
         assert!(Mode::Rules.verdict(true, 0.0, 0.5));
+        assert!(Mode::StrictOrModel.verdict(false, 0.6, 0.5));
+        assert!(!Mode::StrictAndModel.verdict(true, 0.4, 0.5));
+        assert!(Mode::WITH_MODEL.iter().all(|m| m.uses_model()));
+        assert!(!Mode::Strict.uses_model() && !Mode::Rules.uses_model());
+    }
+
+    #[test]
+    fn strict_math_needs_computation_evidence() {
+        let ev = |v: &[(Category, &str)]| -> Vec<(Category, String)> {
+            v.iter().map(|(c, s)| (*c, s.to_string())).collect()
+        };
+        // Vocabulary, notation and LaTeX alone do not count.
+        assert!(!strict_math(&ev(&[
+            (Category::Math, "math-terms: 3 distinct"),
+            (Category::Math, "algebra: 2 algebraic notations"),
+            (Category::Math, "latex-math: 2 LaTeX math commands"),
+        ])));
+        assert!(strict_math(&ev(&[(
+            Category::Math,
+            "worked-arithmetic: 2 calculations"
+        )])));
+        assert!(strict_math(&ev(&[(
+            Category::Math,
+            "word-problem: \"how many\""
+        )])));
+        // Inside a code conversation only worked arithmetic counts.
+        let code = (Category::Code, "fenced-code: 3 lines");
+        assert!(!strict_math(&ev(&[
+            code,
+            (Category::Math, "word-problem: \"x\"")
+        ])));
+        assert!(strict_math(&ev(&[
+            code,
+            (Category::Math, "worked-arithmetic: 4")
+        ])));
+    }
+
+    #[test]
+    fn computation_features_read_prose_not_code() {
+        let rules = RuleDetector::default();
+        let ex = |text: &str| Example {
+            id: "x".into(),
+            ability: crate::data::Ability::General,
+            turns: vec![
+                crate::data::example::Turn {
+                    role: Role::User,
+                    content: "How many apples are left if I have 12 and eat 5?".into(),
+                },
+                crate::data::example::Turn {
+                    role: Role::Assistant,
+                    content: text.into(),
+                },
+            ],
+            meta: Default::default(),
+        };
+        let at = |name: &str| DENSE_NAMES.iter().position(|n| *n == name).unwrap();
+        let prose = Features::of(&rules, &ex("12 - 5 = 7 apples, and 7 * 2 = 14."));
+        let code = Features::of(&rules, &ex("```\ny = 12 - 5 = 7\nz = 7 * 2 = 14\n```"));
+        assert_eq!(prose.dense[at("prose-equations")], 2f32.ln_1p());
+        assert_eq!(code.dense[at("prose-equations")], 0.0);
+        assert_eq!(
+            prose.dense[at("prose-max-turn-digit-op-digit")],
+            2f32.ln_1p()
+        );
+        assert_eq!(prose.dense[at("question-near-number")], 1f32.ln_1p());
+        // Both conversations have the same total digit-operator-digit count.
+        assert_eq!(
+            prose.dense[at("digit-op-digit")],
+            code.dense[at("digit-op-digit")]
+        );
     }
 
     #[test]
@@ -1236,10 +1716,10 @@ mod tests {
     #[test]
     fn the_shipped_file_parses_and_bad_files_are_refused() {
         let d = LearnedDetector::shipped().unwrap();
-        assert_eq!(d.name(), "learned-v3");
+        assert_eq!(d.name(), "learned-v4");
         let text = d.file().to_text().unwrap();
         assert_eq!(DetectorFile::parse(&text, "x").unwrap(), *d.file());
-        let bad = SHIPPED.replacen("\"feature_version\": 1", "\"feature_version\": 99", 1);
+        let bad = SHIPPED.replacen("\"feature_version\": 2", "\"feature_version\": 99", 1);
         let e = DetectorFile::parse(&bad, "f.json").unwrap_err().to_string();
         assert!(
             e.contains("f.json") && e.contains("feature version 99"),

@@ -9,7 +9,8 @@
 //! a DMT replay lies inside stage 1's pool. Each stage's examples are then shuffled with
 //! `util::rng(seed, "stage-<name>")`.
 use crate::data::Example;
-use crate::data::ablate::{Detector, RuleDetector, ablate};
+use crate::data::ablate::{Detector, ablate};
+use crate::data::ablate_learned::LearnedDetector;
 use crate::data::read::{Loaded, ReadOptions, Skipped, read_file};
 use crate::error::{Error, Result};
 use crate::recipe::sample::{permutation, shuffle};
@@ -139,7 +140,8 @@ pub struct AblationInfo {
     /// Removed examples per category.
     pub removed: BTreeMap<String, usize>,
     pub kept: usize,
-    /// Examples the detector could not classify (neither kept nor removed; 0 for the rules).
+    /// Examples the detector could not classify (neither kept nor removed; 0 for the rules and
+    /// the learned detector).
     pub failed: usize,
 }
 
@@ -258,7 +260,8 @@ pub fn compose(recipe: &Recipe, opts: &ComposeOptions) -> Result<Composition> {
         let (mut examples, ablation) = if spec.ablate.is_empty() {
             (examples, None)
         } else {
-            let detector = RuleDetector::default();
+            // The same default detector as `mixprobe data ablate`: the shipped learned one.
+            let detector = LearnedDetector::shipped()?;
             let result = ablate(examples, &spec.ablate, &detector);
             let mut removed: BTreeMap<String, usize> = spec
                 .ablate
