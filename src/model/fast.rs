@@ -170,6 +170,9 @@ fn gemm_st(dst: &mut [f32], dst_rs: usize, a: Mat<'_>, b: Mat<'_>) {
     }
 }
 
+/// Rows of a packed model's call up to which its linear layers run on the packed kernel.
+const PACKED_MAX_ROWS: usize = 256;
+
 /// `x W (+ b)` with `W` stored `[in, out]`, optionally packed in column panels.
 struct Linear {
     w: Weight,
@@ -225,12 +228,12 @@ impl Linear {
         self.add_bias(dst);
     }
     /// `dst = x W (+ b)` for `x` `[rows, in]`, the output columns split among the worker
-    /// threads: on the packed copy, the AVX-512 kernel on `xb`, which must hold `x` blocked
+    /// threads: with a packed copy and `xb` (which must hold `x` blocked), the AVX-512 kernel
     /// ([`packed::linear_blocked`]); otherwise each thread runs one single-threaded `gemm` over
     /// every row of `x` (the packed kernel reading the weight where it is stored would be
     /// slower than `gemm`, which copies its operands sequentially).
-    fn apply_cols(&self, dst: &mut [f32], x: &[f32], xb: &Blocked) {
-        if let Some(p) = &self.packed {
+    fn apply_cols(&self, dst: &mut [f32], x: &[f32], xb: Option<&Blocked>) {
+        if let (Some(p), Some(xb)) = (&self.packed, xb) {
             return packed::linear_blocked(dst, xb, Weights::packed(p), self.bias());
         }
         let (k, n) = (self.inp, self.out);
@@ -553,16 +556,19 @@ impl CpuLlama {
         ws.h.par_chunks_mut(c * d)
             .zip(x.par_chunks(c * d))
             .for_each(|(h, x)| rms_norm_into(h, x, ln1, d, eps));
-        let packed = self.packed;
+        // The packed kernel (linear layers and attention) wins on short calls, where `gemm`
+        // re-packs every weight for few rows; on long ones (batches) `gemm` measured as fast or
+        // a little faster (BENCHMARKS.md), so those run exactly the unprepared path.
+        let packed = self.packed && m <= PACKED_MAX_ROWS;
         let block = |xb: &mut Blocked, x: &[f32], k: usize| {
             if packed {
                 xb.fill(x, k);
             }
         };
         block(&mut ws.xb, &ws.h, d);
-        w.q.apply_cols(&mut ws.q, &ws.h, &ws.xb);
-        w.k.apply_cols(&mut ws.k, &ws.h, &ws.xb);
-        w.v.apply_cols(&mut ws.v, &ws.h, &ws.xb);
+        w.q.apply_cols(&mut ws.q, &ws.h, packed.then_some(&ws.xb));
+        w.k.apply_cols(&mut ws.k, &ws.h, packed.then_some(&ws.xb));
+        w.v.apply_cols(&mut ws.v, &ws.h, packed.then_some(&ws.xb));
         ws.q.par_chunks_mut(c * qd)
             .zip(ws.k.par_chunks_mut(c * kvd))
             .enumerate()
@@ -599,7 +605,7 @@ impl CpuLlama {
                 (h, h / groups),
                 rows,
                 out,
-                self.packed,
+                packed,
             );
         });
 
@@ -618,7 +624,7 @@ impl CpuLlama {
             .enumerate()
             .for_each(|(i, ctx)| unhead(ctx, i * c));
         block(&mut ws.xb, &ws.ctx, qd);
-        w.o.apply_cols(&mut ws.o, &ws.ctx, &ws.xb);
+        w.o.apply_cols(&mut ws.o, &ws.ctx, packed.then_some(&ws.xb));
         x.par_chunks_mut(c * d)
             .zip(ws.o.par_chunks(c * d))
             .zip(ws.h.par_chunks_mut(c * d))
@@ -627,14 +633,16 @@ impl CpuLlama {
                 rms_norm_into(h, x, ln2, d, eps);
             });
         block(&mut ws.xb, &ws.h, d);
-        w.gate.apply_cols(&mut ws.gate, &ws.h, &ws.xb);
-        w.up.apply_cols(&mut ws.up, &ws.h, &ws.xb);
+        w.gate
+            .apply_cols(&mut ws.gate, &ws.h, packed.then_some(&ws.xb));
+        w.up.apply_cols(&mut ws.up, &ws.h, packed.then_some(&ws.xb));
         ws.gate
             .par_chunks_mut(c * f)
             .zip(ws.up.par_chunks(c * f))
             .for_each(|(g, u)| silu_mul(g, u));
         block(&mut ws.xb, &ws.gate, f);
-        w.down.apply_cols(&mut ws.o, &ws.gate, &ws.xb);
+        w.down
+            .apply_cols(&mut ws.o, &ws.gate, packed.then_some(&ws.xb));
         x.par_chunks_mut(c * d)
             .zip(ws.o.par_chunks(c * d))
             .for_each(|(x, o)| add_into(x, o));
