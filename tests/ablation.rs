@@ -788,18 +788,19 @@ fn cli_fails_clearly_when_the_endpoint_is_down() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// The learned detector (learned-v4)
+// The learned detector (learned-v5)
 // ---------------------------------------------------------------------------------------------
 
 /// The held-out-4 label file (session 4: 150 enriched + 150 random, labelled blind; training
-/// data of learned-v4).
+/// data of learned-v4 and learned-v5).
 const LABELS_4: &str = "tests/fixtures/ablation_labels_blind4.tsv";
 
-/// All hand labels (both files, eight sections) with their conversations' features.
+/// All hand labels (three files, ten sections) with their conversations' features.
 fn labelled(shared: &Path) -> learned::Labelled {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let mut labels = learned::read_labels(&root.join(LABELS)).unwrap();
     labels.extend(learned::read_labels(&root.join(LABELS_4)).unwrap());
+    labels.extend(learned::read_labels(&root.join(LABELS_5)).unwrap());
     let loaded = read_file(
         &shared.join(SHAREGPT),
         Some(Format::ShareGpt),
@@ -807,14 +808,19 @@ fn labelled(shared: &Path) -> learned::Labelled {
     )
     .unwrap();
     let (set, missing) = learned::Labelled::new(&RuleDetector::default(), labels, &loaded.examples);
-    assert!(missing.len() <= 8, "{} labelled ids missing", missing.len());
+    assert!(
+        missing.len() <= 10,
+        "{} labelled ids missing",
+        missing.len()
+    );
     set
 }
 
 /// Leave one section out, computed here for the shipped choice of each category: every
-/// labelled section is scored by a model trained on the other seven, with the threshold chosen
-/// by leaving one section out within those seven; the stored table must be what this code
-/// measures, the shipped choice its best row, and the shipped weights what training produces.
+/// labelled section is scored by a model trained on the other nine, with the threshold chosen
+/// by leaving one section out within those nine (both by the highest min(precision, recall));
+/// the stored table must be what this code measures, the shipped choice its best row, and the
+/// shipped weights what training produces.
 /// The floors are what the shipped choices reach (see the book's ablation chapter).
 #[test]
 fn learned_detector_leave_section_out_reproduces_the_shipped_tables_and_weights() {
@@ -822,7 +828,7 @@ fn learned_detector_leave_section_out_reproduces_the_shipped_tables_and_weights(
     let shipped = LearnedDetector::shipped().unwrap();
     let file = shipped.file();
     let set = labelled(&shared);
-    assert_eq!(learned::sections(&set).len(), 8);
+    assert_eq!(learned::sections(&set).len(), 10);
     let folds = file.training["folds"].as_u64().unwrap() as usize;
     let seeds: Vec<u64> = file.training["seeds"]
         .as_array()
@@ -831,7 +837,7 @@ fn learned_detector_leave_section_out_reproduces_the_shipped_tables_and_weights(
         .map(|s| s.as_u64().unwrap())
         .collect();
     assert_eq!(file.training["labelled"].as_u64(), Some(set.len() as u64));
-    println!("{} labelled conversations in 8 sections:", set.len());
+    println!("{} labelled conversations in 10 sections:", set.len());
     for (cat, model) in [(Category::Code, &file.code), (Category::Math, &file.math)] {
         let configs: Vec<learned::Config> = model.choice.config.into_iter().collect();
         let loso = learned::leave_section_out(&set, cat, &configs);
@@ -942,12 +948,14 @@ fn learned_detector_leave_section_out_reproduces_the_shipped_tables_and_weights(
 }
 
 /// Floors of the shipped choices' pooled leave-one-section-out precision and recall.
-/// Measured when shipped: code 0.959 / 0.966 (tp 536, fp 23, fn 19), math 0.897 / 0.839
-/// (tp 78, fp 9, fn 15) — math recall is short of the 0.85.
-const FLOOR_CODE_P: f64 = 0.95;
-const FLOOR_CODE_R: f64 = 0.96;
-const FLOOR_MATH_P: f64 = 0.89;
-const FLOOR_MATH_R: f64 = 0.83;
+/// Measured when learned-v5 shipped (1,694 labelled conversations, ten sections): code 0.964 /
+/// 0.959 (tp 636, fp 24, fn 27), math 0.851 / 0.851 (tp 103, fp 18, fn 18) — both at the
+/// issue's 0.85, math by a hair. (learned-v4, chosen by F1 on eight sections: math 0.897 /
+/// 0.839.)
+const FLOOR_CODE_P: f64 = 0.96;
+const FLOOR_CODE_R: f64 = 0.95;
+const FLOOR_MATH_P: f64 = 0.85;
+const FLOOR_MATH_R: f64 = 0.85;
 
 /// Equal up to the last bit or two: serde_json parses decimal floats to within one ulp
 /// (its `float_roundtrip` feature is off), the file stores six significant digits.
@@ -999,7 +1007,7 @@ fn full_subset_ablation_with_the_learned_detector() {
         .arg(&decisions)
         .assert()
         .success()
-        .stderr(contains("learned-v4"));
+        .stderr(contains("learned-v5"));
     let seconds = start.elapsed().as_secs_f64();
     let r: Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
     let (code, math) = (
@@ -1010,14 +1018,14 @@ fn full_subset_ablation_with_the_learned_detector() {
     assert_eq!(conversations, count(&r, "kept") + code + math);
     let fraction = (code + math) as f64 / conversations as f64;
     println!(
-        "learned-v4 removed {code} code + {math} math of {conversations} conversations ({:.1}%) in {seconds:.1} s",
+        "learned-v5 removed {code} code + {math} math of {conversations} conversations ({:.1}%) in {seconds:.1} s",
         100.0 * fraction
     );
     assert!(
         (0.10..=0.50).contains(&fraction),
         "removed fraction {fraction:.3} outside 10–50%"
     );
-    assert_eq!(r["detector"].as_str(), Some("learned-v4"));
+    assert_eq!(r["detector"].as_str(), Some("learned-v5"));
     // Every removal is explained (a model probability with its top features, or a rule).
     let lines = std::fs::read_to_string(&decisions).unwrap();
     let mut explained = 0;
@@ -1119,10 +1127,13 @@ fn ablate_train_reproduces_its_file_byte_for_byte_and_the_file_drives_ablate() {
     let file = learned::DetectorFile::parse(std::str::from_utf8(&ta).unwrap(), "a.json").unwrap();
     assert_eq!(file.training["labelled"].as_u64(), Some(36));
     assert_eq!(file.training["math_positives"].as_u64(), Some(12));
-    // Per category: rules and strict rules, then 12 configurations × 5 modes (× 9 thresholds
-    // in the k-fold table).
-    assert_eq!(file.loso.len(), 2 * (2 + 12 * 5));
-    assert_eq!(file.cv.len(), 2 * (2 + 12 * 5 * 9));
+    // Per category: rules and strict rules, then its configurations × 5 modes (× 14
+    // thresholds in the k-fold table).
+    let configs =
+        learned::Config::grid(Category::Code).len() + learned::Config::grid(Category::Math).len();
+    assert_eq!((configs, learned::THRESHOLDS.len()), (6, 14));
+    assert_eq!(file.loso.len(), 2 * 2 + configs * 5);
+    assert_eq!(file.cv.len(), 2 * 2 + configs * 5 * 14);
     assert_eq!(file.training["sections"].as_array().map(Vec::len), Some(3));
 
     // The trained file drives `data ablate --detector learned --detector-file`.
@@ -1274,11 +1285,11 @@ fn score_label_file(shared: &Path, file: &str, sections: [&str; 2]) -> [[Score; 
 /// The held-out-4 sample (tests/fixtures/ablation_labels_blind4.tsv, session 4): labelled by a
 /// reader who never saw either detector's output. It is still out of sample for rules-v2 (no
 /// rule changed since), so this is a regression check of rules-v2 at what it measured when
-/// first scored: code P/R 0.947/0.947, math 0.583/0.840 (tp 21, fp 15, fn 4). learned-v4 was
-/// trained on these labels: its scores here are in sample, printed for comparison, not judged
-/// (its honest figures are the leave-one-section-out ones above).
+/// first scored: code P/R 0.947/0.947, math 0.583/0.840 (tp 21, fp 15, fn 4). learned-v5 (like
+/// learned-v4) was trained on these labels: its scores here are in sample, printed for
+/// comparison, not judged (its honest figures are the leave-one-section-out ones above).
 #[test]
-fn rules_v2_on_held_out_4_and_learned_v4_in_sample() {
+fn rules_v2_on_held_out_4_and_learned_v5_in_sample() {
     let shared = require_shared!();
     let pooled = score_label_file(
         &shared,
@@ -1302,9 +1313,14 @@ fn rules_v2_on_held_out_4_and_learned_v4_in_sample() {
 
 const LABELS_5: &str = "tests/fixtures/ablation_labels_blind5.tsv";
 
-/// The held-out-5 sample (session 5): labelled blind while learned-v4 was built, merged only
-/// after learned-v4 was frozen; nothing was tuned on it. The pooled counts of the shipped
-/// detector are pinned, so a retrained detector has to be judged on a new blind sample.
+/// The held-out-5 sample (session 5, tests/fixtures/ablation_labels_blind5.tsv): labelled blind
+/// while learned-v4 was built, merged only after learned-v4 was frozen. Scored once, blind,
+/// learned-v4 reached code 0.972 / 0.972 and math 0.957 / 0.786 (tp 22, fp 1, fn 6): math
+/// recall below the goal of 0.85, which learned-v5 was built to lift. learned-v5 is trained on
+/// these labels (two of its ten sections), so its scores here are in sample, printed, not
+/// judged; its honest figures are the leave-one-section-out ones, and a new blind sample
+/// (held-out-6) judges it. Still out of sample for rules-v2, which is pinned at what it
+/// measured when first scored: math 0.923 / 0.857 (tp 24, fp 2, fn 4).
 #[test]
 fn shipped_detector_on_the_blind_held_out_5_sample() {
     let shared = require_shared!();
@@ -1313,9 +1329,16 @@ fn shipped_detector_on_the_blind_held_out_5_sample() {
         LABELS_5,
         ["held-out-5-enriched", "held-out-5-random"],
     );
+    let math = pooled[0][1];
+    assert_eq!(
+        (math.tp, math.fp, math.fn_),
+        (24, 2, 4),
+        "rules-v2 math changed on held-out-5: {}",
+        math.line("math")
+    );
     let [code, math] = pooled[1];
     println!(
-        "learned-v4 blind: {} | {}",
+        "learned-v5 in sample: {} | {}",
         code.line("code"),
         math.line("math")
     );

@@ -19,10 +19,10 @@ use std::time::Duration;
 pub enum DetectorKind {
     /// The built-in transparent rules (`rules-v2`, see the module docs of `data::ablate`).
     Rules,
-    /// The learned detector (`learned-v4`): logistic regression per category on hashed n-grams,
+    /// The learned detector (`learned-v5`): logistic regression per category on hashed n-grams,
     /// the rules' counts and computation features, trained on the hand labels and chosen by
-    /// leaving one labelled section out (`data ablate-train`); the shipped weights are built in,
-    /// `--detector-file` loads others.
+    /// the smaller of precision and recall over left-out labelled sections (`data
+    /// ablate-train`); the shipped weights are built in, `--detector-file` loads others.
     Learned,
     /// An LLM tagger behind an OpenAI-compatible chat-completions endpoint (InsTag prompt).
     Http,
@@ -57,7 +57,7 @@ pub struct Args {
     #[arg(long, value_enum, default_value_t = DetectorKind::Learned)]
     pub detector: DetectorKind,
     /// A detector file written by `data ablate-train` to use with `--detector learned` instead
-    /// of the built-in one (data/ablation/detector-v4.json).
+    /// of the built-in one (data/ablation/detector-v5.json).
     #[arg(long)]
     pub detector_file: Option<PathBuf>,
     /// Base URL of the OpenAI-compatible API, up to and including `/v1` (`--detector http`).
@@ -206,8 +206,9 @@ fn same_file(a: &std::path::Path, b: &std::path::Path) -> bool {
 pub struct TrainArgs {
     /// Hand-label files, comma-separated: `id<TAB>code<TAB>math` lines (0/1), `#` comments,
     /// `# section NAME` headers (e.g. tests/fixtures/ablation_labels.tsv,
-    /// tests/fixtures/ablation_labels_blind4.tsv); at least three sections in all, since
-    /// selection leaves one section out and chooses thresholds by leaving one out of the rest.
+    /// tests/fixtures/ablation_labels_blind4.tsv, tests/fixtures/ablation_labels_blind5.tsv); at
+    /// least three sections in all, since selection leaves one section out and chooses
+    /// thresholds by leaving one out of the rest.
     #[arg(long, value_delimiter = ',', required = true)]
     pub labels: Vec<PathBuf>,
     /// The ShareGPT file the labelled ids come from (e.g.
@@ -215,13 +216,13 @@ pub struct TrainArgs {
     /// counted and left out.
     #[arg(long)]
     pub data: PathBuf,
-    /// Where to write the detector file (e.g. data/ablation/detector-v4.json, which the binary
+    /// Where to write the detector file (e.g. data/ablation/detector-v5.json, which the binary
     /// embeds): the choice per category, its weights retrained on all labels, and both tables.
     #[arg(long)]
     pub out: PathBuf,
     /// Folds of the stratified cross-validation reported next to the leave-one-section-out
-    /// selection (features, L2 strength and the combination with the rules are chosen by the
-    /// highest pooled F1 over left-out sections).
+    /// selection (features, L2 strength, threshold and the combination with the rules are
+    /// chosen by the highest min(precision, recall) pooled over left-out sections, then F1).
     #[arg(long, default_value_t = 10)]
     pub cv: usize,
     /// Seeds of the repeated cross-validation, comma-separated (each draws its own folds).
@@ -305,7 +306,7 @@ pub fn run_train(args: TrainArgs) -> anyhow::Result<()> {
     training.insert(
         "selection".into(),
         json!(
-            "highest pooled F1 over left-out sections (thresholds chosen inside the other sections)"
+            "highest min(precision, recall) pooled over left-out sections, then F1 (thresholds chosen inside the other sections by the same criterion)"
         ),
     );
     let mut models = Vec::new();
@@ -320,14 +321,20 @@ pub fn run_train(args: TrainArgs) -> anyhow::Result<()> {
             ))
             .into());
         }
-        let grid = Config::grid();
+        let grid = Config::grid(cat);
+        let start = std::time::Instant::now();
         let loso = learned::leave_section_out(&set, cat, &grid);
         let cv = learned::cross_validate(&set, cat, &grid, args.cv, &args.seeds);
+        eprintln!(
+            "{cat}: {} configuration(s) scored in {:.0} s",
+            grid.len(),
+            start.elapsed().as_secs_f64()
+        );
         let best = learned::select_loso(&loso)
             .ok_or_else(|| UserError("no leave-one-section-out rows".into()))?
             .clone();
         println!(
-            "{cat} ({positives} positives of {}): leave one section out (pooled, per section) | {}-fold CV at the same threshold",
+            "{cat} ({positives} positives of {}): leave one section out (pooled, per section; chosen by min(P, R), then F1) | {}-fold CV at the same threshold",
             set.len(),
             args.cv
         );
@@ -358,7 +365,7 @@ pub fn run_train(args: TrainArgs) -> anyhow::Result<()> {
         .pop()
         .ok_or_else(|| UserError("no code model".into()))?;
     let file = DetectorFile {
-        name: "learned-v4".into(),
+        name: "learned-v5".into(),
         feature_version: FEATURE_VERSION,
         buckets: BUCKETS,
         training,

@@ -1,7 +1,7 @@
-//! The learned ablation detector (`learned-v4`): an L2-regularised, class-weighted logistic
+//! The learned ablation detector (`learned-v5`): an L2-regularised, class-weighted logistic
 //! regression per category over deterministic text features, trained on the hand labels
-//! (`tests/fixtures/ablation_labels.tsv` and `ablation_labels_blind4.tsv`) and chosen by leaving
-//! one labelled section out.
+//! (`tests/fixtures/ablation_labels.tsv`, `ablation_labels_blind4.tsv` and
+//! `ablation_labels_blind5.tsv`) and chosen by leaving one labelled section out.
 //!
 //! # Features ([`Features`], version [`FEATURE_VERSION`])
 //! - *Lexical*: the lowercased text is split into tokens — maximal runs of letters and digits, in
@@ -19,13 +19,14 @@
 //!   to a number in user turns, and units combined by an operator. Each as `ln(1 + x)`.
 //!
 //! # Model
-//! For one category, a configuration ([`Config`]) weights the two feature groups (`lexical`,
-//! `dense`; 0 leaves a group out) and sets the L2 strength `lambda`. The objective is the
-//! class-weighted mean logistic loss (each class weighs half) plus `lambda/2 · |w|²` (the bias is
-//! not penalised). It is minimised by a fixed number ([`ITERATIONS`]) of Nesterov-accelerated
-//! gradient steps in the span of the training rows (`w = Σ αᵢ xᵢ`, so every step costs one
-//! product with the Gram matrix), with the step `1/L` from a power-iteration bound on the
-//! curvature: deterministic, no randomness, no convergence test.
+//! For one category, a configuration ([`Config`], per category from [`Config::grid`]) weights
+//! the two feature groups (`lexical`, `dense`; 0 leaves a group out) and sets the L2 strength
+//! `lambda`. The objective is the class-weighted mean logistic loss (each class weighs half)
+//! plus `lambda/2 · |w|²` (the bias is not penalised). It is minimised by a fixed number
+//! ([`ITERATIONS`]) of Nesterov-accelerated gradient steps in the span of the training rows
+//! (`w = Σ αᵢ xᵢ`, so every step costs one product with the Gram matrix), with the step `1/L`
+//! from a power-iteration bound on the curvature: deterministic, no randomness, no convergence
+//! test.
 //!
 //! A [`Choice`] adds how the probability is used ([`Mode`]): thresholded alone, or OR'ed or
 //! AND'ed with the `rules-v2` verdict or with the strict rules (for math `strict-math`:
@@ -33,14 +34,18 @@
 //! set alone.
 //!
 //! # Selection
+//! The goal is precision *and* recall ≥ 0.85, so every choice maximises `min(precision,
+//! recall)` ([`Counts::better`]; ties: the higher F1, then the earlier row or threshold).
 //! [`leave_section_out`] scores every candidate (mode × configuration) on each labelled section
 //! with a model trained on the other sections, at the threshold of [`THRESHOLDS`] that leaving
-//! one section out *within* those other sections chooses; the left-out verdicts are pooled into
-//! one precision and recall ([`LosoRow`]). [`select_loso`] picks the highest pooled F1 (ties:
-//! the earlier row); the shipped threshold is chosen the same way over all sections.
+//! one section out *within* those other sections chooses by that criterion; the left-out
+//! verdicts are pooled into one precision and recall ([`LosoRow`]). [`select_loso`] picks the
+//! best pooled row; the shipped threshold is chosen the same way over all sections. A model
+//! trained without sections `a` and `b` serves both the inner fold of `b` when `a` is left out
+//! and that of `a` when `b` is, so each pair of sections is fitted once.
 //! [`cross_validate`] runs stratified k-fold cross-validation repeated over seeds (folds drawn
 //! with [`crate::util::rng`]) for comparison. The shipped file ([`SHIPPED`],
-//! `data/ablation/detector-v4.json`) records the choices, the weights retrained on all labels,
+//! `data/ablation/detector-v5.json`) records the choices, the weights retrained on all labels,
 //! and both tables.
 use crate::data::ablate::{Category, Decision, Detector, RuleCounts, RuleDetector};
 use crate::data::example::{Example, Role};
@@ -57,10 +62,13 @@ use std::sync::LazyLock;
 pub const BUCKETS: usize = 4096;
 /// Gradient steps of one fit.
 pub const ITERATIONS: usize = 400;
-/// Probability thresholds tried by cross-validation.
-pub const THRESHOLDS: [f64; 9] = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9];
-/// The shipped detector file (`data/ablation/detector-v4.json`).
-pub const SHIPPED: &str = include_str!("../../data/ablation/detector-v4.json");
+/// Probability thresholds tried by selection: steps of 0.05 up to 0.5 (recall is the side
+/// that falls short on math), then steps of 0.1.
+pub const THRESHOLDS: [f64; 14] = [
+    0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.6, 0.7, 0.8, 0.9,
+];
+/// The shipped detector file (`data/ablation/detector-v5.json`).
+pub const SHIPPED: &str = include_str!("../../data/ablation/detector-v5.json");
 /// The feature version recorded in model files; a file with another version is refused.
 pub const FEATURE_VERSION: u32 = 2;
 
@@ -530,20 +538,26 @@ pub struct Config {
 }
 
 impl Config {
-    /// The configurations selection tries: lexical only, dense only and both (dense weighted
-    /// 0.5 and 1), each at three L2 strengths.
-    pub fn grid() -> Vec<Config> {
-        let mut out = Vec::new();
-        for (lexical, dense) in [(1.0, 0.0), (0.0, 1.0), (1.0, 0.5), (1.0, 1.0)] {
-            for lambda in [1e-4, 1e-3, 1e-2] {
-                out.push(Config {
-                    lexical,
-                    dense,
-                    lambda,
-                });
-            }
+    /// The configurations selection tries for `category`, kept small so that training stays
+    /// within minutes (every configuration costs one fit per section and per pair of
+    /// sections): the leaders of learned-v4's twelve-configuration table. Code: both groups
+    /// (dense 0.5, λ=1e-4; learned-v4's choice) and dense only (λ=1e-2). Math: lexical only at
+    /// λ ∈ {1e-4, 1e-3, 1e-2} and both groups at λ=1e-4.
+    pub fn grid(category: Category) -> Vec<Config> {
+        let c = |lexical, dense, lambda| Config {
+            lexical,
+            dense,
+            lambda,
+        };
+        match category {
+            Category::Code => vec![c(1.0, 0.5, 1e-4), c(0.0, 1.0, 1e-2)],
+            Category::Math => vec![
+                c(1.0, 0.0, 1e-4),
+                c(1.0, 0.0, 1e-3),
+                c(1.0, 0.0, 1e-2),
+                c(1.0, 1.0, 1e-4),
+            ],
         }
-        out
     }
 
     /// A short name, e.g. `lex+dense0.5 λ=0.001`.
@@ -933,11 +947,13 @@ pub fn cross_validate(
     out
 }
 
-/// The row with the highest mean F1 (the earliest among equals).
+/// The row with the highest `min(mean precision, mean recall)`, then the highest mean F1
+/// (the earliest among equals).
 pub fn select(rows: &[CvRow]) -> Option<&CvRow> {
+    let key = |r: &CvRow| (r.mean_precision().min(r.mean_recall()), r.mean_f1());
     let mut best: Option<&CvRow> = None;
     for r in rows {
-        if best.is_none_or(|b| r.mean_f1() > b.mean_f1()) {
+        if best.is_none_or(|b| key(r) > key(b)) {
             best = Some(r);
         }
     }
@@ -985,6 +1001,19 @@ impl Counts {
         } else {
             0.0
         }
+    }
+
+    /// The selection criterion: the smaller of precision and recall (the goal asks both to
+    /// reach 0.85).
+    pub fn min_pr(&self) -> f64 {
+        self.precision().min(self.recall())
+    }
+
+    /// Whether these counts beat `other` by the selection criterion: a higher
+    /// [`min_pr`](Counts::min_pr), or an equal one and a higher F1.
+    pub fn better(&self, other: &Counts) -> bool {
+        let (a, b) = (self.min_pr(), other.min_pr());
+        a > b || (a == b && self.f1() > other.f1())
     }
 }
 
@@ -1102,8 +1131,42 @@ fn leave_section_out_probs(
     out
 }
 
-/// The threshold of [`THRESHOLDS`] with the highest F1 of `mode` on `probs` (the earliest among
-/// equals).
+/// For each section `k` of `names`, the probabilities of the rows outside it, each from a model
+/// trained without `k` and without the row's own section (leave one section out within the
+/// sections other than `k`). The model trained without sections `a` and `b` scores `b`'s rows
+/// for `k = a` and `a`'s rows for `k = b`, so each pair of sections is fitted once.
+fn inner_probs(
+    set: &Labelled,
+    y: &[bool],
+    config: &Config,
+    names: &[String],
+) -> Vec<Vec<(usize, f64)>> {
+    let section: Vec<usize> = set
+        .labels
+        .iter()
+        .map(|l| {
+            names
+                .iter()
+                .position(|s| *s == l.section)
+                .unwrap_or(names.len())
+        })
+        .collect();
+    let mut inner = vec![Vec::new(); names.len()];
+    for a in 0..names.len() {
+        for b in a + 1..names.len() {
+            let (test, train): (Vec<usize>, Vec<usize>) =
+                (0..y.len()).partition(|&i| section[i] == a || section[i] == b);
+            for (&i, p) in test.iter().zip(predict(set, y, config, &train, &test)) {
+                let k = if section[i] == a { b } else { a };
+                inner[k].push((i, p));
+            }
+        }
+    }
+    inner
+}
+
+/// The threshold of [`THRESHOLDS`] whose verdicts of `mode` on `probs` are best by
+/// [`Counts::better`] (the earliest among equals).
 fn best_threshold(
     set: &Labelled,
     y: &[bool],
@@ -1111,24 +1174,24 @@ fn best_threshold(
     mode: Mode,
     probs: &[(usize, f64)],
 ) -> f64 {
-    let mut best = (THRESHOLDS[0], -1.0);
+    let mut best: Option<(f64, Counts)> = None;
     for t in THRESHOLDS {
         let mut c = Counts::default();
         for &(i, p) in probs {
             c.add(mode.decide(&set.features[i], category, p, t), y[i]);
         }
-        if c.f1() > best.1 {
-            best = (t, c.f1());
+        if best.is_none_or(|(_, b)| c.better(&b)) {
+            best = Some((t, c));
         }
     }
-    best.0
+    best.map_or(THRESHOLDS[0], |(t, _)| t)
 }
 
 /// Score every candidate for `category` by leaving one section out: rows for the rules and the
 /// strict rules, then per configuration and model mode one row. A left-out section is scored
 /// by a model trained on all other sections, with the threshold that leave-one-section-out
-/// *within* those other sections chooses (it never sees the left-out section). Needs at least
-/// three sections.
+/// *within* those other sections chooses by [`Counts::better`] (it never sees the left-out
+/// section). Needs at least three sections.
 pub fn leave_section_out(set: &Labelled, category: Category, configs: &[Config]) -> Vec<LosoRow> {
     let y: Vec<bool> = set.labels.iter().map(|l| l.is(category)).collect();
     let names = sections(set);
@@ -1175,17 +1238,7 @@ pub fn leave_section_out(set: &Labelled, category: Category, configs: &[Config])
         for (i, p) in leave_section_out_probs(set, &y, config, &all) {
             outer[i] = p;
         }
-        let inner: Vec<Vec<(usize, f64)>> = names
-            .iter()
-            .map(|name| {
-                let rest: Vec<usize> = all
-                    .iter()
-                    .copied()
-                    .filter(|&i| set.labels[i].section != *name)
-                    .collect();
-                leave_section_out_probs(set, &y, config, &rest)
-            })
-            .collect();
+        let inner = inner_probs(set, &y, config, &names);
         for mode in Mode::WITH_MODEL {
             out.push(score(mode, Some(*config), &outer, &inner));
         }
@@ -1193,11 +1246,11 @@ pub fn leave_section_out(set: &Labelled, category: Category, configs: &[Config])
     out
 }
 
-/// The row with the highest pooled F1 (the earliest among equals).
+/// The row whose pooled counts are best by [`Counts::better`] (the earliest among equals).
 pub fn select_loso(rows: &[LosoRow]) -> Option<&LosoRow> {
     let mut best: Option<&LosoRow> = None;
     for r in rows {
-        if best.is_none_or(|b| r.pooled.f1() > b.pooled.f1()) {
+        if best.is_none_or(|b| r.pooled.better(&b.pooled)) {
             best = Some(r);
         }
     }
@@ -1376,9 +1429,9 @@ pub struct Contribution {
 }
 
 impl LearnedDetector {
-    /// The detector shipped with the binary (`data/ablation/detector-v4.json`).
+    /// The detector shipped with the binary (`data/ablation/detector-v5.json`).
     pub fn shipped() -> Result<LearnedDetector> {
-        Self::from_text(SHIPPED, "the embedded detector-v4.json")
+        Self::from_text(SHIPPED, "the embedded detector-v5.json")
     }
 
     /// A detector from a file's text (`what` names it in errors).
@@ -1607,6 +1660,73 @@ mod tests {
     }
 
     #[test]
+    fn selection_maximises_the_smaller_of_precision_and_recall() {
+        let c = |tp, fp, fn_| Counts { tp, fp, fn_ };
+        // F1 prefers the first (P 1.0, R 0.7: F1 0.82) to the second (P 0.8, R 0.8: F1 0.80);
+        // the criterion prefers the second.
+        let (lopsided, balanced) = (c(7, 0, 3), c(8, 2, 2));
+        assert!(lopsided.f1() > balanced.f1());
+        assert!(balanced.better(&lopsided) && !lopsided.better(&balanced));
+        // Equal min(P, R): the higher F1 wins; equal counts do not beat each other.
+        assert!(c(8, 2, 1).better(&c(8, 2, 2)));
+        assert!(!c(8, 2, 2).better(&c(8, 2, 2)));
+        assert_eq!(c(0, 0, 0).min_pr(), 0.0);
+    }
+
+    #[test]
+    fn pairs_of_sections_reproduce_the_inner_leave_section_out() {
+        let rules = RuleDetector::default();
+        let (mut examples, mut labels) = (Vec::new(), Vec::new());
+        for i in 0..16 {
+            let math = i % 2 == 0;
+            let text = if math {
+                format!("What is {i} + 7? It is {i} + 7 = {}.", i + 7)
+            } else {
+                format!("Tell me a story about a cat called number {i}.")
+            };
+            examples.push(Example {
+                id: format!("c{i}"),
+                ability: crate::data::Ability::General,
+                turns: vec![crate::data::example::Turn {
+                    role: Role::User,
+                    content: text,
+                }],
+                meta: Default::default(),
+            });
+            labels.push(Label {
+                id: format!("c{i}"),
+                code: false,
+                math,
+                section: format!("s{}", i / 4),
+            });
+        }
+        let (set, missing) = Labelled::new(&rules, labels, &examples);
+        assert!(missing.is_empty());
+        let y: Vec<bool> = set.labels.iter().map(|l| l.math).collect();
+        let names = sections(&set);
+        let config = Config {
+            lexical: 1.0,
+            dense: 1.0,
+            lambda: 1e-3,
+        };
+        let inner = inner_probs(&set, &y, &config, &names);
+        for (k, name) in names.iter().enumerate() {
+            let rest: Vec<usize> = (0..y.len())
+                .filter(|&i| set.labels[i].section != *name)
+                .collect();
+            let mut want = leave_section_out_probs(&set, &y, &config, &rest);
+            let mut got = inner[k].clone();
+            want.sort_by_key(|p| p.0);
+            got.sort_by_key(|p| p.0);
+            assert_eq!(got.len(), 12);
+            for (g, w) in got.iter().zip(&want) {
+                assert_eq!(g.0, w.0);
+                assert!((g.1 - w.1).abs() < 1e-6, "{name}: {g:?} vs {w:?}");
+            }
+        }
+    }
+
+    #[test]
     fn modes_combine_rules_and_model() {
         assert!(Mode::RulesOrModel.verdict(true, 0.1, 0.5));
         assert!(Mode::RulesOrModel.verdict(false, 0.6, 0.5));
@@ -1716,7 +1836,7 @@ mod tests {
     #[test]
     fn the_shipped_file_parses_and_bad_files_are_refused() {
         let d = LearnedDetector::shipped().unwrap();
-        assert_eq!(d.name(), "learned-v4");
+        assert_eq!(d.name(), "learned-v5");
         let text = d.file().to_text().unwrap();
         assert_eq!(DetectorFile::parse(&text, "x").unwrap(), *d.file());
         let bad = SHIPPED.replacen("\"feature_version\": 2", "\"feature_version\": 99", 1);
