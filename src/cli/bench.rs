@@ -18,7 +18,8 @@ use std::time::Instant;
 #[derive(clap::Subcommand)]
 pub enum BenchCmd {
     /// Forward passes returning every hidden state (and the final norm) over the prompts, on
-    /// weights packed once (`Llama::prepare`; the packing time is counted).
+    /// weights packed once (`Llama::prepare`; the packing time is counted; calls of more than
+    /// 256 rows run on `gemm` as unprepared).
     Forward(ForwardArgs),
     /// Greedy generation of a fixed number of new tokens per prompt (no stop token).
     Generate(GenerateArgs),

@@ -7,7 +7,9 @@
 //! fused multiply-adds per row. The weight is read where it is (`W`'s row `k` of the panel is 32
 //! contiguous floats), or from a [`PackedLinear`] copy whose panels are contiguous (`k · 32`
 //! floats each, zero-padded), which streams better (the hardware prefetcher follows it; the
-//! kernel also prefetches the panel a few `k` steps ahead). Threads split the panels
+//! kernel also prefetches the panel a few `k` steps ahead into L1, and the thread's next packed
+//! panel into L2 while it computes the current one). `x` is read from a [`Blocked`] copy (rows
+//! in blocks of 12, `k`-major), so the broadcasts walk one stream. Threads split the panels
 //! (contiguous ranges), every thread running all rows, in chunks of about 1 MiB of `x` so
 //! that the chunk stays in L2 while the thread's panels pass over it.
 //!
