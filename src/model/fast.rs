@@ -597,16 +597,7 @@ impl CpuLlama {
         let (q, k, v) = (&ws.q[..], &ws.k[..], &ws.v[..]);
         let groups = heads / kv_heads;
         tasks.into_par_iter().for_each(|(h, rows, out)| {
-            attend(
-                q,
-                k,
-                v,
-                (qd, kvd, hd),
-                (h, h / groups),
-                rows,
-                out,
-                packed,
-            );
+            attend(q, k, v, (qd, kvd, hd), (h, h / groups), rows, out, packed);
         });
 
         // Head-major → row-major, then output projection, norm and MLP.
