@@ -1222,6 +1222,11 @@ fn ablate_train_and_learned_flags_fail_clearly() {
         .stderr(contains("--detector-file needs --detector learned"));
 }
 
+/// Asserts a pooled score's (tp, fp, fn) as first measured.
+fn pin(s: Score, want: (usize, usize, usize), what: &str) {
+    assert_eq!((s.tp, s.fp, s.fn_), want, "{what}: {}", s.line(""));
+}
+
 /// Rules-v2 and the shipped learned detector on the sections of one label file: prints each
 /// section's and the pooled confusion counts, returns the pooled `[detector][code, math]`.
 fn score_label_file(shared: &Path, file: &str, sections: [&str; 2]) -> [[Score; 2]; 2] {
@@ -1297,18 +1302,8 @@ fn rules_v2_on_held_out_4_and_learned_v5_in_sample() {
         ["held-out-4-enriched", "held-out-4-random"],
     );
     let [code, math] = pooled[0];
-    assert_eq!(
-        (code.tp, code.fp, code.fn_),
-        (125, 7, 7),
-        "rules-v2 code changed on held-out-4: {}",
-        code.line("code")
-    );
-    assert_eq!(
-        (math.tp, math.fp, math.fn_),
-        (21, 15, 4),
-        "rules-v2 math changed on held-out-4: {}",
-        math.line("math")
-    );
+    pin(code, (125, 7, 7), "rules-v2 code changed on held-out-4");
+    pin(math, (21, 15, 4), "rules-v2 math changed on held-out-4");
 }
 
 const LABELS_5: &str = "tests/fixtures/ablation_labels_blind5.tsv";
@@ -1330,12 +1325,7 @@ fn rules_v2_on_held_out_5_and_learned_v5_in_sample() {
         ["held-out-5-enriched", "held-out-5-random"],
     );
     let math = pooled[0][1];
-    assert_eq!(
-        (math.tp, math.fp, math.fn_),
-        (24, 2, 4),
-        "rules-v2 math changed on held-out-5: {}",
-        math.line("math")
-    );
+    pin(math, (24, 2, 4), "rules-v2 math changed on held-out-5");
     let [code, math] = pooled[1];
     println!(
         "learned-v5 in sample: {} | {}",
@@ -1366,16 +1356,6 @@ fn shipped_detector_on_the_blind_held_out_6_sample() {
     );
     // First (and only blind) measurement: code 0.935 / 0.967, math 0.821 / 0.742 - math is
     // below the 0.85 goal on both sides.
-    assert_eq!(
-        (code.tp, code.fp, code.fn_),
-        (116, 8, 4),
-        "{}",
-        code.line("code")
-    );
-    assert_eq!(
-        (math.tp, math.fp, math.fn_),
-        (23, 5, 8),
-        "{}",
-        math.line("math")
-    );
+    pin(code, (116, 8, 4), "learned-v5 code on held-out-6");
+    pin(math, (23, 5, 8), "learned-v5 math on held-out-6");
 }

@@ -201,7 +201,7 @@ impl Linear {
     /// `[n, in]` → `[n, out]` (threads from `gemm` without a packed copy: decoding).
     fn apply(&self, x: &[f32], n: usize) -> Vec<f32> {
         let mut y = vec![0f32; n * self.out];
-        match &self.packed {
+        match self.packed.as_ref().filter(|_| n <= PACKED_MAX_ROWS) {
             Some(p) => packed::linear(&mut y, x, Weights::packed(p), self.bias()),
             None => {
                 matmul(&mut y, x, self.w.get(), n, self.inp, self.out, false);

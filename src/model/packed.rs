@@ -446,37 +446,15 @@ mod avx512 {
                 // panel; masked lanes past `width` are never accessed; prefetches never fault.
                 unsafe {
                     let dp = dst.add(r0 * ds + c0);
-                    match x {
-                        Rows::Strided(xp, xs) => {
-                            let s = (
-                                xp.add(r0 * xs),
-                                xs,
-                                k,
-                                wp,
-                                w.k_stride,
-                                dp,
-                                ds,
-                                masks,
-                                bp,
-                                pf,
-                            );
-                            dispatch::<false>(r, s)
-                        }
-                        Rows::Blocked(xp) => {
-                            let s = (
-                                xp.add(r0 * k),
-                                ROWS,
-                                k,
-                                wp,
-                                w.k_stride,
-                                dp,
-                                ds,
-                                masks,
-                                bp,
-                                pf,
-                            );
-                            dispatch::<true>(r, s)
-                        }
+                    let (xp, xs, blocked) = match x {
+                        Rows::Strided(xp, xs) => (xp.add(r0 * xs), xs, false),
+                        Rows::Blocked(xp) => (xp.add(r0 * k), ROWS, true),
+                    };
+                    let s = (xp, xs, k, wp, w.k_stride, dp, ds, masks, bp, pf);
+                    if blocked {
+                        dispatch::<true>(r, s)
+                    } else {
+                        dispatch::<false>(r, s)
                     }
                 }
             }
