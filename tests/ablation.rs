@@ -1231,10 +1231,11 @@ fn pin(s: Score, want: (usize, usize, usize), what: &str) {
 /// section's and the pooled confusion counts, returns the pooled `[detector][code, math]`.
 fn score_label_file(shared: &Path, file: &str, sections: [&str; 2]) -> [[Score; 2]; 2] {
     let labels = learned::read_labels(&Path::new(env!("CARGO_MANIFEST_DIR")).join(file)).unwrap();
+    let want = if file == LABELS_7 { 400 } else { 300 };
     assert_eq!(
         labels.len(),
-        300,
-        "{file}: the sample holds 150 enriched + 150 random"
+        want,
+        "{file}: the sample holds {want} conversations (enriched + random)"
     );
     let loaded = read_file(
         &shared.join(SHAREGPT),
@@ -1250,8 +1251,10 @@ fn score_label_file(shared: &Path, file: &str, sections: [&str; 2]) -> [[Score; 
         .iter()
         .filter_map(|l| by_id.get(l.id.as_str()).map(|e| (l, *e)))
         .collect();
+    // The reader excludes a few labelled conversations (an empty turn; counted, not dropped
+    // silently): at most 4 per sample.
     assert!(
-        labels.len() - rows.len() <= 3,
+        labels.len() - rows.len() <= 4,
         "{} labelled ids not read",
         labels.len() - rows.len()
     );
@@ -1358,4 +1361,89 @@ fn shipped_detector_on_the_blind_held_out_6_sample() {
     // below the 0.85 goal on both sides.
     pin(code, (116, 8, 4), "learned-v5 code on held-out-6");
     pin(math, (23, 5, 8), "learned-v5 math on held-out-6");
+}
+
+const LABELS_7: &str = "tests/fixtures/ablation_labels_blind7.tsv";
+
+/// The held-out-7 sample (session 6, tests/fixtures/ablation_labels_blind7.tsv; 300 enriched +
+/// 100 random conversations, 56 math positives, all in the enriched part): labelled blind by a
+/// reader who never saw a detector, its code or its output, and merged only after scoring the
+/// frozen learned-v5 on it once. Its counts are pinned as first measured.
+#[test]
+fn learned_v5_on_the_blind_held_out_7_sample() {
+    let shared = require_shared!();
+    let pooled = score_label_file(
+        &shared,
+        LABELS_7,
+        ["held-out-7-enriched", "held-out-7-random"],
+    );
+    let [code, math] = pooled[1];
+    // First measurement: code 0.939 / 0.945, math 0.917 / 0.786 - math recall is below the
+    // 0.85 goal, as on held-out-5 (0.786) and held-out-6 (0.742).
+    pin(code, (155, 10, 9), "learned-v5 code on held-out-7");
+    pin(math, (44, 4, 12), "learned-v5 math on held-out-7");
+    // rules-v2, also out of sample: code 0.969 / 0.939, math 0.780 / 0.696.
+    let [code, math] = pooled[0];
+    pin(code, (154, 5, 10), "rules-v2 code on held-out-7");
+    pin(math, (39, 11, 17), "rules-v2 math on held-out-7");
+}
+
+/// Two readers, one sample: held-out-6 labelled a second time (session 6,
+/// tests/fixtures/ablation_labels_blind6_second_reader.tsv) by an engineer who followed the same
+/// written rulebook (the headers of the earlier label files) without seeing the first labels.
+/// How often they agree bounds what any detector can be held to: the goal's 0.85 is only
+/// meaningful if two careful readers agree far more often than that. Pinned as first measured:
+/// code 297 of 300 agree (Cohen's kappa 0.979), math 299 of 300 (kappa 0.982).
+#[test]
+fn two_readers_agree_on_held_out_6() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let first = learned::read_labels(&root.join(LABELS_6)).unwrap();
+    let text = std::fs::read_to_string(
+        root.join("tests/fixtures/ablation_labels_blind6_second_reader.tsv"),
+    )
+    .unwrap();
+    let mut second: HashMap<String, (bool, bool)> = HashMap::new();
+    let mut unsure = 0;
+    for line in text
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+    {
+        let f: Vec<&str> = line.split('\t').collect();
+        assert_eq!(f.len(), 4, "id, code, math, confidence: {line:?}");
+        assert!(matches!(f[3], "sure" | "unsure"), "confidence: {line:?}");
+        unsure += usize::from(f[3] == "unsure");
+        second.insert(f[0].to_string(), (f[1] == "1", f[2] == "1"));
+    }
+    assert_eq!(second.len(), first.len(), "the same ids, once each");
+    // Cohen's kappa from the 2x2 table of the two readers' bits.
+    let kappa = |pairs: &[(bool, bool)]| {
+        let n = pairs.len() as f64;
+        let agree = pairs.iter().filter(|(a, b)| a == b).count() as f64 / n;
+        let pa = pairs.iter().filter(|(a, _)| *a).count() as f64 / n;
+        let pb = pairs.iter().filter(|(_, b)| *b).count() as f64 / n;
+        let chance = pa * pb + (1.0 - pa) * (1.0 - pb);
+        (agree - chance) / (1.0 - chance)
+    };
+    let mut disagree = [0usize; 2];
+    let mut kappas = [0f64; 2];
+    for (k, name) in ["code", "math"].into_iter().enumerate() {
+        let pairs: Vec<(bool, bool)> = first
+            .iter()
+            .map(|l| {
+                let s = second[&l.id];
+                if k == 0 { (l.code, s.0) } else { (l.math, s.1) }
+            })
+            .collect();
+        disagree[k] = pairs.iter().filter(|(a, b)| a != b).count();
+        kappas[k] = kappa(&pairs);
+        println!(
+            "{name}: {} of {} disagree, Cohen's kappa {:.3}",
+            disagree[k],
+            pairs.len(),
+            kappas[k]
+        );
+    }
+    println!("second reader unsure on {unsure} of {}", first.len());
+    assert_eq!(disagree, [3, 1], "the readers' disagreements changed");
+    assert!(kappas.iter().all(|&k| k > 0.95), "kappa {kappas:?}");
 }
