@@ -11,7 +11,9 @@ Timing covers the forward passes and pooling only (model loading and tokenizatio
 after one warm-up batch. --check FILE compares the pooled vectors with mixprobe's safetensors.
 --decoder-only runs the decoder stack alone (`model.model`, as AutoModel would), skipping the
 language-model head's logits that `model(...)` computes at every position: the faster of the two
-ways a user would write it.
+ways a user would write it. --blocks N keeps only the first N decoder blocks (implies
+--decoder-only): the hand-optimised peer of a one-layer probe, which needs nothing past block N
+(hidden_states[N] of the truncated model is then after the final norm, so it is not compared).
 """
 import argparse, json, time
 
@@ -26,7 +28,11 @@ def main():
     ap.add_argument("--check", help="mixprobe safetensors file to compare the pooled vectors with")
     ap.add_argument("--decoder-only", action="store_true",
                     help="run model.model (no logits) instead of the causal-LM model")
+    ap.add_argument("--blocks", type=int,
+                    help="keep only the first N decoder blocks (implies --decoder-only)")
     args = ap.parse_args()
+    if args.blocks is not None:
+        args.decoder_only = True
     import torch
     from tokenizers import Tokenizer
     from transformers import AutoModelForCausalLM
@@ -38,6 +44,8 @@ def main():
     ids = [tok.encode(t, add_special_tokens=False).ids[: args.max_tokens] for t in texts]
     model = AutoModelForCausalLM.from_pretrained(args.model, dtype=torch.float32)
     model.eval()
+    if args.blocks is not None:
+        model.model.layers = model.model.layers[: args.blocks]
     order = sorted(range(len(ids)), key=lambda i: (-len(ids[i]), i))
     batches = [order[i : i + args.batch_size] for i in range(0, len(order), args.batch_size)]
     pooled = [None] * len(ids)
@@ -66,19 +74,19 @@ def main():
         dt = time.perf_counter() - t0
     n = sum(len(x) for x in ids)
     res = {"impl": "transformers", "torch": torch.__version__, "threads": args.threads,
-           "decoder_only": args.decoder_only,
+           "decoder_only": args.decoder_only, "blocks": args.blocks,
            "batch_size": args.batch_size, "tokens": n, "seconds": dt, "tokens_per_s": n / dt}
     if args.check:
         from safetensors.numpy import load_file
         ours = load_file(args.check)
-        worst = 0.0
+        worst = None
         n_layers = len(pooled[0]) - 1
         for name, m in ours.items():
             layer = int(name.split(".")[1])
             if layer >= n_layers:
                 continue
             ref = torch.stack([p[layer] for p in pooled]).numpy()
-            worst = max(worst, float(abs(ref - m).max()))
+            worst = max(worst or 0.0, float(abs(ref - m).max()))
         res["max_abs_diff_vs_mixprobe"] = worst
     print(json.dumps(res))
 
