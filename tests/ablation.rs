@@ -788,19 +788,20 @@ fn cli_fails_clearly_when_the_endpoint_is_down() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// The learned detector (learned-v5)
+// The learned detector (learned-v6)
 // ---------------------------------------------------------------------------------------------
 
 /// The held-out-4 label file (session 4: 150 enriched + 150 random, labelled blind; training
-/// data of learned-v4 and learned-v5).
+/// data since learned-v4).
 const LABELS_4: &str = "tests/fixtures/ablation_labels_blind4.tsv";
 
-/// All hand labels (three files, ten sections) with their conversations' features.
+/// All hand labels (five files, fourteen sections) with their conversations' features.
 fn labelled(shared: &Path) -> learned::Labelled {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let mut labels = learned::read_labels(&root.join(LABELS)).unwrap();
-    labels.extend(learned::read_labels(&root.join(LABELS_4)).unwrap());
-    labels.extend(learned::read_labels(&root.join(LABELS_5)).unwrap());
+    let mut labels = Vec::new();
+    for file in [LABELS, LABELS_4, LABELS_5, LABELS_6, LABELS_7] {
+        labels.extend(learned::read_labels(&root.join(file)).unwrap());
+    }
     let loaded = read_file(
         &shared.join(SHAREGPT),
         Some(Format::ShareGpt),
@@ -808,8 +809,9 @@ fn labelled(shared: &Path) -> learned::Labelled {
     )
     .unwrap();
     let (set, missing) = learned::Labelled::new(&RuleDetector::default(), labels, &loaded.examples);
+    // The reader excludes 12 labelled conversations (an empty turn and the like).
     assert!(
-        missing.len() <= 10,
+        missing.len() <= 12,
         "{} labelled ids missing",
         missing.len()
     );
@@ -817,8 +819,8 @@ fn labelled(shared: &Path) -> learned::Labelled {
 }
 
 /// Leave one section out, computed here for the shipped choice of each category: every
-/// labelled section is scored by a model trained on the other nine, with the threshold chosen
-/// by leaving one section out within those nine (both by the highest min(precision, recall));
+/// labelled section is scored by a model trained on the other thirteen, with the threshold chosen
+/// by leaving one section out within those thirteen (both by the highest min(precision, recall));
 /// the stored table must be what this code measures, the shipped choice its best row, and the
 /// shipped weights what training produces.
 /// The floors are what the shipped choices reach (see the book's ablation chapter).
@@ -828,7 +830,7 @@ fn learned_detector_leave_section_out_reproduces_the_shipped_tables_and_weights(
     let shipped = LearnedDetector::shipped().unwrap();
     let file = shipped.file();
     let set = labelled(&shared);
-    assert_eq!(learned::sections(&set).len(), 10);
+    assert_eq!(learned::sections(&set).len(), 14);
     let folds = file.training["folds"].as_u64().unwrap() as usize;
     let seeds: Vec<u64> = file.training["seeds"]
         .as_array()
@@ -837,7 +839,7 @@ fn learned_detector_leave_section_out_reproduces_the_shipped_tables_and_weights(
         .map(|s| s.as_u64().unwrap())
         .collect();
     assert_eq!(file.training["labelled"].as_u64(), Some(set.len() as u64));
-    println!("{} labelled conversations in 10 sections:", set.len());
+    println!("{} labelled conversations in 14 sections:", set.len());
     for (cat, model) in [(Category::Code, &file.code), (Category::Math, &file.math)] {
         let configs: Vec<learned::Config> = model.choice.config.into_iter().collect();
         let loso = learned::leave_section_out(&set, cat, &configs);
@@ -934,11 +936,15 @@ fn learned_detector_leave_section_out_reproduces_the_shipped_tables_and_weights(
             (None, None) => {}
             (Some(a), Some(b)) => {
                 let dense = |w: &learned::Weights| w.dense.values().copied().collect::<Vec<_>>();
+                let lexicon =
+                    |w: &learned::Weights| w.lexicon.values().copied().collect::<Vec<_>>();
                 assert!(
                     close(&[a.bias], &[b.bias])
                         && close(&dense(a), &dense(b))
+                        && close(&lexicon(a), &lexicon(b))
                         && close(&a.user, &b.user)
-                        && close(&a.assistant, &b.assistant),
+                        && close(&a.assistant, &b.assistant)
+                        && close(&a.window, &b.window),
                     "{cat}: retraining does not reproduce the shipped weights"
                 );
             }
@@ -948,14 +954,16 @@ fn learned_detector_leave_section_out_reproduces_the_shipped_tables_and_weights(
 }
 
 /// Floors of the shipped choices' pooled leave-one-section-out precision and recall.
-/// Measured when learned-v5 shipped (1,694 labelled conversations, ten sections): code 0.964 /
-/// 0.959 (tp 636, fp 24, fn 27), math 0.851 / 0.851 (tp 103, fp 18, fn 18) — both at the
-/// issue's 0.85, math by a hair. (learned-v4, chosen by F1 on eight sections: math 0.897 /
-/// 0.839.)
-const FLOOR_CODE_P: f64 = 0.96;
+/// Measured when learned-v6 shipped (2,388 labelled conversations, fourteen sections): code
+/// 0.960 / 0.960 (tp 909, fp 38, fn 38), math 0.856 / 0.861 (tp 179, fp 30, fn 29) — math
+/// above the 0.85 by one or two conversations on either side; learned-v5's
+/// configuration re-run on the same fourteen sections reaches math 0.846 / 0.846 (tp 176, fp
+/// 32, fn 32). (learned-v5 on its ten sections: math 0.851 / 0.851; learned-v4, chosen by F1
+/// on eight: 0.897 / 0.839.)
+const FLOOR_CODE_P: f64 = 0.95;
 const FLOOR_CODE_R: f64 = 0.95;
 const FLOOR_MATH_P: f64 = 0.85;
-const FLOOR_MATH_R: f64 = 0.85;
+const FLOOR_MATH_R: f64 = 0.86;
 
 /// Equal up to the last bit or two: serde_json parses decimal floats to within one ulp
 /// (its `float_roundtrip` feature is off), the file stores six significant digits.
@@ -1007,7 +1015,7 @@ fn full_subset_ablation_with_the_learned_detector() {
         .arg(&decisions)
         .assert()
         .success()
-        .stderr(contains("learned-v5"));
+        .stderr(contains("learned-v6"));
     let seconds = start.elapsed().as_secs_f64();
     let r: Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
     let (code, math) = (
@@ -1018,14 +1026,14 @@ fn full_subset_ablation_with_the_learned_detector() {
     assert_eq!(conversations, count(&r, "kept") + code + math);
     let fraction = (code + math) as f64 / conversations as f64;
     println!(
-        "learned-v5 removed {code} code + {math} math of {conversations} conversations ({:.1}%) in {seconds:.1} s",
+        "learned-v6 removed {code} code + {math} math of {conversations} conversations ({:.1}%) in {seconds:.1} s",
         100.0 * fraction
     );
     assert!(
         (0.10..=0.50).contains(&fraction),
         "removed fraction {fraction:.3} outside 10–50%"
     );
-    assert_eq!(r["detector"].as_str(), Some("learned-v5"));
+    assert_eq!(r["detector"].as_str(), Some("learned-v6"));
     // Every removal is explained (a model probability with its top features, or a rule).
     let lines = std::fs::read_to_string(&decisions).unwrap();
     let mut explained = 0;
@@ -1131,7 +1139,7 @@ fn ablate_train_reproduces_its_file_byte_for_byte_and_the_file_drives_ablate() {
     // thresholds in the k-fold table).
     let configs =
         learned::Config::grid(Category::Code).len() + learned::Config::grid(Category::Math).len();
-    assert_eq!((configs, learned::THRESHOLDS.len()), (6, 14));
+    assert_eq!((configs, learned::THRESHOLDS.len()), (5, 14));
     assert_eq!(file.loso.len(), 2 * 2 + configs * 5);
     assert_eq!(file.cv.len(), 2 * 2 + configs * 5 * 14);
     assert_eq!(file.training["sections"].as_array().map(Vec::len), Some(3));
@@ -1231,7 +1239,11 @@ fn pin(s: Score, want: (usize, usize, usize), what: &str) {
 /// section's and the pooled confusion counts, returns the pooled `[detector][code, math]`.
 fn score_label_file(shared: &Path, file: &str, sections: [&str; 2]) -> [[Score; 2]; 2] {
     let labels = learned::read_labels(&Path::new(env!("CARGO_MANIFEST_DIR")).join(file)).unwrap();
-    let want = if file == LABELS_7 { 400 } else { 300 };
+    let (want, excluded) = match file {
+        LABELS_7 => (400, 4),
+        LABELS_8 => (450, 9),
+        _ => (300, 3),
+    };
     assert_eq!(
         labels.len(),
         want,
@@ -1252,9 +1264,9 @@ fn score_label_file(shared: &Path, file: &str, sections: [&str; 2]) -> [[Score; 
         .filter_map(|l| by_id.get(l.id.as_str()).map(|e| (l, *e)))
         .collect();
     // The reader excludes a few labelled conversations (an empty turn; counted, not dropped
-    // silently): at most 4 per sample.
+    // silently); how many is known per sample.
     assert!(
-        labels.len() - rows.len() <= 4,
+        labels.len() - rows.len() <= excluded,
         "{} labelled ids not read",
         labels.len() - rows.len()
     );
@@ -1293,11 +1305,12 @@ fn score_label_file(shared: &Path, file: &str, sections: [&str; 2]) -> [[Score; 
 /// The held-out-4 sample (tests/fixtures/ablation_labels_blind4.tsv, session 4): labelled by a
 /// reader who never saw either detector's output. It is still out of sample for rules-v2 (no
 /// rule changed since), so this is a regression check of rules-v2 at what it measured when
-/// first scored: code P/R 0.947/0.947, math 0.583/0.840 (tp 21, fp 15, fn 4). learned-v5 (like
-/// learned-v4) was trained on these labels: its scores here are in sample, printed for
-/// comparison, not judged (its honest figures are the leave-one-section-out ones above).
+/// first scored: code P/R 0.947/0.947, math 0.583/0.840 (tp 21, fp 15, fn 4). learned-v6 (like
+/// every learned detector since v4) was trained on these labels: its scores here are in
+/// sample, printed for comparison, not judged (its honest figures are the
+/// leave-one-section-out ones above).
 #[test]
-fn rules_v2_on_held_out_4_and_learned_v5_in_sample() {
+fn rules_v2_on_held_out_4_and_learned_v6_in_sample() {
     let shared = require_shared!();
     let pooled = score_label_file(
         &shared,
@@ -1314,13 +1327,13 @@ const LABELS_5: &str = "tests/fixtures/ablation_labels_blind5.tsv";
 /// The held-out-5 sample (session 5, tests/fixtures/ablation_labels_blind5.tsv): labelled blind
 /// while learned-v4 was built, merged only after learned-v4 was frozen. Scored once, blind,
 /// learned-v4 reached code 0.972 / 0.972 and math 0.957 / 0.786 (tp 22, fp 1, fn 6): math
-/// recall below the goal of 0.85, which learned-v5 was built to lift. learned-v5 is trained on
-/// these labels (two of its ten sections), so its scores here are in sample, printed, not
-/// judged; its honest figures are the leave-one-section-out ones, and a new blind sample
-/// (held-out-6) judges it. Still out of sample for rules-v2, which is pinned at what it
-/// measured when first scored: math 0.923 / 0.857 (tp 24, fp 2, fn 4).
+/// recall below the goal of 0.85, which learned-v5 was built to lift. learned-v5 and learned-v6
+/// are trained on these labels (two of their sections), so the shipped detector's scores here
+/// are in sample, printed, not judged; its honest figures are the leave-one-section-out ones.
+/// Still out of sample for rules-v2, which is pinned at what it measured when first scored:
+/// math 0.923 / 0.857 (tp 24, fp 2, fn 4).
 #[test]
-fn rules_v2_on_held_out_5_and_learned_v5_in_sample() {
+fn rules_v2_on_held_out_5_and_learned_v6_in_sample() {
     let shared = require_shared!();
     let pooled = score_label_file(
         &shared,
@@ -1331,7 +1344,7 @@ fn rules_v2_on_held_out_5_and_learned_v5_in_sample() {
     pin(math, (24, 2, 4), "rules-v2 math changed on held-out-5");
     let [code, math] = pooled[1];
     println!(
-        "learned-v5 in sample: {} | {}",
+        "learned-v6 in sample: {} | {}",
         code.line("code"),
         math.line("math")
     );
@@ -1341,26 +1354,29 @@ const LABELS_6: &str = "tests/fixtures/ablation_labels_blind6.tsv";
 
 /// The held-out-6 sample (session 5, tests/fixtures/ablation_labels_blind6.tsv; 200 enriched +
 /// 100 random conversations): labelled blind while learned-v5 was built, merged only after
-/// learned-v5 was frozen; nothing was tuned on it. This is learned-v5's honest judgement; its
-/// pooled counts are pinned as first measured, so a retrained detector needs a new blind sample.
+/// learned-v5 was frozen; nothing was tuned on it. learned-v5's honest judgement, measured once
+/// when first scored: code 0.935 / 0.967 (tp 116, fp 8, fn 4), math 0.821 / 0.742 (tp 23, fp 5,
+/// fn 8) - math below the 0.85 goal on both sides. The sample is training data of learned-v6
+/// (two of its fourteen sections), so the shipped detector's scores are in sample, printed, not
+/// judged. Still out of sample for rules-v2, pinned as first measured: code 0.951 / 0.967,
+/// math 0.680 / 0.548.
 #[test]
-fn shipped_detector_on_the_blind_held_out_6_sample() {
+fn rules_v2_on_held_out_6_and_learned_v6_in_sample() {
     let shared = require_shared!();
     let pooled = score_label_file(
         &shared,
         LABELS_6,
         ["held-out-6-enriched", "held-out-6-random"],
     );
+    let [code, math] = pooled[0];
+    pin(code, (116, 6, 4), "rules-v2 code on held-out-6");
+    pin(math, (17, 8, 14), "rules-v2 math on held-out-6");
     let [code, math] = pooled[1];
     println!(
-        "learned-v5 blind: {} | {}",
+        "learned-v6 in sample: {} | {}",
         code.line("code"),
         math.line("math")
     );
-    // First (and only blind) measurement: code 0.935 / 0.967, math 0.821 / 0.742 - math is
-    // below the 0.85 goal on both sides.
-    pin(code, (116, 8, 4), "learned-v5 code on held-out-6");
-    pin(math, (23, 5, 8), "learned-v5 math on held-out-6");
 }
 
 const LABELS_7: &str = "tests/fixtures/ablation_labels_blind7.tsv";
@@ -1368,24 +1384,55 @@ const LABELS_7: &str = "tests/fixtures/ablation_labels_blind7.tsv";
 /// The held-out-7 sample (session 6, tests/fixtures/ablation_labels_blind7.tsv; 300 enriched +
 /// 100 random conversations, 56 math positives, all in the enriched part): labelled blind by a
 /// reader who never saw a detector, its code or its output, and merged only after scoring the
-/// frozen learned-v5 on it once. Its counts are pinned as first measured.
+/// frozen learned-v5 on it once: code 0.939 / 0.945 (tp 155, fp 10, fn 9), math 0.917 / 0.786
+/// (tp 44, fp 4, fn 12) - math recall below the 0.85 goal, as on held-out-5 (0.786) and
+/// held-out-6 (0.742). The sample is training data of learned-v6, so the shipped detector's
+/// scores are in sample, printed, not judged. Still out of sample for rules-v2, pinned as first
+/// measured: code 0.969 / 0.939, math 0.780 / 0.696.
 #[test]
-fn learned_v5_on_the_blind_held_out_7_sample() {
+fn rules_v2_on_held_out_7_and_learned_v6_in_sample() {
     let shared = require_shared!();
     let pooled = score_label_file(
         &shared,
         LABELS_7,
         ["held-out-7-enriched", "held-out-7-random"],
     );
-    let [code, math] = pooled[1];
-    // First measurement: code 0.939 / 0.945, math 0.917 / 0.786 - math recall is below the
-    // 0.85 goal, as on held-out-5 (0.786) and held-out-6 (0.742).
-    pin(code, (155, 10, 9), "learned-v5 code on held-out-7");
-    pin(math, (44, 4, 12), "learned-v5 math on held-out-7");
-    // rules-v2, also out of sample: code 0.969 / 0.939, math 0.780 / 0.696.
     let [code, math] = pooled[0];
     pin(code, (154, 5, 10), "rules-v2 code on held-out-7");
     pin(math, (39, 11, 17), "rules-v2 math on held-out-7");
+    let [code, math] = pooled[1];
+    println!(
+        "learned-v6 in sample: {} | {}",
+        code.line("code"),
+        math.line("math")
+    );
+}
+
+const LABELS_8: &str = "tests/fixtures/ablation_labels_blind8.tsv";
+
+/// The held-out-8 sample (session 6, tests/fixtures/ablation_labels_blind8.tsv; 350 enriched +
+/// 100 random conversations, 49 math positives; 9 ids the reader excludes for empty turns):
+/// labelled blind while learned-v6 was built, by a reader who never saw a detector, its code or
+/// its output, and merged only after learned-v6 was frozen. This is learned-v6's honest
+/// judgement, pinned as first measured. (The frozen learned-v5, scored on it once as well before
+/// learned-v6 existed: code 0.932 / 0.948, math 0.729 / 0.714 (tp 35, fp 13, fn 14).)
+#[test]
+fn learned_v6_on_the_blind_held_out_8_sample() {
+    let shared = require_shared!();
+    let pooled = score_label_file(
+        &shared,
+        LABELS_8,
+        ["held-out-8-enriched", "held-out-8-random"],
+    );
+    let [code, math] = pooled[1];
+    // First measurement: code 0.971 / 0.954 (meets the goal), math 0.796 / 0.796 (below it on
+    // both sides; better than learned-v5's 0.729 / 0.714 on the same sample).
+    pin(code, (165, 5, 8), "learned-v6 code on held-out-8");
+    pin(math, (39, 10, 10), "learned-v6 math on held-out-8");
+    // rules-v2, also out of sample: code 0.953 / 0.936, math 0.739 / 0.694.
+    let [code, math] = pooled[0];
+    pin(code, (162, 8, 11), "rules-v2 code on held-out-8");
+    pin(math, (34, 12, 15), "rules-v2 math on held-out-8");
 }
 
 /// Two readers, one sample: held-out-6 labelled a second time (session 6,

@@ -19,10 +19,11 @@ use std::time::Duration;
 pub enum DetectorKind {
     /// The built-in transparent rules (`rules-v2`, see the module docs of `data::ablate`).
     Rules,
-    /// The learned detector (`learned-v5`): logistic regression per category on hashed n-grams,
-    /// the rules' counts and computation features, trained on the hand labels and chosen by
-    /// the smaller of precision and recall over left-out labelled sections (`data
-    /// ablate-train`); the shipped weights are built in, `--detector-file` loads others.
+    /// The learned detector (`learned-v6`): logistic regression per category on hashed n-grams
+    /// and the rules' counts (code) or on n-grams OR'ed with the strict math rules (math),
+    /// trained on the hand labels and chosen by the smaller of precision and recall over
+    /// left-out labelled sections (`data ablate-train`); the shipped weights are built in,
+    /// `--detector-file` loads others.
     Learned,
     /// An LLM tagger behind an OpenAI-compatible chat-completions endpoint (InsTag prompt).
     Http,
@@ -57,7 +58,7 @@ pub struct Args {
     #[arg(long, value_enum, default_value_t = DetectorKind::Learned)]
     pub detector: DetectorKind,
     /// A detector file written by `data ablate-train` to use with `--detector learned` instead
-    /// of the built-in one (data/ablation/detector-v5.json).
+    /// of the built-in one (data/ablation/detector-v6.json).
     #[arg(long)]
     pub detector_file: Option<PathBuf>,
     /// Base URL of the OpenAI-compatible API, up to and including `/v1` (`--detector http`).
@@ -206,7 +207,7 @@ fn same_file(a: &std::path::Path, b: &std::path::Path) -> bool {
 pub struct TrainArgs {
     /// Hand-label files, comma-separated: `id<TAB>code<TAB>math` lines (0/1), `#` comments,
     /// `# section NAME` headers (e.g. tests/fixtures/ablation_labels.tsv,
-    /// tests/fixtures/ablation_labels_blind4.tsv, tests/fixtures/ablation_labels_blind5.tsv); at
+    /// tests/fixtures/ablation_labels_blind4.tsv … ablation_labels_blind7.tsv); at
     /// least three sections in all, since selection leaves one section out and chooses
     /// thresholds by leaving one out of the rest.
     #[arg(long, value_delimiter = ',', required = true)]
@@ -216,7 +217,7 @@ pub struct TrainArgs {
     /// counted and left out.
     #[arg(long)]
     pub data: PathBuf,
-    /// Where to write the detector file (e.g. data/ablation/detector-v5.json, which the binary
+    /// Where to write the detector file (e.g. data/ablation/detector-v6.json, which the binary
     /// embeds): the choice per category, its weights retrained on all labels, and both tables.
     #[arg(long)]
     pub out: PathBuf,
@@ -365,7 +366,7 @@ pub fn run_train(args: TrainArgs) -> anyhow::Result<()> {
         .pop()
         .ok_or_else(|| UserError("no code model".into()))?;
     let file = DetectorFile {
-        name: "learned-v5".into(),
+        name: learned::NAME.into(),
         feature_version: FEATURE_VERSION,
         buckets: BUCKETS,
         training,

@@ -1,7 +1,8 @@
-//! The learned ablation detector (`learned-v5`): an L2-regularised, class-weighted logistic
+//! The learned ablation detector (`learned-v6`): an L2-regularised, class-weighted logistic
 //! regression per category over deterministic text features, trained on the hand labels
-//! (`tests/fixtures/ablation_labels.tsv`, `ablation_labels_blind4.tsv` and
-//! `ablation_labels_blind5.tsv`) and chosen by leaving one labelled section out.
+//! (`tests/fixtures/ablation_labels.tsv` and `ablation_labels_blind4.tsv` …
+//! `ablation_labels_blind7.tsv`, fourteen sections) and chosen by leaving one labelled section
+//! out.
 //!
 //! # Features ([`Features`], version [`FEATURE_VERSION`])
 //! - *Lexical*: the lowercased text is split into tokens — maximal runs of letters and digits, in
@@ -17,16 +18,25 @@
 //!   rule fires, digit–operator–digit counts (total, largest per turn), equations with numbers
 //!   on both sides, inline LaTeX math, the share of numeric tokens (×10), question words next
 //!   to a number in user turns, and units combined by an operator. Each as `ln(1 + x)`.
+//! - *Window* (per window: a user or system turn with the assistant turns that answer it): the
+//!   window's unigrams and bigrams hashed like the lexical ones, without [`STOP_WORDS`] (a
+//!   bigram only when both tokens are stop words), `ln(1 + count)`, user side then assistant
+//!   side, L2-normalised over the window; per bucket the largest value over the windows, so
+//!   one math exchange inside a long conversation keeps its weight instead of being diluted.
+//! - *Math lexicon* ([`LEXICON_NAMES`], per window, the largest over windows, `ln(1 + x)`):
+//!   geometry, probability/statistics, quantity (finance, health, games) and computation
+//!   words, such words within 40 characters of a number, inline LaTeX, digit–operator–digit,
+//!   equations, and question words next to a number in the user turns — read in prose.
 //!
 //! # Model
 //! For one category, a configuration ([`Config`], per category from [`Config::grid`]) weights
-//! the two feature groups (`lexical`, `dense`; 0 leaves a group out) and sets the L2 strength
-//! `lambda`. The objective is the class-weighted mean logistic loss (each class weighs half)
-//! plus `lambda/2 · |w|²` (the bias is not penalised). It is minimised by a fixed number
-//! ([`ITERATIONS`]) of Nesterov-accelerated gradient steps in the span of the training rows
-//! (`w = Σ αᵢ xᵢ`, so every step costs one product with the Gram matrix), with the step `1/L`
-//! from a power-iteration bound on the curvature: deterministic, no randomness, no convergence
-//! test.
+//! the four feature groups (`lexical`, `dense`, `window`, `lexicon`; 0 leaves a group out)
+//! and sets the L2 strength `lambda`. The objective is the class-weighted mean logistic loss
+//! (each class weighs half) plus `lambda/2 · |w|²` (the bias is not penalised). It is
+//! minimised by a fixed number ([`ITERATIONS`]) of Nesterov-accelerated gradient steps in the
+//! span of the training rows (`w = Σ αᵢ xᵢ`, so every step costs one product with the Gram
+//! matrix), with the step `1/L` from a power-iteration bound on the curvature: deterministic,
+//! no randomness, no convergence test.
 //!
 //! A [`Choice`] adds how the probability is used ([`Mode`]): thresholded alone, or OR'ed or
 //! AND'ed with the `rules-v2` verdict or with the strict rules (for math `strict-math`:
@@ -45,10 +55,10 @@
 //! and that of `a` when `b` is, so each pair of sections is fitted once.
 //! [`cross_validate`] runs stratified k-fold cross-validation repeated over seeds (folds drawn
 //! with [`crate::util::rng`]) for comparison. The shipped file ([`SHIPPED`],
-//! `data/ablation/detector-v5.json`) records the choices, the weights retrained on all labels,
+//! `data/ablation/detector-v6.json`) records the choices, the weights retrained on all labels,
 //! and both tables.
 use crate::data::ablate::{Category, Decision, Detector, RuleCounts, RuleDetector};
-use crate::data::example::{Example, Role};
+use crate::data::example::{Example, Role, Turn};
 use crate::error::{Error, Location, Result};
 use crate::model::kernels;
 use rand::seq::SliceRandom;
@@ -67,10 +77,40 @@ pub const ITERATIONS: usize = 400;
 pub const THRESHOLDS: [f64; 14] = [
     0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.6, 0.7, 0.8, 0.9,
 ];
-/// The shipped detector file (`data/ablation/detector-v5.json`).
-pub const SHIPPED: &str = include_str!("../../data/ablation/detector-v5.json");
+/// The shipped detector file (`data/ablation/detector-v6.json`).
+pub const SHIPPED: &str = include_str!("../../data/ablation/detector-v6.json");
+/// The name `data ablate-train` gives the detectors it writes (the shipped one's).
+pub const NAME: &str = "learned-v6";
 /// The feature version recorded in model files; a file with another version is refused.
-pub const FEATURE_VERSION: u32 = 2;
+pub const FEATURE_VERSION: u32 = 3;
+
+/// Names of the math-lexicon features (per window, the largest over windows), in order.
+pub const LEXICON_NAMES: [&str; 9] = [
+    "geometry-words",
+    "probability-words",
+    "quantity-words",
+    "computation-words",
+    "math-word-near-number",
+    "latex-inline",
+    "digit-op-digit",
+    "equations",
+    "question-near-number",
+];
+const LEXICON: usize = LEXICON_NAMES.len();
+
+/// Tokens the window group leaves out: English function words and punctuation that carries no
+/// mathematical meaning (operators, `$`, `%` and `\` stay). A bigram is left out when both of
+/// its tokens are.
+const STOP_WORDS: [&str; 96] = [
+    "a", "about", "after", "all", "also", "am", "an", "and", "any", "are", "as", "at", "be",
+    "because", "been", "but", "by", "can", "could", "did", "do", "does", "for", "from", "had",
+    "has", "have", "he", "her", "here", "him", "his", "how", "i", "if", "in", "into", "is", "it",
+    "its", "just", "me", "more", "my", "no", "not", "of", "on", "one", "or", "other", "our", "out",
+    "please", "she", "so", "some", "such", "than", "that", "the", "their", "them", "then", "there",
+    "these", "they", "this", "to", "up", "us", "was", "we", "were", "what", "when", "which", "who",
+    "will", "with", "would", "you", "your", ",", ".", "'", "\"", "!", "?", ":", ";", "(", ")", "’",
+    "s", "t",
+];
 
 /// Names of the dense features, in order.
 pub const DENSE_NAMES: [&str; 31] = [
@@ -119,7 +159,19 @@ struct Patterns {
     question: Regex,
     unit_arithmetic: Regex,
     word: Regex,
+    geometry: Regex,
+    probability: Regex,
+    quantity: Regex,
+    computation: Regex,
+    near_number: Regex,
 }
+
+/// The math lexicon: geometry, probability and statistics, quantities computed in finance,
+/// health and games, and words asking for a computation.
+const GEOMETRY: &str = r"circles?|triangles?|spheres?|cubes?|radius|radii|diameter|circumference|areas?|volumes?|perimeter|angles?|polygons?|hypotenuse|tangent|coordinates?|dimensional|rectangles?|squares?|centers?|centres?|vertices|vertex|parallelogram|cylinders?|cones?";
+const PROBABILITY: &str = r"probability|probabilities|odds|expected value|dice|variance|standard deviation|mean|median|random|chance|distribution|percentile|likelihood";
+const QUANTITY: &str = r"interest|rates?|roi|npv|noi|mortgage|loan|payments?|revenue|profit|margin|tdee|bmr|calories|tax|discount|budget|cash flow|income|expenses?|costs?|price|damage|salary|totals?|sum|average|percent|percentage|speed|distance";
+const COMPUTATION: &str = r"calculate|calculating|calculation|calculations|compute|computing|formula|formulas|equation|equations|solve|solving|derive|prove|proof|estimate|multiply|divide|divided|plus|minus|times|squared|cubed";
 
 static PATTERNS: LazyLock<Patterns> = LazyLock::new(|| {
     Patterns {
@@ -144,8 +196,24 @@ static PATTERNS: LazyLock<Patterns> = LazyLock::new(|| {
     )
     .expect("built-in pattern compiles"),
     word: Regex::new(r"[\p{L}\p{N}]+").expect("built-in pattern compiles"),
+    geometry: words(GEOMETRY),
+    probability: words(PROBABILITY),
+    quantity: words(QUANTITY),
+    computation: words(COMPUTATION),
+    near_number: {
+        let all = format!("{GEOMETRY}|{PROBABILITY}|{QUANTITY}|{COMPUTATION}");
+        Regex::new(&format!(
+            r"(?i)\b(?:{all})\b[^.?!\n]{{0,40}}[0-9]|[0-9][^.?!\n]{{0,40}}\b(?:{all})\b"
+        ))
+        .expect("built-in pattern compiles")
+    },
 }
 });
+
+/// A case-insensitive pattern of whole words from an alternation.
+fn words(alternation: &str) -> Regex {
+    Regex::new(&format!(r"(?i)\b(?:{alternation})\b")).expect("built-in pattern compiles")
+}
 
 /// The rules-v2 math rules that need computation evidence (`strict-math`): worked arithmetic,
 /// or, in a conversation not detected as code, a word problem, a proof/formula request or a
@@ -177,6 +245,11 @@ pub struct Features {
     pub assistant: Vec<(u32, f32)>,
     /// The dense features, named by [`DENSE_NAMES`].
     pub dense: [f32; DENSE],
+    /// Sorted `(index, value)` pairs of the window group: user-side buckets at `0..BUCKETS`,
+    /// assistant-side ones at `BUCKETS..2·BUCKETS`; per bucket the largest value over windows.
+    pub window: Vec<(u32, f32)>,
+    /// The math-lexicon features, named by [`LEXICON_NAMES`].
+    pub lexicon: [f32; LEXICON],
     /// The categories `rules-v2` detects.
     pub rules: Vec<Category>,
     /// The categories the strict rules detect: code as `rules-v2`, math by `strict-math`.
@@ -242,6 +315,98 @@ fn count_ngrams(text: &str, counts: &mut BTreeMap<u32, f32>) {
             *counts.entry(bucket(&[t, &toks[i + 1]])).or_default() += 1.0;
         }
     }
+}
+
+/// Add the hashed unigrams and bigrams of `text` to `counts`, leaving out [`STOP_WORDS`]
+/// (a bigram when both of its tokens are).
+fn count_content_ngrams(text: &str, counts: &mut BTreeMap<u32, f32>) {
+    let toks = tokens(text);
+    let stop: Vec<bool> = toks
+        .iter()
+        .map(|t| STOP_WORDS.contains(&t.as_str()))
+        .collect();
+    for (i, t) in toks.iter().enumerate() {
+        if !stop[i] {
+            *counts.entry(bucket(&[t])).or_default() += 1.0;
+        }
+        if i + 1 < toks.len() && !(stop[i] && stop[i + 1]) {
+            *counts.entry(bucket(&[t, &toks[i + 1]])).or_default() += 1.0;
+        }
+    }
+}
+
+/// The windows of a conversation: each user (or system) turn with the assistant turns that
+/// answer it; consecutive user and system turns share a window.
+fn windows(ex: &Example) -> Vec<Vec<&Turn>> {
+    let mut out: Vec<Vec<&Turn>> = Vec::new();
+    let mut answered = true;
+    for t in &ex.turns {
+        let asks = t.role != Role::Assistant;
+        if out.is_empty() || (asks && answered) {
+            out.push(Vec::new());
+        }
+        answered = !asks;
+        if let Some(w) = out.last_mut() {
+            w.push(t);
+        }
+    }
+    out
+}
+
+/// The window group (see the module docs): per window the `ln(1 + count)` of its content
+/// n-grams, user side then assistant side, L2-normalised over the window; the largest value
+/// per index over windows.
+fn window_features(windows: &[Vec<&Turn>]) -> Vec<(u32, f32)> {
+    let mut pooled: BTreeMap<u32, f32> = BTreeMap::new();
+    for w in windows {
+        let (mut user, mut assistant) = (BTreeMap::new(), BTreeMap::new());
+        for t in w {
+            match t.role {
+                Role::Assistant => count_content_ngrams(&t.content, &mut assistant),
+                Role::User | Role::System => count_content_ngrams(&t.content, &mut user),
+            }
+        }
+        let v: Vec<(u32, f32)> = user
+            .into_iter()
+            .chain(assistant.into_iter().map(|(k, c)| (k + BUCKETS as u32, c)))
+            .map(|(k, c)| (k, c.ln_1p()))
+            .collect();
+        let norm = v.iter().map(|(_, x)| x * x).sum::<f32>().sqrt();
+        for (k, x) in v {
+            let x = if norm > 0.0 { x / norm } else { x };
+            let e = pooled.entry(k).or_default();
+            *e = e.max(x);
+        }
+    }
+    pooled.into_iter().collect()
+}
+
+/// The math-lexicon group (see the module docs): per window, counts read in its prose (fenced
+/// blocks and inline code removed); the largest per feature over windows, as `ln(1 + x)`.
+fn lexicon_features(windows: &[Vec<&Turn>]) -> [f32; LEXICON] {
+    let p = &*PATTERNS;
+    let mut best = [0usize; LEXICON];
+    for w in windows {
+        let mut c = [0usize; LEXICON];
+        for t in w {
+            let prose = p.fence.replace_all(&t.content, " ");
+            c[0] += p.geometry.find_iter(&prose).count();
+            c[1] += p.probability.find_iter(&prose).count();
+            c[2] += p.quantity.find_iter(&prose).count();
+            c[3] += p.computation.find_iter(&prose).count();
+            c[4] += p.near_number.find_iter(&prose).count();
+            c[5] += p.latex_inline.find_iter(&prose).count();
+            c[6] += p.op.find_iter(&prose).count();
+            c[7] += p.equation.find_iter(&prose).count();
+            if t.role != Role::Assistant {
+                c[8] += p.question.find_iter(&prose).count();
+            }
+        }
+        for (b, x) in best.iter_mut().zip(c) {
+            *b = (*b).max(x);
+        }
+    }
+    best.map(|x| (x as f64).ln_1p() as f32)
 }
 
 /// `ln(1 + count)` per bucket, L2-normalised, in bucket order.
@@ -329,6 +494,7 @@ impl Features {
         for (d, x) in dense.iter_mut().zip(raw) {
             *d = x.ln_1p() as f32;
         }
+        let windows = windows(ex);
         let mut rule_cats = Vec::new();
         for (c, _) in &evidence {
             if !rule_cats.contains(c) {
@@ -339,6 +505,8 @@ impl Features {
             user: normalise(user),
             assistant: normalise(assistant),
             dense,
+            window: window_features(&windows),
+            lexicon: lexicon_features(&windows),
             strict: rule_cats
                 .iter()
                 .copied()
@@ -444,6 +612,10 @@ pub struct Labelled {
     gram_lexical: Vec<f32>,
     /// `n × n` inner products of the dense features.
     gram_dense: Vec<f32>,
+    /// `n × n` inner products of the window group.
+    gram_window: Vec<f32>,
+    /// `n × n` inner products of the math-lexicon features.
+    gram_lexicon: Vec<f32>,
 }
 
 impl Labelled {
@@ -478,10 +650,21 @@ impl Labelled {
         if n > 0 {
             kernels::matmul(&mut gram_lexical, &rows, &rows, n, width, n, true);
         }
-        let mut gram_dense = vec![0f32; n * n];
+        for (f, row) in features.iter().zip(rows.chunks_mut(width)) {
+            row.fill(0.0);
+            for &(k, x) in &f.window {
+                row[k as usize] = x;
+            }
+        }
+        let mut gram_window = vec![0f32; n * n];
+        if n > 0 {
+            kernels::matmul(&mut gram_window, &rows, &rows, n, width, n, true);
+        }
+        let (mut gram_dense, mut gram_lexicon) = (vec![0f32; n * n], vec![0f32; n * n]);
         for i in 0..n {
             for j in 0..n {
                 gram_dense[i * n + j] = kernels::dot(&features[i].dense, &features[j].dense);
+                gram_lexicon[i * n + j] = kernels::dot(&features[i].lexicon, &features[j].lexicon);
             }
         }
         (
@@ -490,6 +673,8 @@ impl Labelled {
                 features,
                 gram_lexical,
                 gram_dense,
+                gram_window,
+                gram_lexicon,
             },
             missing,
         )
@@ -508,14 +693,23 @@ impl Labelled {
     /// The Gram matrix of `config` restricted to `rows × cols`.
     fn gram(&self, config: &Config, rows: &[usize], cols: &[usize]) -> Vec<f32> {
         let n = self.len();
-        let (a, b) = (
-            (config.lexical * config.lexical) as f32,
-            (config.dense * config.dense) as f32,
+        let sq = |w: f64| (w * w) as f32;
+        let (a, b, c, d) = (
+            sq(config.lexical),
+            sq(config.dense),
+            sq(config.window),
+            sq(config.lexicon),
         );
         let mut out = Vec::with_capacity(rows.len() * cols.len());
         for &i in rows {
             for &j in cols {
-                out.push(a * self.gram_lexical[i * n + j] + b * self.gram_dense[i * n + j]);
+                let k = i * n + j;
+                out.push(
+                    a * self.gram_lexical[k]
+                        + b * self.gram_dense[k]
+                        + c * self.gram_window[k]
+                        + d * self.gram_lexicon[k],
+                );
             }
         }
         out
@@ -533,6 +727,12 @@ pub struct Config {
     pub lexical: f64,
     /// Weight of the dense features (0: left out).
     pub dense: f64,
+    /// Weight of the window group (0: left out).
+    #[serde(default)]
+    pub window: f64,
+    /// Weight of the math-lexicon features (0: left out).
+    #[serde(default)]
+    pub lexicon: f64,
     /// L2 strength.
     pub lambda: f64,
 }
@@ -540,35 +740,47 @@ pub struct Config {
 impl Config {
     /// The configurations selection tries for `category`, kept small so that training stays
     /// within minutes (every configuration costs one fit per section and per pair of
-    /// sections): the leaders of learned-v4's twelve-configuration table. Code: both groups
-    /// (dense 0.5, λ=1e-4; learned-v4's choice) and dense only (λ=1e-2). Math: lexical only at
-    /// λ ∈ {1e-4, 1e-3, 1e-2} and both groups at λ=1e-4.
+    /// sections). Code: lexical + dense 0.5 at λ=1e-4 (learned-v4's choice) and dense only at
+    /// λ=1e-2 (learned-v5's). Math, all at λ=1e-4: lexical only (learned-v5's configuration),
+    /// lexical + math lexicon, and lexical + window + math lexicon 0.5.
     pub fn grid(category: Category) -> Vec<Config> {
-        let c = |lexical, dense, lambda| Config {
+        let c = |lexical, dense, window, lexicon, lambda| Config {
             lexical,
             dense,
+            window,
+            lexicon,
             lambda,
         };
         match category {
-            Category::Code => vec![c(1.0, 0.5, 1e-4), c(0.0, 1.0, 1e-2)],
+            Category::Code => vec![c(1.0, 0.5, 0.0, 0.0, 1e-4), c(0.0, 1.0, 0.0, 0.0, 1e-2)],
             Category::Math => vec![
-                c(1.0, 0.0, 1e-4),
-                c(1.0, 0.0, 1e-3),
-                c(1.0, 0.0, 1e-2),
-                c(1.0, 1.0, 1e-4),
+                c(1.0, 0.0, 0.0, 0.0, 1e-4),
+                c(1.0, 0.0, 0.0, 1.0, 1e-4),
+                c(1.0, 0.0, 1.0, 0.5, 1e-4),
             ],
         }
     }
 
-    /// A short name, e.g. `lex+dense0.5 λ=0.001`.
+    /// A short name, e.g. `lex+dense0.5 λ=0.001`: the groups used (`lex`, `win`, `dense`,
+    /// `lexicon`), each with its weight where it is not 1.
     pub fn name(&self) -> String {
-        let groups = match (self.lexical > 0.0, self.dense > 0.0) {
-            (true, true) if self.dense != 1.0 => format!("lex+dense{}", self.dense),
-            (true, true) => "lex+dense".to_string(),
-            (true, false) => "lex".to_string(),
-            (false, _) => "dense".to_string(),
-        };
-        format!("{groups} λ={}", self.lambda)
+        let groups: Vec<String> = [
+            ("lex", self.lexical),
+            ("win", self.window),
+            ("dense", self.dense),
+            ("lexicon", self.lexicon),
+        ]
+        .into_iter()
+        .filter(|(_, w)| *w > 0.0)
+        .map(|(n, w)| {
+            if w == 1.0 {
+                n.to_string()
+            } else {
+                format!("{n}{w}")
+            }
+        })
+        .collect();
+        format!("{} λ={}", groups.join("+"), self.lambda)
     }
 }
 
@@ -1270,7 +1482,8 @@ pub struct CategoryModel {
 }
 
 /// Weights of a logistic regression on the features: `f = bias + dense·x_dense + user·x_user +
-/// assistant·x_assistant`, probability `σ(f)` (group weights already folded in).
+/// assistant·x_assistant + window·x_window + lexicon·x_lexicon`, probability `σ(f)` (group
+/// weights already folded in).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Weights {
     pub bias: f64,
@@ -1280,6 +1493,12 @@ pub struct Weights {
     pub user: Vec<f64>,
     /// [`BUCKETS`] weights of the assistant-side buckets.
     pub assistant: Vec<f64>,
+    /// `2 · BUCKETS` weights of the window group (user side, then assistant side), or none when
+    /// the configuration leaves the group out.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub window: Vec<f64>,
+    /// One weight per name of [`LEXICON_NAMES`].
+    pub lexicon: BTreeMap<String, f64>,
 }
 
 /// Six significant digits: what the file stores.
@@ -1299,9 +1518,15 @@ pub fn train(set: &Labelled, category: Category, choice: Choice) -> CategoryMode
     let all: Vec<usize> = (0..y.len()).collect();
     let model = fit(&set.gram(&config, &all, &all), &y, config.lambda);
     let (lex, den) = (config.lexical * config.lexical, config.dense * config.dense);
+    let (win, lexi) = (
+        config.window * config.window,
+        config.lexicon * config.lexicon,
+    );
     let mut user = vec![0f64; BUCKETS];
     let mut assistant = vec![0f64; BUCKETS];
+    let mut window = vec![0f64; if win > 0.0 { 2 * BUCKETS } else { 0 }];
     let mut dense = [0f64; DENSE];
+    let mut lexicon = [0f64; LEXICON];
     for (f, &a) in set.features.iter().zip(&model.alpha) {
         let a = f64::from(a);
         for &(k, x) in &f.user {
@@ -1310,8 +1535,16 @@ pub fn train(set: &Labelled, category: Category, choice: Choice) -> CategoryMode
         for &(k, x) in &f.assistant {
             assistant[k as usize] += lex * a * f64::from(x);
         }
+        if win > 0.0 {
+            for &(k, x) in &f.window {
+                window[k as usize] += win * a * f64::from(x);
+            }
+        }
         for (d, x) in dense.iter_mut().zip(f.dense) {
             *d += den * a * f64::from(x);
+        }
+        for (d, x) in lexicon.iter_mut().zip(f.lexicon) {
+            *d += lexi * a * f64::from(x);
         }
     }
     CategoryModel {
@@ -1325,6 +1558,12 @@ pub fn train(set: &Labelled, category: Category, choice: Choice) -> CategoryMode
                 .collect(),
             user: user.into_iter().map(round).collect(),
             assistant: assistant.into_iter().map(round).collect(),
+            window: window.into_iter().map(round).collect(),
+            lexicon: LEXICON_NAMES
+                .iter()
+                .zip(lexicon)
+                .map(|(n, w)| (n.to_string(), round(w)))
+                .collect(),
         }),
     }
 }
@@ -1369,6 +1608,8 @@ impl DetectorFile {
                         && w.user.len() == BUCKETS
                         && w.assistant.len() == BUCKETS
                         && DENSE_NAMES.iter().all(|n| w.dense.contains_key(*n))
+                        && LEXICON_NAMES.iter().all(|n| w.lexicon.contains_key(*n))
+                        && (w.window.is_empty() || w.window.len() == 2 * BUCKETS)
                 }
             };
             if !ok {
@@ -1387,7 +1628,7 @@ impl DetectorFile {
         // Compact the long arrays so that the file stays small and diffable per field.
         let mut compacted = Vec::new();
         for cat in ["code", "math"] {
-            for side in ["user", "assistant"] {
+            for side in ["user", "assistant", "window"] {
                 let ptr = format!("/{cat}/weights/{side}");
                 if let Some(v) = value.pointer_mut(&ptr) {
                     let key = format!("@@{cat}.{side}@@");
@@ -1429,9 +1670,9 @@ pub struct Contribution {
 }
 
 impl LearnedDetector {
-    /// The detector shipped with the binary (`data/ablation/detector-v5.json`).
+    /// The detector shipped with the binary (`data/ablation/detector-v6.json`).
     pub fn shipped() -> Result<LearnedDetector> {
-        Self::from_text(SHIPPED, "the embedded detector-v5.json")
+        Self::from_text(SHIPPED, "the embedded detector-v6.json")
     }
 
     /// A detector from a file's text (`what` names it in errors).
@@ -1508,6 +1749,14 @@ fn score(w: &Weights, f: &Features) -> f64 {
     for &(k, x) in &f.assistant {
         s += w.assistant[k as usize] * f64::from(x);
     }
+    if !w.window.is_empty() {
+        for &(k, x) in &f.window {
+            s += w.window[k as usize] * f64::from(x);
+        }
+    }
+    for (name, x) in LEXICON_NAMES.iter().zip(f.lexicon) {
+        s += w.lexicon.get(*name).copied().unwrap_or(0.0) * f64::from(x);
+    }
     s
 }
 
@@ -1521,6 +1770,15 @@ pub fn contributions(w: &Weights, f: &Features, ex: &Example) -> Vec<Contributio
             feature: format!("dense:{name}"),
             value: w.dense.get(*name).copied().unwrap_or(0.0) * f64::from(x),
         })
+        .chain(
+            LEXICON_NAMES
+                .iter()
+                .zip(f.lexicon)
+                .map(|(name, x)| Contribution {
+                    feature: format!("lexicon:{name}"),
+                    value: w.lexicon.get(*name).copied().unwrap_or(0.0) * f64::from(x),
+                }),
+        )
         .collect();
     let mut names: [BTreeMap<u32, String>; 2] = [BTreeMap::new(), BTreeMap::new()];
     for t in &ex.turns {
@@ -1549,6 +1807,20 @@ pub fn contributions(w: &Weights, f: &Features, ex: &Example) -> Vec<Contributio
             out.push(Contribution {
                 feature: format!("{label}:{name:?}"),
                 value: weights[k as usize] * f64::from(x),
+            });
+        }
+    }
+    if !w.window.is_empty() {
+        for &(k, x) in &f.window {
+            let (side, b) = if (k as usize) < BUCKETS {
+                (0, k)
+            } else {
+                (1, k - BUCKETS as u32)
+            };
+            let name = names[side].get(&b).cloned().unwrap_or_default();
+            out.push(Contribution {
+                feature: format!("window-{}:{name:?}", ["user", "assistant"][side]),
+                value: w.window[k as usize] * f64::from(x),
             });
         }
     }
@@ -1614,6 +1886,74 @@ mod tests {
         let got: BTreeMap<u32, f32> = v.into_iter().collect();
         assert!((got[&bucket(&["b"])] - x / norm).abs() < 1e-6);
         assert!((got[&bucket(&["b", "b"])] - y / norm).abs() < 1e-6);
+    }
+
+    fn conversation(turns: &[(Role, &str)]) -> Example {
+        Example {
+            id: "x".into(),
+            ability: crate::data::Ability::General,
+            turns: turns
+                .iter()
+                .map(|(role, content)| Turn {
+                    role: *role,
+                    content: content.to_string(),
+                })
+                .collect(),
+            meta: Default::default(),
+        }
+    }
+
+    #[test]
+    fn windows_pool_the_largest_value_and_leave_out_stop_words() {
+        let ex = conversation(&[
+            (Role::System, "b b"),
+            (Role::User, "b b"),
+            (Role::Assistant, "the cat"),
+            (Role::User, "b"),
+            (Role::Assistant, "of the"),
+        ]);
+        let w = windows(&ex);
+        assert_eq!(w.iter().map(Vec::len).collect::<Vec<_>>(), [3, 2]);
+        let got: BTreeMap<u32, f32> = window_features(&w).into_iter().collect();
+        // Window 1: user "b" 4 times, "b b" twice (the bigram does not cross turns);
+        // assistant "cat" and "the cat" once ("the" alone is a stop word).
+        let (b4, bb2, one) = (4f32.ln_1p(), 2f32.ln_1p(), 1f32.ln_1p());
+        let norm = (b4 * b4 + bb2 * bb2 + 2.0 * one * one).sqrt();
+        let a = BUCKETS as u32;
+        // Window 2: user "b" once (norm 1); "of the" is all stop words.
+        assert!((got[&bucket(&["b"])] - 1.0).abs() < 1e-6);
+        assert!((got[&bucket(&["b", "b"])] - bb2 / norm).abs() < 1e-6);
+        assert!((got[&(a + bucket(&["cat"]))] - one / norm).abs() < 1e-6);
+        assert!((got[&(a + bucket(&["the", "cat"]))] - one / norm).abs() < 1e-6);
+        assert_eq!(got.len(), 4);
+    }
+
+    #[test]
+    fn lexicon_features_take_the_largest_window() {
+        let ex = conversation(&[
+            (Role::User, "Tell me a story."),
+            (Role::Assistant, "Once upon a time."),
+            (
+                Role::User,
+                "Can you calculate the area of a circle with radius 3?",
+            ),
+            (
+                Role::Assistant,
+                "The area is 3.14 * 3 * 3 = 28.26 `x = 1 + 2`.",
+            ),
+        ]);
+        let f = lexicon_features(&windows(&ex));
+        let at = |name: &str| f[LEXICON_NAMES.iter().position(|n| *n == name).unwrap()];
+        let ln = |x: f32| x.ln_1p();
+        assert_eq!(at("geometry-words"), ln(4.0)); // area, circle, radius, area
+        assert_eq!(at("computation-words"), ln(1.0));
+        assert_eq!(at("probability-words"), 0.0);
+        // "calculate … 3" in the question, "area is 3" in the answer.
+        assert_eq!(at("math-word-near-number"), ln(2.0));
+        // `3.14 * 3` (matches do not overlap; the inline code span is not read); one equation.
+        assert_eq!(at("digit-op-digit"), ln(1.0));
+        assert_eq!(at("equations"), ln(1.0));
+        assert_eq!(at("question-near-number"), ln(1.0));
     }
 
     #[test]
@@ -1687,7 +2027,7 @@ mod tests {
             examples.push(Example {
                 id: format!("c{i}"),
                 ability: crate::data::Ability::General,
-                turns: vec![crate::data::example::Turn {
+                turns: vec![Turn {
                     role: Role::User,
                     content: text,
                 }],
@@ -1707,6 +2047,8 @@ mod tests {
         let config = Config {
             lexical: 1.0,
             dense: 1.0,
+            window: 1.0,
+            lexicon: 1.0,
             lambda: 1e-3,
         };
         let inner = inner_probs(&set, &y, &config, &names);
@@ -1778,11 +2120,11 @@ mod tests {
             id: "x".into(),
             ability: crate::data::Ability::General,
             turns: vec![
-                crate::data::example::Turn {
+                Turn {
                     role: Role::User,
                     content: "How many apples are left if I have 12 and eat 5?".into(),
                 },
-                crate::data::example::Turn {
+                Turn {
                     role: Role::Assistant,
                     content: text.into(),
                 },
@@ -1836,10 +2178,10 @@ mod tests {
     #[test]
     fn the_shipped_file_parses_and_bad_files_are_refused() {
         let d = LearnedDetector::shipped().unwrap();
-        assert_eq!(d.name(), "learned-v5");
+        assert_eq!(d.name(), NAME);
         let text = d.file().to_text().unwrap();
         assert_eq!(DetectorFile::parse(&text, "x").unwrap(), *d.file());
-        let bad = SHIPPED.replacen("\"feature_version\": 2", "\"feature_version\": 99", 1);
+        let bad = SHIPPED.replacen("\"feature_version\": 3", "\"feature_version\": 99", 1);
         let e = DetectorFile::parse(&bad, "f.json").unwrap_err().to_string();
         assert!(
             e.contains("f.json") && e.contains("feature version 99"),
