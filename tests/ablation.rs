@@ -794,6 +794,10 @@ fn cli_fails_clearly_when_the_endpoint_is_down() {
 /// The held-out-4 label file (session 4: 150 enriched + 150 random, labelled blind; training
 /// data since learned-v4).
 const LABELS_4: &str = "tests/fixtures/ablation_labels_blind4.tsv";
+const LABELS_5: &str = "tests/fixtures/ablation_labels_blind5.tsv";
+const LABELS_6: &str = "tests/fixtures/ablation_labels_blind6.tsv";
+const LABELS_7: &str = "tests/fixtures/ablation_labels_blind7.tsv";
+const LABELS_8: &str = "tests/fixtures/ablation_labels_blind8.tsv";
 
 /// All hand labels (five files, fourteen sections) with their conversations' features.
 fn labelled(shared: &Path) -> learned::Labelled {
@@ -1235,15 +1239,26 @@ fn pin(s: Score, want: (usize, usize, usize), what: &str) {
     assert_eq!((s.tp, s.fp, s.fn_), want, "{what}: {}", s.line(""));
 }
 
-/// Rules-v2 and the shipped learned detector on the sections of one label file: prints each
+/// A blind held-out sample: `held-out-N` in `file` (sections `held-out-N-enriched` and
+/// `held-out-N-random`), `size` labelled ids, at most `excluded` of which the reader excludes
+/// (an empty turn; counted, not dropped silently).
+struct Blind {
+    n: u8,
+    file: &'static str,
+    size: usize,
+    excluded: usize,
+}
+
+/// Rules-v2 and the shipped learned detector on the sections of one blind sample: prints each
 /// section's and the pooled confusion counts, returns the pooled `[detector][code, math]`.
-fn score_label_file(shared: &Path, file: &str, sections: [&str; 2]) -> [[Score; 2]; 2] {
+fn score_label_file(shared: &Path, sample: Blind) -> [[Score; 2]; 2] {
+    let Blind {
+        n,
+        file,
+        size: want,
+        excluded,
+    } = sample;
     let labels = learned::read_labels(&Path::new(env!("CARGO_MANIFEST_DIR")).join(file)).unwrap();
-    let (want, excluded) = match file {
-        LABELS_7 => (400, 4),
-        LABELS_8 => (450, 9),
-        _ => (300, 3),
-    };
     assert_eq!(
         labels.len(),
         want,
@@ -1263,15 +1278,16 @@ fn score_label_file(shared: &Path, file: &str, sections: [&str; 2]) -> [[Score; 
         .iter()
         .filter_map(|l| by_id.get(l.id.as_str()).map(|e| (l, *e)))
         .collect();
-    // The reader excludes a few labelled conversations (an empty turn; counted, not dropped
-    // silently); how many is known per sample.
     assert!(
         labels.len() - rows.len() <= excluded,
         "{} labelled ids not read",
         labels.len() - rows.len()
     );
     let mut pooled = [[Score::default(); 2]; 2];
-    for section in sections {
+    for section in [
+        format!("held-out-{n}-enriched"),
+        format!("held-out-{n}-random"),
+    ] {
         for (d, det) in [&rules as &dyn Detector, &model].into_iter().enumerate() {
             let verdicts: Vec<(&learned::Label, Vec<Category>)> = rows
                 .iter()
@@ -1314,15 +1330,17 @@ fn rules_v2_on_held_out_4_and_learned_v6_in_sample() {
     let shared = require_shared!();
     let pooled = score_label_file(
         &shared,
-        LABELS_4,
-        ["held-out-4-enriched", "held-out-4-random"],
+        Blind {
+            n: 4,
+            file: LABELS_4,
+            size: 300,
+            excluded: 3,
+        },
     );
     let [code, math] = pooled[0];
     pin(code, (125, 7, 7), "rules-v2 code changed on held-out-4");
     pin(math, (21, 15, 4), "rules-v2 math changed on held-out-4");
 }
-
-const LABELS_5: &str = "tests/fixtures/ablation_labels_blind5.tsv";
 
 /// The held-out-5 sample (session 5, tests/fixtures/ablation_labels_blind5.tsv): labelled blind
 /// while learned-v4 was built, merged only after learned-v4 was frozen. Scored once, blind,
@@ -1337,20 +1355,16 @@ fn rules_v2_on_held_out_5_and_learned_v6_in_sample() {
     let shared = require_shared!();
     let pooled = score_label_file(
         &shared,
-        LABELS_5,
-        ["held-out-5-enriched", "held-out-5-random"],
+        Blind {
+            n: 5,
+            file: LABELS_5,
+            size: 300,
+            excluded: 3,
+        },
     );
     let math = pooled[0][1];
     pin(math, (24, 2, 4), "rules-v2 math changed on held-out-5");
-    let [code, math] = pooled[1];
-    println!(
-        "learned-v6 in sample: {} | {}",
-        code.line("code"),
-        math.line("math")
-    );
 }
-
-const LABELS_6: &str = "tests/fixtures/ablation_labels_blind6.tsv";
 
 /// The held-out-6 sample (session 5, tests/fixtures/ablation_labels_blind6.tsv; 200 enriched +
 /// 100 random conversations): labelled blind while learned-v5 was built, merged only after
@@ -1365,21 +1379,17 @@ fn rules_v2_on_held_out_6_and_learned_v6_in_sample() {
     let shared = require_shared!();
     let pooled = score_label_file(
         &shared,
-        LABELS_6,
-        ["held-out-6-enriched", "held-out-6-random"],
+        Blind {
+            n: 6,
+            file: LABELS_6,
+            size: 300,
+            excluded: 3,
+        },
     );
     let [code, math] = pooled[0];
     pin(code, (116, 6, 4), "rules-v2 code on held-out-6");
     pin(math, (17, 8, 14), "rules-v2 math on held-out-6");
-    let [code, math] = pooled[1];
-    println!(
-        "learned-v6 in sample: {} | {}",
-        code.line("code"),
-        math.line("math")
-    );
 }
-
-const LABELS_7: &str = "tests/fixtures/ablation_labels_blind7.tsv";
 
 /// The held-out-7 sample (session 6, tests/fixtures/ablation_labels_blind7.tsv; 300 enriched +
 /// 100 random conversations, 56 math positives, all in the enriched part): labelled blind by a
@@ -1394,21 +1404,17 @@ fn rules_v2_on_held_out_7_and_learned_v6_in_sample() {
     let shared = require_shared!();
     let pooled = score_label_file(
         &shared,
-        LABELS_7,
-        ["held-out-7-enriched", "held-out-7-random"],
+        Blind {
+            n: 7,
+            file: LABELS_7,
+            size: 400,
+            excluded: 4,
+        },
     );
     let [code, math] = pooled[0];
     pin(code, (154, 5, 10), "rules-v2 code on held-out-7");
     pin(math, (39, 11, 17), "rules-v2 math on held-out-7");
-    let [code, math] = pooled[1];
-    println!(
-        "learned-v6 in sample: {} | {}",
-        code.line("code"),
-        math.line("math")
-    );
 }
-
-const LABELS_8: &str = "tests/fixtures/ablation_labels_blind8.tsv";
 
 /// The held-out-8 sample (session 6, tests/fixtures/ablation_labels_blind8.tsv; 350 enriched +
 /// 100 random conversations, 49 math positives; 9 ids the reader excludes for empty turns):
@@ -1421,8 +1427,12 @@ fn learned_v6_on_the_blind_held_out_8_sample() {
     let shared = require_shared!();
     let pooled = score_label_file(
         &shared,
-        LABELS_8,
-        ["held-out-8-enriched", "held-out-8-random"],
+        Blind {
+            n: 8,
+            file: LABELS_8,
+            size: 450,
+            excluded: 9,
+        },
     );
     let [code, math] = pooled[1];
     // First measurement: code 0.971 / 0.954 (meets the goal), math 0.796 / 0.796 (below it on

@@ -5,11 +5,7 @@
 # other. transformers runs one by one and in batches, each both as the causal-LM model (logits at
 # every position, as `model(...)` computes them) and as the decoder alone (`--decoder-only`);
 # the best of the four is the peer. Prints tokens/s of each and the ratio mixprobe / best.
-# Then the paper protocol as shipped (probes/paper.toml: one layer, 15/32 of the depth): mixprobe
-# stops after the last requested block; transformers runs once as a user would write it (the
-# decoder with output_hidden_states, every block) and once truncated to the blocks needed
-# (--blocks, the hand-optimised peer). Both ratios are printed; the like-for-like one is the
-# truncated peer's.
+# For the paper protocol (one layer) and repeated rounds: bench/probe/rounds.sh.
 #
 # Usage: bash bench/probe/run.sh [MODEL_DIR] [DATA_DIR] [BATCH_SIZE]
 #   defaults: /tmp/smollm2 ../shared/data 8
@@ -42,20 +38,4 @@ for tb in 1 "$BS"; do
 done
 python3 -c "print(f'every layer: ratio mixprobe / best transformers = {$OURS / $best:.2f}x (goal >= 1.5x)')"
 
-rm -rf "$OUT"/*
-"$BIN" probe --spec probes/paper.toml --data-dir "$DATA" --model "$MODEL" --name model \
-  --out "$OUT" --batch-size "$BS" --quiet | grep '^model'
-read -r ONE UPTO < <(python3 -c "import json; m = json.load(open('$OUT/index.json'))['models'][0]; print(m['tokens'] / m['forward_seconds'], max(m['layers']))")
-echo "mixprobe paper protocol (layer $UPTO only, batch $BS): $(printf '%.1f' "$ONE") tokens/s"
-full=$(python3 bench/probe/extract_transformers.py --model "$MODEL" --probe-dir "$OUT" --threads 2 \
-  --batch-size "$BS" --decoder-only)
-trunc=$(python3 bench/probe/extract_transformers.py --model "$MODEL" --probe-dir "$OUT" --threads 2 \
-  --batch-size "$BS" --blocks "$UPTO")
-echo "$full"; echo "$trunc"
-python3 - "$ONE" "$full" "$trunc" <<'PY'
-import json, sys
-ours, full, cut = float(sys.argv[1]), json.loads(sys.argv[2]), json.loads(sys.argv[3])
-print(f"paper protocol: mixprobe / transformers every block = {ours / full['tokens_per_s']:.2f}x, "
-      f"mixprobe / transformers truncated to {cut['blocks']} blocks = {ours / cut['tokens_per_s']:.2f}x")
-PY
 echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"

@@ -64,6 +64,7 @@ use crate::model::kernels;
 use rand::seq::SliceRandom;
 use regex::Regex;
 use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::LazyLock;
@@ -236,6 +237,22 @@ fn strict_math(evidence: &[(Category, String)]) -> bool {
     })
 }
 
+/// Which of the optional feature groups to compute ([`Features::with_groups`]): training
+/// needs all of them; a detector only those its weights use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Groups {
+    pub window: bool,
+    pub lexicon: bool,
+}
+
+impl Groups {
+    /// Every group.
+    pub const ALL: Groups = Groups {
+        window: true,
+        lexicon: true,
+    };
+}
+
 /// The features of one conversation (see the module docs).
 #[derive(Debug, Clone)]
 pub struct Features {
@@ -335,19 +352,19 @@ fn count_content_ngrams(text: &str, counts: &mut BTreeMap<u32, f32>) {
     }
 }
 
-/// The windows of a conversation: each user (or system) turn with the assistant turns that
-/// answer it; consecutive user and system turns share a window.
-fn windows(ex: &Example) -> Vec<Vec<&Turn>> {
-    let mut out: Vec<Vec<&Turn>> = Vec::new();
+/// The windows of a conversation, as turn indices: each user (or system) turn with the
+/// assistant turns that answer it; consecutive user and system turns share a window.
+fn windows(turns: &[Turn]) -> Vec<Vec<usize>> {
+    let mut out: Vec<Vec<usize>> = Vec::new();
     let mut answered = true;
-    for t in &ex.turns {
+    for (i, t) in turns.iter().enumerate() {
         let asks = t.role != Role::Assistant;
         if out.is_empty() || (asks && answered) {
             out.push(Vec::new());
         }
         answered = !asks;
         if let Some(w) = out.last_mut() {
-            w.push(t);
+            w.push(i);
         }
     }
     out
@@ -356,11 +373,11 @@ fn windows(ex: &Example) -> Vec<Vec<&Turn>> {
 /// The window group (see the module docs): per window the `ln(1 + count)` of its content
 /// n-grams, user side then assistant side, L2-normalised over the window; the largest value
 /// per index over windows.
-fn window_features(windows: &[Vec<&Turn>]) -> Vec<(u32, f32)> {
+fn window_features(turns: &[Turn], windows: &[Vec<usize>]) -> Vec<(u32, f32)> {
     let mut pooled: BTreeMap<u32, f32> = BTreeMap::new();
     for w in windows {
         let (mut user, mut assistant) = (BTreeMap::new(), BTreeMap::new());
-        for t in w {
+        for t in w.iter().map(|&i| &turns[i]) {
             match t.role {
                 Role::Assistant => count_content_ngrams(&t.content, &mut assistant),
                 Role::User | Role::System => count_content_ngrams(&t.content, &mut user),
@@ -381,25 +398,30 @@ fn window_features(windows: &[Vec<&Turn>]) -> Vec<(u32, f32)> {
     pooled.into_iter().collect()
 }
 
-/// The math-lexicon group (see the module docs): per window, counts read in its prose (fenced
-/// blocks and inline code removed); the largest per feature over windows, as `ln(1 + x)`.
-fn lexicon_features(windows: &[Vec<&Turn>]) -> [f32; LEXICON] {
+/// The math-lexicon group (see the module docs): per window, counts read in its turns' prose
+/// (`prose[i]`: turn `i` with fenced blocks and inline code removed); the largest per feature
+/// over windows, as `ln(1 + x)`.
+fn lexicon_features(
+    turns: &[Turn],
+    prose: &[Cow<'_, str>],
+    windows: &[Vec<usize>],
+) -> [f32; LEXICON] {
     let p = &*PATTERNS;
     let mut best = [0usize; LEXICON];
     for w in windows {
         let mut c = [0usize; LEXICON];
-        for t in w {
-            let prose = p.fence.replace_all(&t.content, " ");
-            c[0] += p.geometry.find_iter(&prose).count();
-            c[1] += p.probability.find_iter(&prose).count();
-            c[2] += p.quantity.find_iter(&prose).count();
-            c[3] += p.computation.find_iter(&prose).count();
-            c[4] += p.near_number.find_iter(&prose).count();
-            c[5] += p.latex_inline.find_iter(&prose).count();
-            c[6] += p.op.find_iter(&prose).count();
-            c[7] += p.equation.find_iter(&prose).count();
-            if t.role != Role::Assistant {
-                c[8] += p.question.find_iter(&prose).count();
+        for &i in w {
+            let prose = &prose[i];
+            c[0] += p.geometry.find_iter(prose).count();
+            c[1] += p.probability.find_iter(prose).count();
+            c[2] += p.quantity.find_iter(prose).count();
+            c[3] += p.computation.find_iter(prose).count();
+            c[4] += p.near_number.find_iter(prose).count();
+            c[5] += p.latex_inline.find_iter(prose).count();
+            c[6] += p.op.find_iter(prose).count();
+            c[7] += p.equation.find_iter(prose).count();
+            if turns[i].role != Role::Assistant {
+                c[8] += p.question.find_iter(prose).count();
             }
         }
         for (b, x) in best.iter_mut().zip(c) {
@@ -422,6 +444,13 @@ fn normalise(counts: BTreeMap<u32, f32>) -> Vec<(u32, f32)> {
 impl Features {
     /// Compute the features of `ex`, measuring the rules with `rules`.
     pub fn of(rules: &RuleDetector, ex: &Example) -> Features {
+        Self::with_groups(rules, ex, Groups::ALL)
+    }
+
+    /// [`Features::of`] computing the window and lexicon groups only where `groups` asks
+    /// (a group left out stays empty / zero: a detector whose weights leave it out reads the
+    /// same scores).
+    pub fn with_groups(rules: &RuleDetector, ex: &Example, groups: Groups) -> Features {
         let (mut user, mut assistant) = (BTreeMap::new(), BTreeMap::new());
         for t in &ex.turns {
             match t.role {
@@ -436,25 +465,29 @@ impl Features {
         let (mut ops, mut equals, mut percent, mut numbers, mut chars) = (0, 0, 0, 0, 0);
         let (mut prose_ops, mut max_ops, mut equations, mut latex) = (0, 0, 0, 0);
         let (mut prose_numbers, mut prose_words, mut questions, mut units) = (0, 0, 0, 0);
-        for t in &ex.turns {
+        // Prose: each turn without fenced blocks and inline code spans.
+        let prose: Vec<Cow<'_, str>> = ex
+            .turns
+            .iter()
+            .map(|t| p.fence.replace_all(&t.content, " "))
+            .collect();
+        for (t, prose) in ex.turns.iter().zip(&prose) {
             ops += p.op.find_iter(&t.content).count();
             equals += p.equals.find_iter(&t.content).count();
             percent += p.percent.find_iter(&t.content).count();
             numbers += p.number.find_iter(&t.content).count();
             chars += t.content.chars().count();
-            // Prose: the turn without fenced blocks and inline code spans.
-            let prose = p.fence.replace_all(&t.content, " ");
-            let turn_ops = p.op.find_iter(&prose).count();
+            let turn_ops = p.op.find_iter(prose).count();
             prose_ops += turn_ops;
             max_ops = max_ops.max(turn_ops);
-            equations += p.equation.find_iter(&prose).count();
-            latex += p.latex_inline.find_iter(&prose).count();
-            prose_numbers += p.number.find_iter(&prose).count();
-            prose_words += p.word.find_iter(&prose).count();
+            equations += p.equation.find_iter(prose).count();
+            latex += p.latex_inline.find_iter(prose).count();
+            prose_numbers += p.number.find_iter(prose).count();
+            prose_words += p.word.find_iter(prose).count();
             if t.role != Role::Assistant {
-                questions += p.question.find_iter(&prose).count();
+                questions += p.question.find_iter(prose).count();
             }
-            units += p.unit_arithmetic.find_iter(&prose).count();
+            units += p.unit_arithmetic.find_iter(prose).count();
         }
         let strict = strict_math(&evidence);
         let raw: [f64; DENSE] = [
@@ -494,7 +527,11 @@ impl Features {
         for (d, x) in dense.iter_mut().zip(raw) {
             *d = x.ln_1p() as f32;
         }
-        let windows = windows(ex);
+        let windows = if groups.window || groups.lexicon {
+            windows(&ex.turns)
+        } else {
+            Vec::new()
+        };
         let mut rule_cats = Vec::new();
         for (c, _) in &evidence {
             if !rule_cats.contains(c) {
@@ -505,8 +542,16 @@ impl Features {
             user: normalise(user),
             assistant: normalise(assistant),
             dense,
-            window: window_features(&windows),
-            lexicon: lexicon_features(&windows),
+            window: if groups.window {
+                window_features(&ex.turns, &windows)
+            } else {
+                Vec::new()
+            },
+            lexicon: if groups.lexicon {
+                lexicon_features(&ex.turns, &prose, &windows)
+            } else {
+                [0.0; LEXICON]
+            },
             strict: rule_cats
                 .iter()
                 .copied()
@@ -1658,6 +1703,8 @@ impl DetectorFile {
 pub struct LearnedDetector {
     file: DetectorFile,
     rules: RuleDetector,
+    /// The optional feature groups the file's weights use.
+    groups: Groups,
 }
 
 /// A feature's contribution to a score, for explanations.
@@ -1677,10 +1724,27 @@ impl LearnedDetector {
 
     /// A detector from a file's text (`what` names it in errors).
     pub fn from_text(text: &str, what: &str) -> Result<LearnedDetector> {
+        let file = DetectorFile::parse(text, what)?;
+        let weights = || {
+            Category::ALL
+                .into_iter()
+                .filter_map(|c| file.model(c).weights.as_ref())
+        };
+        let groups = Groups {
+            window: weights().any(|w| w.window.iter().any(|&x| x != 0.0)),
+            lexicon: weights().any(|w| w.lexicon.values().any(|&x| x != 0.0)),
+        };
         Ok(LearnedDetector {
-            file: DetectorFile::parse(text, what)?,
+            file,
             rules: RuleDetector::default(),
+            groups,
         })
+    }
+
+    /// The features of `ex` this detector's weights read (the optional groups it leaves out
+    /// are not computed).
+    pub fn features(&self, ex: &Example) -> Features {
+        Features::with_groups(&self.rules, ex, self.groups)
     }
 
     /// The parsed file.
@@ -1830,8 +1894,7 @@ pub fn contributions(w: &Weights, f: &Features, ex: &Example) -> Vec<Contributio
 
 impl Detector for LearnedDetector {
     fn classify(&self, ex: &Example) -> Vec<Category> {
-        self.decide_features(ex, &Features::of(&self.rules, ex))
-            .categories
+        self.decide_features(ex, &self.features(ex)).categories
     }
 
     fn name(&self) -> String {
@@ -1839,7 +1902,7 @@ impl Detector for LearnedDetector {
     }
 
     fn decide(&self, ex: &Example) -> Result<Decision> {
-        Ok(self.decide_features(ex, &Features::of(&self.rules, ex)))
+        Ok(self.decide_features(ex, &self.features(ex)))
     }
 }
 
@@ -1912,9 +1975,9 @@ mod tests {
             (Role::User, "b"),
             (Role::Assistant, "of the"),
         ]);
-        let w = windows(&ex);
-        assert_eq!(w.iter().map(Vec::len).collect::<Vec<_>>(), [3, 2]);
-        let got: BTreeMap<u32, f32> = window_features(&w).into_iter().collect();
+        let w = windows(&ex.turns);
+        assert_eq!(w, [vec![0, 1, 2], vec![3, 4]]);
+        let got: BTreeMap<u32, f32> = window_features(&ex.turns, &w).into_iter().collect();
         // Window 1: user "b" 4 times, "b b" twice (the bigram does not cross turns);
         // assistant "cat" and "the cat" once ("the" alone is a stop word).
         let (b4, bb2, one) = (4f32.ln_1p(), 2f32.ln_1p(), 1f32.ln_1p());
@@ -1942,7 +2005,7 @@ mod tests {
                 "The area is 3.14 * 3 * 3 = 28.26 `x = 1 + 2`.",
             ),
         ]);
-        let f = lexicon_features(&windows(&ex));
+        let f = Features::of(&RuleDetector::default(), &ex).lexicon;
         let at = |name: &str| f[LEXICON_NAMES.iter().position(|n| *n == name).unwrap()];
         let ln = |x: f32| x.ln_1p();
         assert_eq!(at("geometry-words"), ln(4.0)); // area, circle, radius, area
@@ -2188,5 +2251,57 @@ mod tests {
             "{e}"
         );
         assert!(DetectorFile::parse("{}", "f.json").is_err());
+    }
+
+    #[test]
+    fn a_detector_computes_only_the_groups_its_weights_read() {
+        let shipped = LearnedDetector::shipped().unwrap();
+        // learned-v6's choices use neither optional group.
+        assert_eq!(
+            shipped.groups,
+            Groups {
+                window: false,
+                lexicon: false
+            }
+        );
+        let ex = Example {
+            id: "x".into(),
+            ability: crate::data::Ability::General,
+            turns: vec![
+                Turn {
+                    role: Role::User,
+                    content: "What is the area of a circle of radius 3? Then write it in Python."
+                        .into(),
+                },
+                Turn {
+                    role: Role::Assistant,
+                    content: "Area = pi * 3^2 = 28.27.\n```python\nimport math\nprint(math.pi * 3 ** 2)\n```"
+                        .into(),
+                },
+            ],
+            meta: Default::default(),
+        };
+        let all = Features::of(&shipped.rules, &ex);
+        let read = shipped.features(&ex);
+        assert!(!all.window.is_empty() && all.lexicon.iter().any(|&x| x > 0.0));
+        assert!(read.window.is_empty() && read.lexicon == [0.0; LEXICON]);
+        assert_eq!(
+            shipped.decide_features(&ex, &all),
+            shipped.decide_features(&ex, &read)
+        );
+        // A file whose weights read the lexicon makes the detector compute it.
+        let mut file = shipped.file().clone();
+        if let Some(w) = file.math.weights.as_mut() {
+            w.lexicon.insert("geometry-words".into(), 0.5);
+        }
+        let d = LearnedDetector::from_text(&file.to_text().unwrap(), "x").unwrap();
+        assert_eq!(
+            d.groups,
+            Groups {
+                window: false,
+                lexicon: true
+            }
+        );
+        assert_eq!(d.features(&ex).lexicon, all.lexicon);
     }
 }
