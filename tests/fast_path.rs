@@ -5,7 +5,7 @@ mod common;
 
 use mixprobe::model::{
     CpuAutodiff, CpuBackend, ForwardOptions, ForwardOutput, HiddenSelect, HostTensor, Llama,
-    TokenBatch, load_hf_dir,
+    MatmulPrecision, TokenBatch, load_hf_dir,
 };
 use std::path::Path;
 
@@ -58,28 +58,32 @@ fn tensors<B: burn::tensor::backend::Backend>(out: &ForwardOutput<B>) -> Vec<Hos
 }
 
 /// A right-padded batch through the packed fast path equals the generic path at every real
-/// position (hidden states, final norm, logits); padded positions are zeros. Both as loaded
-/// (`gemm`) and prepared (weights packed for the AVX-512 kernel; tiny-qwen2 has q/k/v biases).
+/// position (hidden states, final norm, logits); padded positions are zeros. As loaded
+/// (`gemm`), prepared (weights packed for the AVX-512 kernel; tiny-qwen2 has q/k/v biases) and
+/// prepared at `MatmulPrecision::High` (bf16x3 on AMX where the CPU has it; 2⁻¹⁶-relative
+/// terms, so a looser tolerance).
 #[test]
 fn packed_forward_matches_the_generic_path() {
     let shared = require_shared!();
-    for (name, prepared) in [
-        ("tiny-llama", false),
-        ("tiny-qwen2", false),
-        ("tiny-llama", true),
-        ("tiny-qwen2", true),
+    use MatmulPrecision::{High, Highest};
+    for (name, prepared, tol) in [
+        ("tiny-llama", None, 1e-4),
+        ("tiny-qwen2", None, 1e-4),
+        ("tiny-llama", Some(Highest), 1e-4),
+        ("tiny-qwen2", Some(Highest), 1e-4),
+        ("tiny-llama", Some(High), 5e-4),
+        ("tiny-qwen2", Some(High), 5e-4),
     ] {
         let (fast, generic) = load(&shared.join("fixtures").join(name));
         let seqs = sequences(fast.config().vocab_size as u32);
         let batch = TokenBatch::new(&seqs, 3).unwrap();
         let t = batch.seq_len();
         let opts = ForwardOptions::everything();
-        let ours = tensors(&if prepared {
-            fast.prepare().forward(&batch, &opts).unwrap()
-        } else {
-            fast.forward(&batch, &opts).unwrap()
+        let ours = tensors(&match prepared {
+            Some(p) => fast.prepare_with(p).forward(&batch, &opts).unwrap(),
+            None => fast.forward(&batch, &opts).unwrap(),
         });
-        let name = format!("{name} prepared {prepared}");
+        let name = format!("{name} prepared {prepared:?}");
         let want = tensors(
             &generic
                 .forward(&batch, &ForwardOptions::everything())
@@ -97,7 +101,7 @@ fn packed_forward_matches_the_generic_path() {
                     &format!("{name} tensor {i} seq {s}"),
                     &or[..real],
                     &wr[..real],
-                    1e-4,
+                    tol,
                 );
                 assert!(
                     or[real..].iter().all(|&v| v == 0.0),
@@ -164,21 +168,19 @@ fn pooled_hidden_states_equal_pooling_the_generic_hidden_states() {
 }
 
 /// The packed fast path gives the same bits whatever the thread count and whichever sequences
-/// share the batch, as loaded and prepared.
+/// share the batch: as loaded, prepared, and prepared at `MatmulPrecision::High`.
 #[test]
 fn fast_path_ignores_thread_count_and_batch_mates() {
     let shared = require_shared!();
     let (fast, _) = load(&shared.join("fixtures").join("tiny-qwen2"));
-    let prepared = fast.prepare();
-    for use_prepared in [false, true] {
-        let pool = |seqs: &[Vec<u32>], layers: &[usize], w: &[Vec<f32>]| {
-            if use_prepared {
-                prepared.pooled_hidden_states(seqs, layers, w).unwrap()
-            } else {
-                fast.pooled_hidden_states(seqs, layers, w).unwrap()
-            }
+    let prepared = [fast.prepare(), fast.prepare_with(MatmulPrecision::High)];
+    for use_prepared in [None, Some(0), Some(1)] {
+        let pool = |seqs: &[Vec<u32>], layers: &[usize], w: &[Vec<f32>]| match use_prepared {
+            Some(i) => prepared[i].pooled_hidden_states(seqs, layers, w).unwrap(),
+            None => fast.pooled_hidden_states(seqs, layers, w).unwrap(),
         };
-        same_bits_across_threads_and_batches(&fast, &pool, use_prepared);
+        let what = use_prepared.map(|i| prepared[i].matmul_precision());
+        same_bits_across_threads_and_batches(&fast, &pool, &format!("prepared {what:?}"));
     }
 }
 
@@ -187,7 +189,7 @@ fn fast_path_ignores_thread_count_and_batch_mates() {
 fn same_bits_across_threads_and_batches(
     fast: &Llama<CpuBackend>,
     pool: &(dyn Fn(&[Vec<u32>], &[usize], &[Vec<f32>]) -> Vec<Vec<f32>> + Sync),
-    prepared: bool,
+    prepared: &str,
 ) {
     let seqs = sequences(fast.config().vocab_size as u32);
     let layers: Vec<usize> = (0..=fast.config().num_hidden_layers).collect();
@@ -204,8 +206,8 @@ fn same_bits_across_threads_and_batches(
             .install(|| pool(seqs, &layers, &mean(seqs)))
     };
     let one = run(1, &seqs);
-    assert_eq!(run(2, &seqs), one, "prepared {prepared}: 2 threads");
-    assert_eq!(run(3, &seqs), one, "prepared {prepared}: 3 threads");
+    assert_eq!(run(2, &seqs), one, "{prepared}: 2 threads");
+    assert_eq!(run(3, &seqs), one, "{prepared}: 3 threads");
     let d = fast.config().hidden_size;
     for (s, seq) in seqs.iter().enumerate() {
         let alone = run(2, std::slice::from_ref(seq));
@@ -213,7 +215,7 @@ fn same_bits_across_threads_and_batches(
             assert_eq!(
                 rows[..],
                 one[slot][s * d..(s + 1) * d],
-                "prepared {prepared}: sequence {s} alone, layer slot {slot}"
+                "{prepared}: sequence {s} alone, layer slot {slot}"
             );
         }
     }

@@ -6,8 +6,8 @@ use mixprobe::data::read::{ReadOptions, read_file};
 use mixprobe::data::synth::{self, Scale, SynthConfig};
 use mixprobe::data::template::ChatTemplate;
 use mixprobe::model::{
-    CpuBackend, ForwardOptions, HiddenSelect, HostTensor, Llama, LlamaConfig, Preset, TokenBatch,
-    save_hf_dir,
+    CpuBackend, ForwardOptions, HiddenSelect, HostTensor, Llama, LlamaConfig, MatmulPrecision,
+    Preset, TokenBatch, save_hf_dir,
 };
 use mixprobe::probe::project::projection_path;
 use mixprobe::probe::{
@@ -175,6 +175,45 @@ fn extraction_matches_forward_and_ignores_batch_size() {
                     "{pooling} layer {layer} row {row}: off by {err}"
                 );
             }
+        }
+    }
+}
+
+/// `matmul_precision = High` (bf16x3 on AMX tiles where the CPU has them) is recorded in the
+/// index as what actually ran, and moves the pooled states by no more than its 2⁻¹⁶-relative
+/// products allow (checked against the by-hand f64 pooling of the highest-precision forward).
+#[test]
+fn high_matmul_precision_is_recorded_and_stays_close() {
+    let s = setup();
+    let models = [ModelRef::from_dir(&s.model)];
+    let spec = spec(4, "[0, 2, \"last\"]", "mean");
+    let out = s.root.join("out-high");
+    let high = ExtractOptions {
+        matmul_precision: MatmulPrecision::High,
+        ..opts(3)
+    };
+    let index = extract(&spec, &s.data, &models, &out, &high).unwrap();
+    let m = &index.models[0];
+    assert_eq!(m.matmul_precision, MatmulPrecision::High.effective());
+    let default = extract(
+        &spec,
+        &s.data,
+        &models,
+        &s.root.join("out-highest"),
+        &opts(3),
+    )
+    .unwrap();
+    assert_eq!(default.models[0].matmul_precision, MatmulPrecision::Highest);
+    for layer in [0, 2, 4] {
+        let got = load_layer(&out, m, layer).unwrap();
+        for row in [0, 5, 11] {
+            let want = by_hand(&s.model, &index.examples[row].text, layer, "mean");
+            let largest = want.iter().fold(0f64, |a, b| a.max(b.abs()));
+            let err = max_abs_diff(&got.row(row).to_vec(), &want);
+            assert!(
+                err <= 1e-5 + 1e-4 * largest,
+                "layer {layer} row {row}: off by {err} (largest {largest})"
+            );
         }
     }
 }

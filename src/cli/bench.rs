@@ -4,7 +4,7 @@
 use anyhow::Context;
 use mixprobe::model::{
     CpuAutodiff, CpuBackend, ForwardOptions, GenerateConfig, HiddenSelect, Llama, LlamaConfig,
-    Preset, TokenBatch, generate, load_hf_dir,
+    MatmulPrecision, Preset, TokenBatch, generate, load_hf_dir,
 };
 use mixprobe::train::batch::{MicroBatch, Sample};
 use mixprobe::train::optim::{AdamW, AdamWConfig, clip_scale, global_grad_norm};
@@ -58,6 +58,10 @@ pub struct ForwardArgs {
     /// (`Llama::prepare`), to measure what packing gains.
     #[arg(long)]
     pub unprepared: bool,
+    /// Precision of the prepared weights' f32 matrix products: highest (IEEE f32) or high
+    /// (three bf16 products on AMX tiles; runs as highest without AMX, with a note).
+    #[arg(long, value_enum, default_value_t = MatmulPrecision::Highest, conflicts_with = "unprepared")]
+    pub matmul_precision: MatmulPrecision,
 }
 
 #[derive(clap::Args)]
@@ -99,7 +103,7 @@ pub fn run(cmd: BenchCmd) -> anyhow::Result<()> {
         .build()
         .context("starting the thread pool")?;
     let line = pool.install(|| match cmd {
-        BenchCmd::Forward(a) => forward(&a.prompts, a.unprepared),
+        BenchCmd::Forward(a) => forward(&a.prompts, a.unprepared, a.matmul_precision),
         BenchCmd::Generate(a) => generation(&a.prompts, a.max_new_tokens),
         BenchCmd::Train(a) => train(&a),
     })?;
@@ -172,7 +176,11 @@ fn read_prompts(path: &Path, limit: usize) -> anyhow::Result<Vec<String>> {
     Ok(out)
 }
 
-fn forward(a: &PromptArgs, unprepared: bool) -> anyhow::Result<serde_json::Value> {
+fn forward(
+    a: &PromptArgs,
+    unprepared: bool,
+    precision: MatmulPrecision,
+) -> anyhow::Result<serde_json::Value> {
     let (model, calls) = setup(a)?;
     let opts = ForwardOptions {
         hidden: HiddenSelect::All,
@@ -182,8 +190,14 @@ fn forward(a: &PromptArgs, unprepared: bool) -> anyhow::Result<serde_json::Value
     let pad = 0;
     // Packing the weights once is part of the timed work.
     let t0 = Instant::now();
-    let prepared = (!unprepared).then(|| model.prepare());
+    let prepared = (!unprepared).then(|| model.prepare_with(precision));
     let prepare_seconds = t0.elapsed().as_secs_f64();
+    let effective = prepared
+        .as_ref()
+        .map_or(MatmulPrecision::Highest, |p| p.matmul_precision());
+    if !unprepared {
+        crate::cli::model::note_precision(precision, effective);
+    }
     let run = |seqs: &[Vec<u32>]| -> anyhow::Result<_> {
         let batch = TokenBatch::new(seqs, pad)?;
         Ok(match &prepared {
@@ -204,6 +218,7 @@ fn forward(a: &PromptArgs, unprepared: bool) -> anyhow::Result<serde_json::Value
     Ok(json!({
         "impl": "mixprobe", "bench": "forward", "batch": a.batch,
         "prepared": !unprepared, "prepare_seconds": prepare_seconds,
+        "matmul_precision": effective.as_str(),
         "sequences": calls.iter().map(Vec::len).sum::<usize>(), "tokens": tokens,
         "seconds": seconds, "tokens_per_s": tokens as f64 / seconds,
         "threads": rayon::current_num_threads(), "peak_rss_mib": peak_rss_mib(),

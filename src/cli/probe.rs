@@ -1,5 +1,6 @@
 //! `mixprobe probe|project|metrics`: extract pooled hidden states of probe sets, map them to
 //! 2-D, and score how the sources separate (logic in `mixprobe::probe`).
+use mixprobe::model::MatmulPrecision;
 use mixprobe::model::device::DeviceKind;
 use mixprobe::probe::{
     ExtractOptions, Layers, Method, MetricsConfig, ModelRef, ProbeSpec, ProjectConfig,
@@ -41,6 +42,11 @@ pub struct ProbeArgs {
     /// Where to run; cuda falls back to the CPU with a warning when unavailable.
     #[arg(long, value_enum, default_value_t = DeviceKind::Cpu)]
     pub device: DeviceKind,
+    /// Precision of the CPU's f32 matrix products: highest (IEEE f32) or high (each product
+    /// as three bf16 products on AMX tiles, about 1e-5 relative error per product; runs as
+    /// highest on a CPU without AMX, with a note). index.json records what ran.
+    #[arg(long, value_enum, default_value_t = MatmulPrecision::Highest)]
+    pub matmul_precision: MatmulPrecision,
     /// No progress bars.
     #[arg(long)]
     pub quiet: bool,
@@ -129,9 +135,17 @@ pub fn run_probe(args: ProbeArgs) -> anyhow::Result<()> {
         device: args.device,
         progress: !args.quiet,
         layers: args.layers,
+        matmul_precision: args.matmul_precision,
     };
     let start = Instant::now();
     let index = extract(&spec, &args.data_dir, &models, &args.out, &opts)?;
+    if let Some(m) = index
+        .models
+        .first()
+        .filter(|_| args.device == DeviceKind::Cpu)
+    {
+        crate::cli::model::note_precision(args.matmul_precision, m.matmul_precision);
+    }
     for s in &index.sets {
         println!(
             "set {:<10} {}: {} records ({} malformed skipped, {} excluded, {} without text), {} sampled",

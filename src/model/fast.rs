@@ -28,11 +28,13 @@
 //! `gemm` stays as fast or faster (BENCHMARKS.md), so probe extraction does not prepare.
 //! Prepared results are as deterministic (the same bits across thread counts and batch mates)
 //! and differ from the unprepared ones only by rounding.
+use super::amx::{self, AmxLinear, Split};
 use super::config::LlamaConfig;
 use super::host::HostTensor;
 use super::kernels::{dot, matmul};
 use super::llama::{ForwardOptions, ForwardOutput, HiddenSelect, Llama, LogitRows, TokenBatch};
 use super::packed::{self, Blocked, PackedLinear, Weights};
+use super::precision::MatmulPrecision;
 use super::vector::{add_into, rms_norm_into, silu_mul, softmax_scaled};
 use crate::error::{Error, Result};
 use burn::module::Param;
@@ -170,6 +172,48 @@ fn gemm_st(dst: &mut [f32], dst_rs: usize, a: Mat<'_>, b: Mat<'_>) {
     }
 }
 
+/// Which copy of its weights a linear layer keeps besides the stored one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Pack {
+    /// None: products on `gemm`.
+    None,
+    /// Column panels for the AVX-512 f32 kernel ([`packed`]).
+    Avx512,
+    /// bf16 hi/lo tiles for the AMX kernel ([`amx`], `MatmulPrecision::High`).
+    Amx,
+}
+
+impl Pack {
+    /// The copy for a prepared model at `precision` on this CPU.
+    fn prepared(precision: MatmulPrecision) -> Pack {
+        match precision.effective() {
+            MatmulPrecision::High => Pack::Amx,
+            MatmulPrecision::Highest if packed::has_avx512() => Pack::Avx512,
+            MatmulPrecision::Highest => Pack::None,
+        }
+    }
+
+    /// A linear input prepared for this kernel (filled by the caller).
+    fn input<'a>(self, xb: &'a Blocked, xs: &'a Split) -> Input<'a> {
+        match self {
+            Pack::Avx512 => Input::Blocked(xb),
+            Pack::Amx => Input::Split(xs),
+            Pack::None => Input::Plain,
+        }
+    }
+}
+
+/// The input of a linear layer as its kernel reads it.
+#[derive(Clone, Copy)]
+enum Input<'a> {
+    /// Row-major, as computed (`gemm`).
+    Plain,
+    /// Row-blocked for the AVX-512 kernel.
+    Blocked(&'a Blocked),
+    /// Split into bf16 hi and lo for the AMX kernel.
+    Split(&'a Split),
+}
+
 /// Rows of a packed model's call up to which its linear layers run on the packed kernel.
 const PACKED_MAX_ROWS: usize = 256;
 
@@ -177,21 +221,24 @@ const PACKED_MAX_ROWS: usize = 256;
 struct Linear {
     w: Weight,
     packed: Option<PackedLinear>,
+    /// The weight split into bf16 hi and lo tiles for the AMX kernel (`Pack::Amx`).
+    amx: Option<AmxLinear>,
     b: Option<Weight>,
     inp: usize,
     out: usize,
 }
 
 impl Linear {
-    /// The projection's weight as stored, plus a packed copy when `pack` (and the packed
-    /// kernel runs on this CPU).
-    fn of(p: &super::llama::Proj<Cpu>, pack: bool) -> Linear {
+    /// The projection's weight as stored, plus the copy `pack` asks for.
+    fn of(p: &super::llama::Proj<Cpu>, pack: Pack) -> Linear {
         let [inp, out] = p.weight.val().dims();
         let w = Weight::of(&p.weight);
-        let packed = (pack && packed::has_avx512()).then(|| PackedLinear::new(w.get(), inp, out));
+        let packed = (pack == Pack::Avx512).then(|| PackedLinear::new(w.get(), inp, out));
+        let amx = (pack == Pack::Amx).then(|| AmxLinear::new(w.get(), inp, out));
         Linear {
             w,
             packed,
+            amx,
             b: p.bias.as_ref().map(Weight::of),
             inp,
             out,
@@ -232,9 +279,13 @@ impl Linear {
     /// ([`packed::linear_blocked`]); otherwise each thread runs one single-threaded `gemm` over
     /// every row of `x` (the packed kernel reading the weight where it is stored would be
     /// slower than `gemm`, which copies its operands sequentially).
-    fn apply_cols(&self, dst: &mut [f32], x: &[f32], xb: Option<&Blocked>) {
-        if let (Some(p), Some(xb)) = (&self.packed, xb) {
-            return packed::linear_blocked(dst, xb, Weights::packed(p), self.bias());
+    fn apply_cols(&self, dst: &mut [f32], x: &[f32], input: Input<'_>) {
+        match (input, &self.packed, &self.amx) {
+            (Input::Blocked(xb), Some(p), _) => {
+                return packed::linear_blocked(dst, xb, Weights::packed(p), self.bias());
+            }
+            (Input::Split(xs), _, Some(w)) => return amx::linear(dst, xs, w, self.bias()),
+            _ => {}
         }
         let (k, n) = (self.inp, self.out);
         let rows = x.len() / k;
@@ -320,9 +371,9 @@ pub(crate) struct CpuLlama {
     norm: Weight,
     /// `None` when tied to the embedding.
     head: Option<Linear>,
-    /// Whether the linear layers are packed: then attention runs on the AVX-512 kernel too
+    /// The copy the linear layers keep: with one, attention runs on the AVX-512 kernel
     /// (`packed::causal_attention`), otherwise on `gemm`.
-    packed: bool,
+    pack: Pack,
 }
 
 /// Keys and values of one sequence, per layer (`[len, kv_heads · head_dim]` row-major each).
@@ -391,8 +442,10 @@ struct Work {
     ctx: Vec<f32>,
     gate: Vec<f32>,
     up: Vec<f32>,
-    /// The current linear input blocked for the packed kernel (packed models only).
+    /// The current linear input blocked for the packed kernel (`Pack::Avx512` only).
     xb: Blocked,
+    /// The current linear input split for the AMX kernel (`Pack::Amx` only).
+    xs: Split,
 }
 
 impl Work {
@@ -411,6 +464,7 @@ impl Work {
             gate: vec![0.0; m * f],
             up: vec![0.0; m * f],
             xb: Blocked::default(),
+            xs: Split::default(),
         }
     }
 }
@@ -423,8 +477,8 @@ fn block_rows(m: usize) -> usize {
 }
 
 impl CpuLlama {
-    /// The model's weights; with `pack`, every linear layer also gets a packed copy.
-    pub(crate) fn new(m: &Llama<Cpu>, pack: bool) -> CpuLlama {
+    /// The model's weights, every linear layer with the copy `pack` asks for.
+    fn new(m: &Llama<Cpu>, pack: Pack) -> CpuLlama {
         CpuLlama {
             cfg: m.config().clone(),
             embed: Weight::of(&m.embed_tokens),
@@ -445,13 +499,16 @@ impl CpuLlama {
                 .collect(),
             norm: Weight::of(&m.norm),
             head: m.lm_head.as_ref().map(|h| Linear::of(h, pack)),
-            packed: pack && packed::has_avx512(),
+            pack,
         }
     }
 
     /// Bytes of the packed copies.
     fn packed_bytes(&self) -> usize {
-        let linear = |l: &Linear| l.packed.as_ref().map_or(0, PackedLinear::bytes);
+        let linear = |l: &Linear| {
+            l.packed.as_ref().map_or(0, PackedLinear::bytes)
+                + l.amx.as_ref().map_or(0, AmxLinear::bytes)
+        };
         let layers: usize = self
             .layers
             .iter()
@@ -559,16 +616,23 @@ impl CpuLlama {
         // The packed kernel (linear layers and attention) wins on short calls, where `gemm`
         // re-packs every weight for few rows; on long ones (batches) `gemm` measured as fast or
         // a little faster (BENCHMARKS.md), so those run exactly the unprepared path.
-        let packed = self.packed && m <= PACKED_MAX_ROWS;
-        let block = |xb: &mut Blocked, x: &[f32], k: usize| {
-            if packed {
-                xb.fill(x, k);
-            }
+        // The AMX kernel wins at every size, so it runs every call (and a sequence gets the
+        // same bits alone or in a batch).
+        let kernel = match self.pack {
+            Pack::Avx512 if m <= PACKED_MAX_ROWS => Pack::Avx512,
+            Pack::Amx => Pack::Amx,
+            _ => Pack::None,
         };
-        block(&mut ws.xb, &ws.h, d);
-        w.q.apply_cols(&mut ws.q, &ws.h, packed.then_some(&ws.xb));
-        w.k.apply_cols(&mut ws.k, &ws.h, packed.then_some(&ws.xb));
-        w.v.apply_cols(&mut ws.v, &ws.h, packed.then_some(&ws.xb));
+        let packed = kernel != Pack::None;
+        let prep = |x: &[f32], k: usize, xb: &mut Blocked, xs: &mut Split| match kernel {
+            Pack::Avx512 => xb.fill(x, k),
+            Pack::Amx => xs.fill(x, k),
+            Pack::None => {}
+        };
+        prep(&ws.h, d, &mut ws.xb, &mut ws.xs);
+        w.q.apply_cols(&mut ws.q, &ws.h, kernel.input(&ws.xb, &ws.xs));
+        w.k.apply_cols(&mut ws.k, &ws.h, kernel.input(&ws.xb, &ws.xs));
+        w.v.apply_cols(&mut ws.v, &ws.h, kernel.input(&ws.xb, &ws.xs));
         ws.q.par_chunks_mut(c * qd)
             .zip(ws.k.par_chunks_mut(c * kvd))
             .enumerate()
@@ -614,8 +678,8 @@ impl CpuLlama {
             .par_chunks_mut(c * qd)
             .enumerate()
             .for_each(|(i, ctx)| unhead(ctx, i * c));
-        block(&mut ws.xb, &ws.ctx, qd);
-        w.o.apply_cols(&mut ws.o, &ws.ctx, packed.then_some(&ws.xb));
+        prep(&ws.ctx, qd, &mut ws.xb, &mut ws.xs);
+        w.o.apply_cols(&mut ws.o, &ws.ctx, kernel.input(&ws.xb, &ws.xs));
         x.par_chunks_mut(c * d)
             .zip(ws.o.par_chunks(c * d))
             .zip(ws.h.par_chunks_mut(c * d))
@@ -623,17 +687,17 @@ impl CpuLlama {
                 add_into(x, o);
                 rms_norm_into(h, x, ln2, d, eps);
             });
-        block(&mut ws.xb, &ws.h, d);
+        prep(&ws.h, d, &mut ws.xb, &mut ws.xs);
         w.gate
-            .apply_cols(&mut ws.gate, &ws.h, packed.then_some(&ws.xb));
-        w.up.apply_cols(&mut ws.up, &ws.h, packed.then_some(&ws.xb));
+            .apply_cols(&mut ws.gate, &ws.h, kernel.input(&ws.xb, &ws.xs));
+        w.up.apply_cols(&mut ws.up, &ws.h, kernel.input(&ws.xb, &ws.xs));
         ws.gate
             .par_chunks_mut(c * f)
             .zip(ws.up.par_chunks(c * f))
             .for_each(|(g, u)| silu_mul(g, u));
-        block(&mut ws.xb, &ws.gate, f);
+        prep(&ws.gate, f, &mut ws.xb, &mut ws.xs);
         w.down
-            .apply_cols(&mut ws.o, &ws.gate, packed.then_some(&ws.xb));
+            .apply_cols(&mut ws.o, &ws.gate, kernel.input(&ws.xb, &ws.xs));
         x.par_chunks_mut(c * d)
             .zip(ws.o.par_chunks(c * d))
             .for_each(|(x, o)| add_into(x, o));
@@ -772,7 +836,7 @@ pub(crate) fn forward(
     final_norm: bool,
     logits: LogitRows,
 ) -> ForwardOutput<Cpu> {
-    let w = CpuLlama::new(m, false);
+    let w = CpuLlama::new(m, Pack::None);
     let shape = (batch, t, lengths);
     forward_on(&w, &m.device(), ids, shape, hidden, final_norm, logits)
 }
@@ -872,7 +936,12 @@ impl Llama<Cpu> {
         weights: &[Vec<f32>],
     ) -> Result<Vec<Vec<f32>>> {
         check_pooling(self, seqs, layers, weights)?;
-        Ok(pool(&CpuLlama::new(self, false), seqs, layers, weights))
+        Ok(pool(
+            &CpuLlama::new(self, Pack::None),
+            seqs,
+            layers,
+            weights,
+        ))
     }
 
     /// This model prepared for repeated inference on the CPU fast path: every linear layer's
@@ -880,9 +949,16 @@ impl Llama<Cpu> {
     /// linear weights; without AVX-512 nothing is packed). Keep it across calls: packing costs
     /// a pass over the weights.
     pub fn prepare(&self) -> PreparedLlama<'_> {
+        self.prepare_with(MatmulPrecision::Highest)
+    }
+
+    /// [`Llama::prepare`] at a matrix-product precision: `High` splits every linear weight
+    /// into bf16 hi/lo tiles for the AMX kernel instead (where the CPU has AMX; elsewhere it
+    /// prepares for `Highest`, see [`PreparedLlama::matmul_precision`]).
+    pub fn prepare_with(&self, precision: MatmulPrecision) -> PreparedLlama<'_> {
         PreparedLlama {
             model: self,
-            w: CpuLlama::new(self, true),
+            w: CpuLlama::new(self, Pack::prepared(precision)),
         }
     }
 }
@@ -965,6 +1041,14 @@ impl PreparedLlama<'_> {
         self.w.packed_bytes()
     }
 
+    /// The precision its products run at (`High` only where AMX was available).
+    pub fn matmul_precision(&self) -> MatmulPrecision {
+        match self.w.pack {
+            Pack::Amx => MatmulPrecision::High,
+            Pack::Avx512 | Pack::None => MatmulPrecision::Highest,
+        }
+    }
+
     /// [`Llama::forward`] on the packed weights (the same checks and outputs).
     pub fn forward(&self, batch: &TokenBatch, opts: &ForwardOptions) -> Result<ForwardOutput<Cpu>> {
         let m = self.model;
@@ -1003,7 +1087,7 @@ impl Decoder {
     /// Run the prompts (packed, no padding) and return each one's last-position logits
     /// `[B · vocab]`.
     pub(crate) fn prefill(m: &Llama<Cpu>, prompts: &[Vec<u32>]) -> (Decoder, Vec<f32>) {
-        let w = CpuLlama::new(m, false);
+        let w = CpuLlama::new(m, Pack::None);
         let d = w.cfg.hidden_size;
         let p = Packed::new(prompts.iter().map(Vec::as_slice));
         let mut caches: Vec<SeqCache> = (0..prompts.len())

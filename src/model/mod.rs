@@ -3,6 +3,7 @@
 //!
 //! Everything is generic over `B: Backend`; [`CpuBackend`] is the default and [`CpuAutodiff`]
 //! the training backend.
+mod amx;
 pub mod checkpoint;
 pub mod config;
 pub mod device;
@@ -24,7 +25,7 @@ pub use llama::{
     ForwardOptions, ForwardOutput, HiddenSelect, Llama, LogitsSelect, ParamView, TokenBatch,
     causal_lm_loss,
 };
-pub use precision::Precision;
+pub use precision::{MatmulPrecision, Precision};
 
 /// The default CPU backend.
 pub type CpuBackend = burn::backend::NdArray<f32>;

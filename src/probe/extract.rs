@@ -19,7 +19,8 @@ use crate::data::tokenize::ChatTokenizer;
 use crate::error::{Error, Result};
 use crate::model::device::{self, DeviceKind};
 use crate::model::{
-    CpuBackend, ForwardOptions, HiddenSelect, HostTensor, Llama, PreparedLlama, TokenBatch,
+    CpuBackend, ForwardOptions, HiddenSelect, HostTensor, Llama, MatmulPrecision, PreparedLlama,
+    TokenBatch,
 };
 use burn::tensor::backend::Backend;
 use burn::tensor::{Tensor, TensorData};
@@ -78,6 +79,9 @@ pub struct ExtractOptions {
     pub progress: bool,
     /// Replace the spec's layers (e.g. `all` for a per-layer study).
     pub layers: Option<Layers>,
+    /// Precision of the CPU fast path's f32 matrix products (`High`: bf16x3 on AMX tiles where
+    /// the CPU has them; see [`MatmulPrecision`]).
+    pub matmul_precision: MatmulPrecision,
 }
 
 impl Default for ExtractOptions {
@@ -87,6 +91,7 @@ impl Default for ExtractOptions {
             device: DeviceKind::Cpu,
             progress: false,
             layers: None,
+            matmul_precision: MatmulPrecision::Highest,
         }
     }
 }
@@ -125,6 +130,10 @@ pub struct ModelEntry {
     pub truncated: usize,
     /// Seconds spent in forward passes and pooling (model loading and tokenization excluded).
     pub forward_seconds: f64,
+    /// The precision the matrix products ran at (`highest` on backends other than the CPU's
+    /// fast path; indexes written before this field read as `highest`).
+    #[serde(default)]
+    pub matmul_precision: MatmulPrecision,
 }
 
 impl ModelEntry {
@@ -515,12 +524,13 @@ fn extract_model<B: Backend>(
     let bar = progress_bar(opts.progress, tokens as u64, &m.name);
     let mut sink = LayerSink::new(out, layers.len(), config.hidden_size)?;
     let start = Instant::now();
-    run_batches(
+    let matmul_precision = run_batches(
         &loaded.model,
         &seqs,
         &layers,
         spec.pooling,
         opts.batch_size,
+        opts.matmul_precision,
         |order, pooled| {
             for (slot, rows) in pooled.iter().enumerate() {
                 sink.append(slot, rows)?;
@@ -544,6 +554,7 @@ fn extract_model<B: Backend>(
         tokens,
         truncated,
         forward_seconds,
+        matmul_precision,
     })
 }
 
@@ -551,25 +562,30 @@ fn extract_model<B: Backend>(
 /// `layers`; `emit(example indices of the batch, pooled rows per layer slot)` receives each
 /// batch, rows in the order of the indices (row-major `[b, hidden]` per layer).
 ///
-/// On [`CpuBackend`] the model is prepared once ([`Llama::prepare`]: weights packed for the
-/// AVX-512 kernel) and the batches run on the CPU fast path, which packs each batch without
-/// padding and pools every layer on the host while it is computed
+/// On [`CpuBackend`] the model is prepared once ([`Llama::prepare_with`] `precision`: weights
+/// packed for the AVX-512 or AMX kernel) and the batches run on the CPU fast path, which packs
+/// each batch without padding and pools every layer on the host while it is computed
 /// ([`crate::model::PreparedLlama::pooled_hidden_states`]); other backends run
-/// [`Llama::forward`] and pool each layer with a batched matmul on the device.
+/// [`Llama::forward`] and pool each layer with a batched matmul on the device. Returns the
+/// precision the products ran at.
 pub fn run_batches<B: Backend>(
     model: &Llama<B>,
     seqs: &[Vec<u32>],
     layers: &[usize],
     pooling: Pooling,
     batch_size: usize,
+    precision: MatmulPrecision,
     mut emit: impl FnMut(&[usize], &[Vec<f32>]) -> Result<()>,
-) -> Result<()> {
+) -> Result<MatmulPrecision> {
     let mut order: Vec<usize> = (0..seqs.len()).collect();
     // longest first: the peak memory shows at once, and each batch has similar lengths
     order.sort_by(|&a, &b| seqs[b].len().cmp(&seqs[a].len()).then(a.cmp(&b)));
     let cpu = (model as &dyn Any)
         .downcast_ref::<Llama<CpuBackend>>()
-        .map(Llama::prepare);
+        .map(|m| m.prepare_with(precision));
+    let effective = cpu
+        .as_ref()
+        .map_or(MatmulPrecision::Highest, PreparedLlama::matmul_precision);
     for chunk in order.chunks(batch_size.max(1)) {
         let batch_seqs: Vec<Vec<u32>> = chunk.iter().map(|&i| seqs[i].clone()).collect();
         let pooled = match &cpu {
@@ -578,7 +594,7 @@ pub fn run_batches<B: Backend>(
         };
         emit(chunk, &pooled)?;
     }
-    Ok(())
+    Ok(effective)
 }
 
 /// One batch's pooled rows per layer slot on the CPU fast path.
