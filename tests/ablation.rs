@@ -788,7 +788,7 @@ fn cli_fails_clearly_when_the_endpoint_is_down() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// The learned detector (learned-v6)
+// The learned detector (learned-v7)
 // ---------------------------------------------------------------------------------------------
 
 /// The held-out-4 label file (session 4: 150 enriched + 150 random, labelled blind; training
@@ -798,14 +798,27 @@ const LABELS_5: &str = "tests/fixtures/ablation_labels_blind5.tsv";
 const LABELS_6: &str = "tests/fixtures/ablation_labels_blind6.tsv";
 const LABELS_7: &str = "tests/fixtures/ablation_labels_blind7.tsv";
 const LABELS_8: &str = "tests/fixtures/ablation_labels_blind8.tsv";
+/// The held-out-9 label file (session 7): blind for learned-v7, NOT training data.
+const LABELS_9: &str = "tests/fixtures/ablation_labels_blind9.tsv";
+/// The active-learning labels (session 7): 400 conversations learned-v6 picked, in three
+/// sections that are always in training and never a left-out fold.
+const ACTIVE_1: &str = "tests/fixtures/ablation_labels_active1.tsv";
 
-/// All hand labels (five files, fourteen sections) with their conversations' features.
-fn labelled(shared: &Path) -> learned::Labelled {
+/// All hand labels (six sampled files, sixteen sections, and the active-1 file) with their
+/// conversations' features, and the sixteen sampled sections (the left-out folds).
+fn labelled(shared: &Path) -> (learned::Labelled, Vec<String>) {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let mut labels = Vec::new();
-    for file in [LABELS, LABELS_4, LABELS_5, LABELS_6, LABELS_7] {
+    for file in [LABELS, LABELS_4, LABELS_5, LABELS_6, LABELS_7, LABELS_8] {
         labels.extend(learned::read_labels(&root.join(file)).unwrap());
     }
+    let mut folds: Vec<String> = Vec::new();
+    for l in &labels {
+        if !folds.contains(&l.section) {
+            folds.push(l.section.clone());
+        }
+    }
+    labels.extend(learned::read_labels(&root.join(ACTIVE_1)).unwrap());
     let loaded = read_file(
         &shared.join(SHAREGPT),
         Some(Format::ShareGpt),
@@ -813,28 +826,35 @@ fn labelled(shared: &Path) -> learned::Labelled {
     )
     .unwrap();
     let (set, missing) = learned::Labelled::new(&RuleDetector::default(), labels, &loaded.examples);
-    // The reader excludes 12 labelled conversations (an empty turn and the like).
+    // The reader excludes 21 labelled conversations (an empty turn and the like; 9 of them in
+    // held-out-8, none among the active-1 picks, which were scored conversations).
     assert!(
-        missing.len() <= 12,
+        missing.len() <= 21,
         "{} labelled ids missing",
         missing.len()
     );
-    set
+    (set, folds)
 }
 
-/// Leave one section out, computed here for the shipped choice of each category: every
-/// labelled section is scored by a model trained on the other thirteen, with the threshold chosen
-/// by leaving one section out within those thirteen (both by the highest min(precision, recall));
-/// the stored table must be what this code measures, the shipped choice its best row, and the
-/// shipped weights what training produces.
+/// Leave one section out, computed here for the shipped choice of each category (with the
+/// configurations fitted together with it): every sampled section is scored by a model trained
+/// on everything else (the other fifteen and the active-1 picks), with the threshold chosen by
+/// leaving one section out within the other fifteen (both by the highest min(precision,
+/// recall)); the active-1 sections are never scored. The stored table must be what this code
+/// measures, the shipped choice its best row, and the shipped weights what training produces.
 /// The floors are what the shipped choices reach (see the book's ablation chapter).
 #[test]
 fn learned_detector_leave_section_out_reproduces_the_shipped_tables_and_weights() {
     let shared = require_shared!();
     let shipped = LearnedDetector::shipped().unwrap();
     let file = shipped.file();
-    let set = labelled(&shared);
-    assert_eq!(learned::sections(&set).len(), 14);
+    let (set, sections) = labelled(&shared);
+    assert_eq!(sections.len(), 16);
+    assert_eq!(
+        learned::sections(&set).len(),
+        19,
+        "sixteen folds and three active-1 sections"
+    );
     let folds = file.training["folds"].as_u64().unwrap() as usize;
     let seeds: Vec<u64> = file.training["seeds"]
         .as_array()
@@ -843,10 +863,26 @@ fn learned_detector_leave_section_out_reproduces_the_shipped_tables_and_weights(
         .map(|s| s.as_u64().unwrap())
         .collect();
     assert_eq!(file.training["labelled"].as_u64(), Some(set.len() as u64));
-    println!("{} labelled conversations in 14 sections:", set.len());
+    assert_eq!(
+        file.training["sections"].as_array().map(Vec::len),
+        Some(16),
+        "the folds are the sixteen sampled sections"
+    );
+    println!(
+        "{} labelled conversations, sixteen sections left out in turn:",
+        set.len()
+    );
     for (cat, model) in [(Category::Code, &file.code), (Category::Math, &file.math)] {
-        let configs: Vec<learned::Config> = model.choice.config.into_iter().collect();
-        let loso = learned::leave_section_out(&set, cat, &configs);
+        // The shipped configuration with the grid's configurations that share its Gram matrix:
+        // they are fitted together, as in training.
+        let configs: Vec<learned::Config> = match model.choice.config {
+            Some(shipped) => learned::Config::grid(cat)
+                .into_iter()
+                .filter(|c| c.same_groups(&shipped))
+                .collect(),
+            None => Vec::new(),
+        };
+        let loso = learned::leave_section_out(&set, cat, &configs, &sections);
         let chosen = loso
             .iter()
             .find(|r| r.choice() == model.choice)
@@ -913,7 +949,7 @@ fn learned_detector_leave_section_out_reproduces_the_shipped_tables_and_weights(
             chosen.pooled.recall()
         );
         // k-fold CV of the same choice, re-scored on the same folds.
-        let cv = learned::cross_validate(&set, cat, &configs, folds, &seeds);
+        let cv = learned::cross_validate(&set, cat, &configs, folds, &seeds, &sections);
         for r in cv
             .iter()
             .filter(|r| r.choice == model.choice || r.choice.config.is_none())
@@ -958,15 +994,15 @@ fn learned_detector_leave_section_out_reproduces_the_shipped_tables_and_weights(
 }
 
 /// Floors of the shipped choices' pooled leave-one-section-out precision and recall.
-/// Measured when learned-v6 shipped (2,388 labelled conversations, fourteen sections): code
-/// 0.960 / 0.960 (tp 909, fp 38, fn 38), math 0.856 / 0.861 (tp 179, fp 30, fn 29) — math
-/// above the 0.85 by one or two conversations on either side; learned-v5's
-/// configuration re-run on the same fourteen sections reaches math 0.846 / 0.846 (tp 176, fp
-/// 32, fn 32). (learned-v5 on its ten sections: math 0.851 / 0.851; learned-v4, chosen by F1
-/// on eight: 0.897 / 0.839.)
+/// Measured when learned-v7 shipped (3,229 labelled conversations: sixteen sampled sections
+/// left out in turn, the 400 active-1 picks always in training): code 0.960 / 0.959 (tp 1074,
+/// fp 45, fn 46), math 0.864 / 0.868 (tp 223, fp 35, fn 34). learned-v6's configuration
+/// re-run the same way on the same data reaches math 0.853 / 0.879 (tp 226, fp 39, fn 31), and
+/// without the active-1 labels in training 0.844 / 0.860 (tp 221, fp 41, fn 36). (learned-v6
+/// on its fourteen sections: math 0.856 / 0.861; learned-v5 on its ten: 0.851 / 0.851.)
 const FLOOR_CODE_P: f64 = 0.95;
 const FLOOR_CODE_R: f64 = 0.95;
-const FLOOR_MATH_P: f64 = 0.85;
+const FLOOR_MATH_P: f64 = 0.86;
 const FLOOR_MATH_R: f64 = 0.86;
 
 /// Equal up to the last bit or two: serde_json parses decimal floats to within one ulp
@@ -1019,7 +1055,7 @@ fn full_subset_ablation_with_the_learned_detector() {
         .arg(&decisions)
         .assert()
         .success()
-        .stderr(contains("learned-v6"));
+        .stderr(contains("learned-v7"));
     let seconds = start.elapsed().as_secs_f64();
     let r: Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
     let (code, math) = (
@@ -1030,14 +1066,14 @@ fn full_subset_ablation_with_the_learned_detector() {
     assert_eq!(conversations, count(&r, "kept") + code + math);
     let fraction = (code + math) as f64 / conversations as f64;
     println!(
-        "learned-v6 removed {code} code + {math} math of {conversations} conversations ({:.1}%) in {seconds:.1} s",
+        "learned-v7 removed {code} code + {math} math of {conversations} conversations ({:.1}%) in {seconds:.1} s",
         100.0 * fraction
     );
     assert!(
         (0.10..=0.50).contains(&fraction),
         "removed fraction {fraction:.3} outside 10–50%"
     );
-    assert_eq!(r["detector"].as_str(), Some("learned-v6"));
+    assert_eq!(r["detector"].as_str(), Some("learned-v7"));
     // Every removal is explained (a model probability with its top features, or a rule).
     let lines = std::fs::read_to_string(&decisions).unwrap();
     let mut explained = 0;
@@ -1052,14 +1088,17 @@ fn full_subset_ablation_with_the_learned_detector() {
     assert_eq!(explained, code + math);
 }
 
-/// A small labelled set for the training command: clear code, math and general conversations.
-fn training_fixture(dir: &Path) -> (PathBuf, PathBuf) {
+/// A small labelled set for the training command: clear code, math and general conversations,
+/// three sections in the label file and a fourth (`extra`) in a file of its own.
+fn training_fixture(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
     let mut lines = Vec::new();
     let mut labels = String::from("# id\tcode\tmath\n");
-    for i in 0..12 {
-        if i % 4 == 0 {
+    let mut extra = String::from("# section extra\n");
+    for i in 0..16 {
+        if i % 4 == 0 && i < 12 {
             labels.push_str(&format!("# section part{}\n", i / 4));
         }
+        let labels = if i < 12 { &mut labels } else { &mut extra };
         lines.push(record(
             &format!("code{i}"),
             &[
@@ -1111,13 +1150,15 @@ fn training_fixture(dir: &Path) -> (PathBuf, PathBuf) {
     std::fs::write(&data, lines.join("\n") + "\n").unwrap();
     let label_file = dir.join("labels.tsv");
     std::fs::write(&label_file, labels).unwrap();
-    (data, label_file)
+    let extra_file = dir.join("extra.tsv");
+    std::fs::write(&extra_file, extra).unwrap();
+    (data, label_file, extra_file)
 }
 
 #[test]
 fn ablate_train_reproduces_its_file_byte_for_byte_and_the_file_drives_ablate() {
     let dir = tempfile::tempdir().unwrap();
-    let (data, labels) = training_fixture(dir.path());
+    let (data, labels, extra) = training_fixture(dir.path());
     let train = |out: &Path| {
         common::bin()
             .args(["data", "ablate-train", "--cv", "3", "--seeds", "1,2"])
@@ -1143,10 +1184,47 @@ fn ablate_train_reproduces_its_file_byte_for_byte_and_the_file_drives_ablate() {
     // thresholds in the k-fold table).
     let configs =
         learned::Config::grid(Category::Code).len() + learned::Config::grid(Category::Math).len();
-    assert_eq!((configs, learned::THRESHOLDS.len()), (5, 14));
+    assert_eq!((configs, learned::THRESHOLDS.len()), (4, 14));
     assert_eq!(file.loso.len(), 2 * 2 + configs * 5);
     assert_eq!(file.cv.len(), 2 * 2 + configs * 5 * 14);
     assert_eq!(file.training["sections"].as_array().map(Vec::len), Some(3));
+    assert!(file.training.get("train_only_sections").is_none());
+
+    // A fourth section given with --train-only-labels trains every model but is never a fold.
+    let c = dir.path().join("c.json");
+    common::bin()
+        .args(["data", "ablate-train", "--cv", "3", "--seeds", "1"])
+        .arg("--labels")
+        .arg(&labels)
+        .arg("--train-only-labels")
+        .arg(&extra)
+        .arg("--data")
+        .arg(&data)
+        .arg("--out")
+        .arg(&c)
+        .assert()
+        .success();
+    let with_extra =
+        learned::DetectorFile::parse(&std::fs::read_to_string(&c).unwrap(), "c.json").unwrap();
+    assert_eq!(with_extra.training["labelled"].as_u64(), Some(48));
+    assert_eq!(
+        with_extra.training["train_only_sections"],
+        serde_json::json!(["extra"])
+    );
+    assert_eq!(
+        with_extra.training["sections"],
+        serde_json::json!(["part0", "part1", "part2"])
+    );
+    for r in &with_extra.loso {
+        let names: Vec<&str> = r.sections.iter().map(|s| s.section.as_str()).collect();
+        assert_eq!(names, ["part0", "part1", "part2"], "{}", r.line());
+        // Pooled over the three folds only: 12 math or code positives, 36 scored.
+        let c = r.pooled;
+        assert_eq!(c.tp + c.fn_, 12, "{}", r.line());
+    }
+    // The extra rows are training data (counted with the positives the models are fitted
+    // on), not scored.
+    assert_eq!(with_extra.training["math_positives"].as_u64(), Some(16));
 
     // The trained file drives `data ablate --detector learned --detector-file`.
     let (out, report) = (dir.path().join("kept.jsonl"), dir.path().join("r.json"));
@@ -1169,7 +1247,8 @@ fn ablate_train_reproduces_its_file_byte_for_byte_and_the_file_drives_ablate() {
             r["removed"]["math"].as_u64(),
             count(&r, "kept")
         ),
-        (Some(12), Some(12), 12),
+        // The data file holds the 16 conversations of each kind (the extra section's too).
+        (Some(16), Some(16), 16),
         "{r}"
     );
 }
@@ -1177,7 +1256,7 @@ fn ablate_train_reproduces_its_file_byte_for_byte_and_the_file_drives_ablate() {
 #[test]
 fn ablate_train_and_learned_flags_fail_clearly() {
     let dir = tempfile::tempdir().unwrap();
-    let (data, labels) = training_fixture(dir.path());
+    let (data, labels, extra) = training_fixture(dir.path());
     let out = dir.path().join("d.json");
     let train = || {
         let mut c = common::bin();
@@ -1191,6 +1270,16 @@ fn ablate_train_and_learned_flags_fail_clearly() {
     train()
         .arg("--labels")
         .arg(&labels)
+        .arg("--train-only-labels")
+        .arg(&labels)
+        .assert()
+        .code(2)
+        .stderr(contains("in both --labels and --train-only-labels"));
+    train()
+        .arg("--labels")
+        .arg(&labels)
+        .arg("--train-only-labels")
+        .arg(&extra)
         .args(["--cv", "1"])
         .assert()
         .code(2)
@@ -1239,9 +1328,9 @@ fn pin(s: Score, want: (usize, usize, usize), what: &str) {
     assert_eq!((s.tp, s.fp, s.fn_), want, "{what}: {}", s.line(""));
 }
 
-/// A blind held-out sample: `held-out-N` in `file` (sections `held-out-N-enriched` and
-/// `held-out-N-random`), `size` labelled ids, at most `excluded` of which the reader excludes
-/// (an empty turn; counted, not dropped silently).
+/// A blind held-out sample: `held-out-N` in `file` (sections `held-out-N-enriched`,
+/// `held-out-N-random` and, from held-out-9 on, others), `size` labelled ids, at most `excluded`
+/// of which the reader excludes (an empty turn; counted, not dropped silently).
 struct Blind {
     n: u8,
     file: &'static str,
@@ -1283,11 +1372,20 @@ fn score_label_file(shared: &Path, sample: Blind) -> [[Score; 2]; 2] {
         "{} labelled ids not read",
         labels.len() - rows.len()
     );
+    let mut sections: Vec<&str> = Vec::new();
+    for l in &labels {
+        if !sections.contains(&l.section.as_str()) {
+            sections.push(&l.section);
+        }
+    }
+    assert!(
+        sections
+            .iter()
+            .all(|s| s.starts_with(&format!("held-out-{n}-"))),
+        "{file}: sections {sections:?}"
+    );
     let mut pooled = [[Score::default(); 2]; 2];
-    for section in [
-        format!("held-out-{n}-enriched"),
-        format!("held-out-{n}-random"),
-    ] {
+    for section in sections {
         for (d, det) in [&rules as &dyn Detector, &model].into_iter().enumerate() {
             let verdicts: Vec<(&learned::Label, Vec<Category>)> = rows
                 .iter()
@@ -1321,12 +1419,12 @@ fn score_label_file(shared: &Path, sample: Blind) -> [[Score; 2]; 2] {
 /// The held-out-4 sample (tests/fixtures/ablation_labels_blind4.tsv, session 4): labelled by a
 /// reader who never saw either detector's output. It is still out of sample for rules-v2 (no
 /// rule changed since), so this is a regression check of rules-v2 at what it measured when
-/// first scored: code P/R 0.947/0.947, math 0.583/0.840 (tp 21, fp 15, fn 4). learned-v6 (like
+/// first scored: code P/R 0.947/0.947, math 0.583/0.840 (tp 21, fp 15, fn 4). learned-v7 (like
 /// every learned detector since v4) was trained on these labels: its scores here are in
 /// sample, printed for comparison, not judged (its honest figures are the
 /// leave-one-section-out ones above).
 #[test]
-fn rules_v2_on_held_out_4_and_learned_v6_in_sample() {
+fn rules_v2_on_held_out_4_and_learned_v7_in_sample() {
     let shared = require_shared!();
     let pooled = score_label_file(
         &shared,
@@ -1345,13 +1443,13 @@ fn rules_v2_on_held_out_4_and_learned_v6_in_sample() {
 /// The held-out-5 sample (session 5, tests/fixtures/ablation_labels_blind5.tsv): labelled blind
 /// while learned-v4 was built, merged only after learned-v4 was frozen. Scored once, blind,
 /// learned-v4 reached code 0.972 / 0.972 and math 0.957 / 0.786 (tp 22, fp 1, fn 6): math
-/// recall below the goal of 0.85, which learned-v5 was built to lift. learned-v5 and learned-v6
+/// recall below the goal of 0.85, which learned-v5 was built to lift. learned-v5, -v6 and -v7
 /// are trained on these labels (two of their sections), so the shipped detector's scores here
 /// are in sample, printed, not judged; its honest figures are the leave-one-section-out ones.
 /// Still out of sample for rules-v2, which is pinned at what it measured when first scored:
 /// math 0.923 / 0.857 (tp 24, fp 2, fn 4).
 #[test]
-fn rules_v2_on_held_out_5_and_learned_v6_in_sample() {
+fn rules_v2_on_held_out_5_and_learned_v7_in_sample() {
     let shared = require_shared!();
     let pooled = score_label_file(
         &shared,
@@ -1371,11 +1469,11 @@ fn rules_v2_on_held_out_5_and_learned_v6_in_sample() {
 /// learned-v5 was frozen; nothing was tuned on it. learned-v5's honest judgement, measured once
 /// when first scored: code 0.935 / 0.967 (tp 116, fp 8, fn 4), math 0.821 / 0.742 (tp 23, fp 5,
 /// fn 8) - math below the 0.85 goal on both sides. The sample is training data of learned-v6
-/// (two of its fourteen sections), so the shipped detector's scores are in sample, printed, not
+/// and learned-v7 (two of their left-out sections), so the shipped detector's scores are in sample, printed, not
 /// judged. Still out of sample for rules-v2, pinned as first measured: code 0.951 / 0.967,
 /// math 0.680 / 0.548.
 #[test]
-fn rules_v2_on_held_out_6_and_learned_v6_in_sample() {
+fn rules_v2_on_held_out_6_and_learned_v7_in_sample() {
     let shared = require_shared!();
     let pooled = score_label_file(
         &shared,
@@ -1396,11 +1494,11 @@ fn rules_v2_on_held_out_6_and_learned_v6_in_sample() {
 /// reader who never saw a detector, its code or its output, and merged only after scoring the
 /// frozen learned-v5 on it once: code 0.939 / 0.945 (tp 155, fp 10, fn 9), math 0.917 / 0.786
 /// (tp 44, fp 4, fn 12) - math recall below the 0.85 goal, as on held-out-5 (0.786) and
-/// held-out-6 (0.742). The sample is training data of learned-v6, so the shipped detector's
+/// held-out-6 (0.742). The sample is training data of learned-v6 and -v7, so the shipped detector's
 /// scores are in sample, printed, not judged. Still out of sample for rules-v2, pinned as first
 /// measured: code 0.969 / 0.939, math 0.780 / 0.696.
 #[test]
-fn rules_v2_on_held_out_7_and_learned_v6_in_sample() {
+fn rules_v2_on_held_out_7_and_learned_v7_in_sample() {
     let shared = require_shared!();
     let pooled = score_label_file(
         &shared,
@@ -1419,11 +1517,16 @@ fn rules_v2_on_held_out_7_and_learned_v6_in_sample() {
 /// The held-out-8 sample (session 6, tests/fixtures/ablation_labels_blind8.tsv; 350 enriched +
 /// 100 random conversations, 49 math positives; 9 ids the reader excludes for empty turns):
 /// labelled blind while learned-v6 was built, by a reader who never saw a detector, its code or
-/// its output, and merged only after learned-v6 was frozen. This is learned-v6's honest
-/// judgement, pinned as first measured. (The frozen learned-v5, scored on it once as well before
-/// learned-v6 existed: code 0.932 / 0.948, math 0.729 / 0.714 (tp 35, fp 13, fn 14).)
+/// its output, and merged only after learned-v6 was frozen. learned-v6's honest judgement,
+/// measured once when first scored (history: v6 is no longer loadable): code 0.971 / 0.954 (tp
+/// 165, fp 5, fn 8), meeting the goal, and math 0.796 / 0.796 (tp 39, fp 10, fn 10), below it
+/// on both sides. The frozen learned-v5, scored on it once before learned-v6 existed: code
+/// 0.932 / 0.948, math 0.729 / 0.714 (tp 35, fp 13, fn 14). The sample is training data of
+/// learned-v7 (two of its sixteen left-out sections), so the shipped detector's scores here are
+/// in sample, printed, not judged. Still out of sample for rules-v2, pinned as first measured:
+/// code 0.953 / 0.936, math 0.739 / 0.694.
 #[test]
-fn learned_v6_on_the_blind_held_out_8_sample() {
+fn rules_v2_on_held_out_8_and_learned_v7_in_sample() {
     let shared = require_shared!();
     let pooled = score_label_file(
         &shared,
@@ -1434,15 +1537,42 @@ fn learned_v6_on_the_blind_held_out_8_sample() {
             excluded: 9,
         },
     );
-    let [code, math] = pooled[1];
-    // First measurement: code 0.971 / 0.954 (meets the goal), math 0.796 / 0.796 (below it on
-    // both sides; better than learned-v5's 0.729 / 0.714 on the same sample).
-    pin(code, (165, 5, 8), "learned-v6 code on held-out-8");
-    pin(math, (39, 10, 10), "learned-v6 math on held-out-8");
-    // rules-v2, also out of sample: code 0.953 / 0.936, math 0.739 / 0.694.
     let [code, math] = pooled[0];
     pin(code, (162, 8, 11), "rules-v2 code on held-out-8");
     pin(math, (34, 12, 15), "rules-v2 math on held-out-8");
+}
+
+/// The held-out-9 sample (session 7, tests/fixtures/ablation_labels_blind9.tsv; 500
+/// conversations in three sections: `enriched` = all 200 conversations left in the OPS/WORDS
+/// keyword pool, `random` = 150 drawn at random, `words2` = 150 drawn from a new, broader pool
+/// of everyday-quantity words; 36 math positives, 2 ids the reader excludes): labelled blind
+/// while learned-v7 was built, by a reader who never saw a detector, its code or its output,
+/// and merged only after learned-v7 was frozen. Not training data of any detector.
+///
+/// Scored once each, blind: learned-v7 (shipped) code 0.933 / 0.948 (tp 182, fp 13, fn 10),
+/// math 0.775 / 0.861 (tp 31, fp 9, fn 5) - math precision below the 0.85 goal; its enriched
+/// section alone: math 0.857 / 0.909. learned-v6 (history, no longer loadable), on the same
+/// sample: code 0.924 / 0.953, math 0.821 / 0.889 (tp 32, fp 7, fn 4); enriched alone 0.886 /
+/// 0.939. Both miss the two math positives of `words2`. rules-v2 (out of sample): code 0.967 /
+/// 0.927, math 0.679 / 0.528. Pinned: rules-v2 and learned-v7.
+#[test]
+fn learned_v7_on_the_blind_held_out_9_sample() {
+    let shared = require_shared!();
+    let pooled = score_label_file(
+        &shared,
+        Blind {
+            n: 9,
+            file: LABELS_9,
+            size: 500,
+            excluded: 2,
+        },
+    );
+    let [code, math] = pooled[1];
+    pin(code, (182, 13, 10), "learned-v7 code on held-out-9");
+    pin(math, (31, 9, 5), "learned-v7 math on held-out-9");
+    let [code, math] = pooled[0];
+    pin(code, (178, 6, 14), "rules-v2 code on held-out-9");
+    pin(math, (19, 9, 17), "rules-v2 math on held-out-9");
 }
 
 /// Two readers, one sample: held-out-6 labelled a second time (session 6,

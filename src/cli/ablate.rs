@@ -19,11 +19,11 @@ use std::time::Duration;
 pub enum DetectorKind {
     /// The built-in transparent rules (`rules-v2`, see the module docs of `data::ablate`).
     Rules,
-    /// The learned detector (`learned-v6`): logistic regression per category on hashed n-grams
+    /// The learned detector (`learned-v7`): logistic regression per category on hashed n-grams
     /// and the rules' counts (code) or on n-grams OR'ed with the strict math rules (math),
-    /// trained on the hand labels and chosen by the smaller of precision and recall over
-    /// left-out labelled sections (`data ablate-train`); the shipped weights are built in,
-    /// `--detector-file` loads others.
+    /// trained on the hand labels (sampled sections and active-learning picks) and chosen by the
+    /// smaller of precision and recall over left-out sampled sections (`data ablate-train`); the
+    /// shipped weights are built in, `--detector-file` loads others.
     Learned,
     /// An LLM tagger behind an OpenAI-compatible chat-completions endpoint (InsTag prompt).
     Http,
@@ -58,7 +58,7 @@ pub struct Args {
     #[arg(long, value_enum, default_value_t = DetectorKind::Learned)]
     pub detector: DetectorKind,
     /// A detector file written by `data ablate-train` to use with `--detector learned` instead
-    /// of the built-in one (data/ablation/detector-v6.json).
+    /// of the built-in one (data/ablation/detector-v7.json).
     #[arg(long)]
     pub detector_file: Option<PathBuf>,
     /// Base URL of the OpenAI-compatible API, up to and including `/v1` (`--detector http`).
@@ -207,23 +207,30 @@ fn same_file(a: &std::path::Path, b: &std::path::Path) -> bool {
 pub struct TrainArgs {
     /// Hand-label files, comma-separated: `id<TAB>code<TAB>math` lines (0/1), `#` comments,
     /// `# section NAME` headers (e.g. tests/fixtures/ablation_labels.tsv,
-    /// tests/fixtures/ablation_labels_blind4.tsv … ablation_labels_blind7.tsv); at
-    /// least three sections in all, since selection leaves one section out and chooses
-    /// thresholds by leaving one out of the rest.
+    /// tests/fixtures/ablation_labels_blind4.tsv … ablation_labels_blind8.tsv); their sections
+    /// are the left-out folds, at least three, since selection leaves one section out and
+    /// chooses thresholds by leaving one out of the rest.
     #[arg(long, value_delimiter = ',', required = true)]
     pub labels: Vec<PathBuf>,
+    /// Further hand-label files, comma-separated, in the same format, whose sections are always
+    /// in training and never a left-out fold: labels that are not a sample of anything, e.g.
+    /// conversations a detector picked for labelling (active learning,
+    /// tests/fixtures/ablation_labels_active1.tsv).
+    #[arg(long, value_delimiter = ',')]
+    pub train_only_labels: Vec<PathBuf>,
     /// The ShareGPT file the labelled ids come from (e.g.
     /// ../shared/data/sharegpt/sharegpt_v3_subset_10k.jsonl.gz); labels whose id it lacks are
     /// counted and left out.
     #[arg(long)]
     pub data: PathBuf,
-    /// Where to write the detector file (e.g. data/ablation/detector-v6.json, which the binary
+    /// Where to write the detector file (e.g. data/ablation/detector-v7.json, which the binary
     /// embeds): the choice per category, its weights retrained on all labels, and both tables.
     #[arg(long)]
     pub out: PathBuf,
     /// Folds of the stratified cross-validation reported next to the leave-one-section-out
     /// selection (features, L2 strength, threshold and the combination with the rules are
-    /// chosen by the highest min(precision, recall) pooled over left-out sections, then F1).
+    /// chosen by the highest min(precision, recall) pooled over left-out sections, then F1);
+    /// only the rows of --labels are dealt into folds, --train-only-labels rows always train.
     #[arg(long, default_value_t = 10)]
     pub cv: usize,
     /// Seeds of the repeated cross-validation, comma-separated (each draws its own folds).
@@ -249,8 +256,27 @@ pub fn run_train(args: TrainArgs) -> anyhow::Result<()> {
         return Err(UserError("--seeds needs at least one seed".into()).into());
     }
     let mut labels: Vec<learned::Label> = Vec::new();
-    for path in &args.labels {
+    let mut train_only: Vec<String> = Vec::new();
+    for (path, always) in args
+        .labels
+        .iter()
+        .map(|p| (p, false))
+        .chain(args.train_only_labels.iter().map(|p| (p, true)))
+    {
         for l in learned::read_labels(path)? {
+            if always != train_only.contains(&l.section)
+                && labels.iter().any(|k| k.section == l.section)
+            {
+                return Err(UserError(format!(
+                    "{}: section {:?} is in both --labels and --train-only-labels",
+                    path.display(),
+                    l.section
+                ))
+                .into());
+            }
+            if always && !train_only.contains(&l.section) {
+                train_only.push(l.section.clone());
+            }
             if labels.iter().any(|k| k.id == l.id) {
                 return Err(UserError(format!(
                     "{}: id {:?} is also labelled in an earlier --labels file",
@@ -278,7 +304,10 @@ pub fn run_train(args: TrainArgs) -> anyhow::Result<()> {
             missing[0].id
         );
     }
-    let sections = learned::sections(&set);
+    let sections: Vec<String> = learned::sections(&set)
+        .into_iter()
+        .filter(|s| !train_only.contains(s))
+        .collect();
     if sections.len() < 3 {
         return Err(UserError(format!(
             "--labels: {} section(s) ({}); leaving one section out needs at least 3 (`# section NAME` lines)",
@@ -300,6 +329,20 @@ pub fn run_train(args: TrainArgs) -> anyhow::Result<()> {
     training.insert("labelled".into(), json!(set.len()));
     training.insert("labels_left_out".into(), json!(missing.len()));
     training.insert("sections".into(), json!(sections));
+    if !args.train_only_labels.is_empty() {
+        let mut hashes = Vec::new();
+        for p in &args.train_only_labels {
+            hashes.push(util::sha256_file(p)?);
+        }
+        let names: Vec<String> = args
+            .train_only_labels
+            .iter()
+            .map(|p| file_name(p))
+            .collect();
+        training.insert("train_only_labels".into(), json!(names));
+        training.insert("train_only_labels_sha256".into(), json!(hashes));
+        training.insert("train_only_sections".into(), json!(train_only));
+    }
     training.insert("folds".into(), json!(args.cv));
     training.insert("seeds".into(), json!(args.seeds));
     training.insert("iterations".into(), json!(ITERATIONS));
@@ -324,8 +367,8 @@ pub fn run_train(args: TrainArgs) -> anyhow::Result<()> {
         }
         let grid = Config::grid(cat);
         let start = std::time::Instant::now();
-        let loso = learned::leave_section_out(&set, cat, &grid);
-        let cv = learned::cross_validate(&set, cat, &grid, args.cv, &args.seeds);
+        let loso = learned::leave_section_out(&set, cat, &grid, &sections);
+        let cv = learned::cross_validate(&set, cat, &grid, args.cv, &args.seeds, &sections);
         eprintln!(
             "{cat}: {} configuration(s) scored in {:.0} s",
             grid.len(),

@@ -1,8 +1,8 @@
-//! The learned ablation detector (`learned-v6`): an L2-regularised, class-weighted logistic
+//! The learned ablation detector (`learned-v7`): an L2-regularised, class-weighted logistic
 //! regression per category over deterministic text features, trained on the hand labels
 //! (`tests/fixtures/ablation_labels.tsv` and `ablation_labels_blind4.tsv` …
-//! `ablation_labels_blind7.tsv`, fourteen sections) and chosen by leaving one labelled section
-//! out.
+//! `ablation_labels_blind8.tsv`, sixteen sampled sections, plus the active-learning picks of
+//! `ablation_labels_active1.tsv`) and chosen by leaving one sampled section out.
 //!
 //! # Features ([`Features`], version [`FEATURE_VERSION`])
 //! - *Lexical*: the lowercased text is split into tokens — maximal runs of letters and digits, in
@@ -31,8 +31,9 @@
 //! # Model
 //! For one category, a configuration ([`Config`], per category from [`Config::grid`]) weights
 //! the four feature groups (`lexical`, `dense`, `window`, `lexicon`; 0 leaves a group out)
-//! and sets the L2 strength `lambda`. The objective is the class-weighted mean logistic loss
-//! (each class weighs half) plus `lambda/2 · |w|²` (the bias is not penalised). It is
+//! and sets the L2 strength `lambda` and the positive class's share of the loss
+//! (`positive_weight`, by default half). The objective is the class-weighted mean logistic loss
+//! plus `lambda/2 · |w|²` (the bias is not penalised). It is
 //! minimised by a fixed number ([`ITERATIONS`]) of Nesterov-accelerated gradient steps in the
 //! span of the training rows (`w = Σ αᵢ xᵢ`, so every step costs one product with the Gram
 //! matrix), with the step `1/L` from a power-iteration bound on the curvature: deterministic,
@@ -50,12 +51,15 @@
 //! with a model trained on the other sections, at the threshold of [`THRESHOLDS`] that leaving
 //! one section out *within* those other sections chooses by that criterion; the left-out
 //! verdicts are pooled into one precision and recall ([`LosoRow`]). [`select_loso`] picks the
-//! best pooled row; the shipped threshold is chosen the same way over all sections. A model
-//! trained without sections `a` and `b` serves both the inner fold of `b` when `a` is left out
-//! and that of `a` when `b` is, so each pair of sections is fitted once.
+//! best pooled row; the shipped threshold is chosen the same way over all sections. Sections
+//! that are not a sample (conversations a detector picked for labelling) can be kept out of the
+//! folds: they are always in training and never scored. A model trained without sections `a`
+//! and `b` serves both the inner fold of `b` when `a` is left out and that of `a` when `b` is,
+//! so each pair of sections is fitted once; configurations that share a Gram matrix (they
+//! differ only in λ or the class weights) are fitted together, one matrix read per step.
 //! [`cross_validate`] runs stratified k-fold cross-validation repeated over seeds (folds drawn
 //! with [`crate::util::rng`]) for comparison. The shipped file ([`SHIPPED`],
-//! `data/ablation/detector-v6.json`) records the choices, the weights retrained on all labels,
+//! `data/ablation/detector-v7.json`) records the choices, the weights retrained on all labels,
 //! and both tables.
 use crate::data::ablate::{Category, Decision, Detector, RuleCounts, RuleDetector};
 use crate::data::example::{Example, Role, Turn};
@@ -78,10 +82,10 @@ pub const ITERATIONS: usize = 400;
 pub const THRESHOLDS: [f64; 14] = [
     0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.6, 0.7, 0.8, 0.9,
 ];
-/// The shipped detector file (`data/ablation/detector-v6.json`).
-pub const SHIPPED: &str = include_str!("../../data/ablation/detector-v6.json");
+/// The shipped detector file (`data/ablation/detector-v7.json`).
+pub const SHIPPED: &str = include_str!("../../data/ablation/detector-v7.json");
 /// The name `data ablate-train` gives the detectors it writes (the shipped one's).
-pub const NAME: &str = "learned-v6";
+pub const NAME: &str = "learned-v7";
 /// The feature version recorded in model files; a file with another version is refused.
 pub const FEATURE_VERSION: u32 = 3;
 
@@ -780,14 +784,30 @@ pub struct Config {
     pub lexicon: f64,
     /// L2 strength.
     pub lambda: f64,
+    /// The share of the loss the positive class carries (the negatives carry the rest); 0.5
+    /// weighs both classes equally, more leans the fit towards recall.
+    #[serde(default = "equal_weight", skip_serializing_if = "is_equal_weight")]
+    pub positive_weight: f64,
+}
+
+/// Both classes weigh half of the loss (the default of [`Config::positive_weight`]).
+pub const EQUAL_WEIGHT: f64 = 0.5;
+
+fn equal_weight() -> f64 {
+    EQUAL_WEIGHT
+}
+
+fn is_equal_weight(w: &f64) -> bool {
+    *w == EQUAL_WEIGHT
 }
 
 impl Config {
     /// The configurations selection tries for `category`, kept small so that training stays
-    /// within minutes (every configuration costs one fit per section and per pair of
-    /// sections). Code: lexical + dense 0.5 at λ=1e-4 (learned-v4's choice) and dense only at
-    /// λ=1e-2 (learned-v5's). Math, all at λ=1e-4: lexical only (learned-v5's configuration),
-    /// lexical + math lexicon, and lexical + window + math lexicon 0.5.
+    /// within minutes (every group of configurations sharing a Gram matrix costs one fit per
+    /// section and per pair of sections; the configurations of a group are fitted together).
+    /// Code: lexical + dense 0.5 at λ=1e-4 (learned-v4's and learned-v6's choice). Math, one
+    /// group: lexical only at λ=1e-4 (learned-v5's and learned-v6's configuration), 3e-5 and
+    /// 1e-5, both classes weighing half.
     pub fn grid(category: Category) -> Vec<Config> {
         let c = |lexical, dense, window, lexicon, lambda| Config {
             lexical,
@@ -795,13 +815,14 @@ impl Config {
             window,
             lexicon,
             lambda,
+            positive_weight: EQUAL_WEIGHT,
         };
         match category {
-            Category::Code => vec![c(1.0, 0.5, 0.0, 0.0, 1e-4), c(0.0, 1.0, 0.0, 0.0, 1e-2)],
+            Category::Code => vec![c(1.0, 0.5, 0.0, 0.0, 1e-4)],
             Category::Math => vec![
                 c(1.0, 0.0, 0.0, 0.0, 1e-4),
-                c(1.0, 0.0, 0.0, 1.0, 1e-4),
-                c(1.0, 0.0, 1.0, 0.5, 1e-4),
+                c(1.0, 0.0, 0.0, 0.0, 3e-5),
+                c(1.0, 0.0, 0.0, 0.0, 1e-5),
             ],
         }
     }
@@ -825,7 +846,19 @@ impl Config {
             }
         })
         .collect();
-        format!("{} λ={}", groups.join("+"), self.lambda)
+        let weight = if self.positive_weight == EQUAL_WEIGHT {
+            String::new()
+        } else {
+            format!(" w+={}", self.positive_weight)
+        };
+        format!("{} λ={}{weight}", groups.join("+"), self.lambda)
+    }
+
+    /// Whether `self` and `other` weight the feature groups alike, so that they share one
+    /// Gram matrix (and are fitted together).
+    pub fn same_groups(&self, other: &Config) -> bool {
+        (self.lexical, self.dense, self.window, self.lexicon)
+            == (other.lexical, other.dense, other.window, other.lexicon)
     }
 }
 
@@ -904,31 +937,52 @@ impl Mode {
     }
 }
 
-/// A fitted model in the span of its training rows: `f(x) = Σ αᵢ k(xᵢ, x) + bias`.
-struct Fit {
+/// Models fitted together on one Gram matrix, in the span of its training rows: model `c` is
+/// `f(x) = Σ αᵢc k(xᵢ, x) + bias_c`.
+struct Fits {
+    /// `n × models`, row-major: row `i` holds every model's `αᵢ`.
     alpha: Vec<f32>,
-    bias: f64,
+    bias: Vec<f64>,
 }
 
-/// Fit the class-weighted L2 logistic regression on the Gram matrix `gram` (`n × n`) with
-/// targets `y` (see the module docs).
-fn fit(gram: &[f32], y: &[bool], lambda: f64) -> Fit {
+impl Fits {
+    /// How many models.
+    fn models(&self) -> usize {
+        self.bias.len()
+    }
+}
+
+/// Fit one class-weighted L2 logistic regression per `(lambda, positive_weight)` of `penalties`
+/// on the Gram matrix `gram` (`n × n`) with targets `y` (see the module docs). The models share
+/// every product with the Gram matrix (one matrix read per step for all of them); model `c`'s
+/// arithmetic does not depend on the others, except through the matrix-product kernel.
+fn fit(gram: &[f32], y: &[bool], penalties: &[(f64, f64)]) -> Fits {
     let n = y.len();
+    let k = penalties.len();
     let positives = y.iter().filter(|&&t| t).count();
     if n == 0 || positives == 0 || positives == n {
         // One class only: a constant model that predicts it.
         let bias = if positives == 0 { -10.0 } else { 10.0 };
-        return Fit {
-            alpha: vec![0.0; n],
-            bias,
+        return Fits {
+            alpha: vec![0.0; n * k],
+            bias: vec![bias; k],
         };
     }
-    // Each class weighs half of the mean loss.
-    let weight: Vec<f64> = y
+    // Per model, the positive class carries `positive_weight` of the mean loss, the negative
+    // one the rest.
+    let weight: Vec<Vec<f64>> = penalties
         .iter()
-        .map(|&t| {
-            let k = if t { positives } else { n - positives };
-            0.5 / k as f64
+        .map(|&(_, share)| {
+            y.iter()
+                .map(|&t| {
+                    let (share, count) = if t {
+                        (share, positives)
+                    } else {
+                        (1.0 - share, n - positives)
+                    };
+                    share / count as f64
+                })
+                .collect()
         })
         .collect();
     // Curvature bound: max weight / 4 · λmax(K + 1·1ᵀ) (power iteration, with a margin) + λ.
@@ -956,35 +1010,51 @@ fn fit(gram: &[f32], y: &[bool], lambda: f64) -> Fit {
             *a = (f64::from(*b) / norm.max(1e-30)) as f32;
         }
     }
-    let max_weight = weight.iter().cloned().fold(0.0, f64::max);
-    let curvature = 1.2 * max_weight / 4.0 * top + lambda;
-    let step = 1.0 / curvature;
-    let q = (lambda / curvature).sqrt();
-    let momentum = ((1.0 - q) / (1.0 + q)) as f32;
+    let (mut step, mut momentum) = (Vec::with_capacity(k), Vec::with_capacity(k));
+    for (&(lambda, _), w) in penalties.iter().zip(&weight) {
+        let max_weight = w.iter().cloned().fold(0.0, f64::max);
+        let curvature = 1.2 * max_weight / 4.0 * top + lambda;
+        let q = (lambda / curvature).sqrt();
+        step.push(1.0 / curvature);
+        momentum.push(((1.0 - q) / (1.0 + q)) as f32);
+    }
 
-    let (mut alpha, mut bias) = (vec![0f32; n], 0f64);
-    let (mut prev_alpha, mut prev_bias) = (alpha.clone(), bias);
-    let mut look = vec![0f32; n];
-    let mut f = vec![0f32; n];
+    let (mut alpha, mut bias) = (vec![0f32; n * k], vec![0f64; k]);
+    let (mut prev_alpha, mut prev_bias) = (alpha.clone(), bias.clone());
+    let mut look = vec![0f32; n * k];
+    let mut look_bias = vec![0f64; k];
+    let mut grad_bias = vec![0f64; k];
+    let mut f = vec![0f32; n * k];
     for _ in 0..ITERATIONS {
         // Look-ahead point.
         for i in 0..n {
-            look[i] = alpha[i] + momentum * (alpha[i] - prev_alpha[i]);
+            for c in 0..k {
+                let j = i * k + c;
+                look[j] = alpha[j] + momentum[c] * (alpha[j] - prev_alpha[j]);
+            }
         }
-        let look_bias = bias + f64::from(momentum) * (bias - prev_bias);
-        kernels::matmul(&mut f, gram, &look, n, n, 1, false);
+        for c in 0..k {
+            look_bias[c] = bias[c] + f64::from(momentum[c]) * (bias[c] - prev_bias[c]);
+        }
+        kernels::matmul(&mut f, gram, &look, n, n, k, false);
         prev_alpha.copy_from_slice(&alpha);
-        prev_bias = bias;
-        let mut grad_bias = 0f64;
+        prev_bias.copy_from_slice(&bias);
+        grad_bias.fill(0.0);
         for i in 0..n {
-            let p = sigmoid(f64::from(f[i]) + look_bias);
-            let g = weight[i] * (p - f64::from(u8::from(y[i])));
-            grad_bias += g;
-            alpha[i] = (f64::from(look[i]) - step * (g + lambda * f64::from(look[i]))) as f32;
+            for (c, &(lambda, _)) in penalties.iter().enumerate() {
+                let j = i * k + c;
+                let p = sigmoid(f64::from(f[j]) + look_bias[c]);
+                let g = weight[c][i] * (p - f64::from(u8::from(y[i])));
+                grad_bias[c] += g;
+                alpha[j] =
+                    (f64::from(look[j]) - step[c] * (g + lambda * f64::from(look[j]))) as f32;
+            }
         }
-        bias = look_bias - step * grad_bias;
+        for c in 0..k {
+            bias[c] = look_bias[c] - step[c] * grad_bias[c];
+        }
     }
-    Fit { alpha, bias }
+    Fits { alpha, bias }
 }
 
 fn sigmoid(x: f64) -> f64 {
@@ -1008,21 +1078,43 @@ fn folds(y: &[bool], k: usize, seed: u64) -> Vec<usize> {
     fold
 }
 
-/// Probabilities on `test` of `config` trained on `train`.
+/// The configurations of `configs` grouped by their feature-group weights (one Gram matrix per
+/// group), each group as indices into `configs`, in order of first appearance.
+fn gram_groups(configs: &[Config]) -> Vec<Vec<usize>> {
+    let mut groups: Vec<Vec<usize>> = Vec::new();
+    for (c, config) in configs.iter().enumerate() {
+        match groups
+            .iter_mut()
+            .find(|g| configs[g[0]].same_groups(config))
+        {
+            Some(g) => g.push(c),
+            None => groups.push(vec![c]),
+        }
+    }
+    groups
+}
+
+/// Probabilities on `test` of each of `configs` (which share their feature-group weights)
+/// trained on `train`: one vector per configuration.
 fn predict(
     set: &Labelled,
     y: &[bool],
-    config: &Config,
+    configs: &[Config],
     train: &[usize],
     test: &[usize],
-) -> Vec<f64> {
-    if test.is_empty() {
-        return Vec::new();
+) -> Vec<Vec<f64>> {
+    let k = configs.len();
+    if test.is_empty() || k == 0 {
+        return vec![Vec::new(); k];
     }
     let ty: Vec<bool> = train.iter().map(|&i| y[i]).collect();
-    let model = fit(&set.gram(config, train, train), &ty, config.lambda);
-    let cross = set.gram(config, test, train);
-    let mut scores = vec![0f32; test.len()];
+    let penalties: Vec<(f64, f64)> = configs
+        .iter()
+        .map(|c| (c.lambda, c.positive_weight))
+        .collect();
+    let model = fit(&set.gram(&configs[0], train, train), &ty, &penalties);
+    let cross = set.gram(&configs[0], test, train);
+    let mut scores = vec![0f32; test.len() * k];
     if !train.is_empty() {
         kernels::matmul(
             &mut scores,
@@ -1030,25 +1122,47 @@ fn predict(
             &model.alpha,
             test.len(),
             train.len(),
-            1,
+            k,
             false,
         );
     }
-    scores
-        .into_iter()
-        .map(|s| sigmoid(f64::from(s) + model.bias))
+    (0..model.models())
+        .map(|c| {
+            (0..test.len())
+                .map(|t| sigmoid(f64::from(scores[t * k + c]) + model.bias[c]))
+                .collect()
+        })
         .collect()
 }
 
-/// Out-of-fold probabilities of `config` for one seed.
-fn out_of_fold(set: &Labelled, y: &[bool], config: &Config, k: usize, seed: u64) -> Vec<f64> {
-    let fold = folds(y, k, seed);
-    let mut p = vec![0.0; y.len()];
+/// Out-of-fold probabilities of each of `configs` (sharing their feature-group weights) for
+/// one seed: the rows of `scored` are dealt into `k` stratified folds, every other row is
+/// always in training; rows outside `scored` get 0.
+fn out_of_fold(
+    set: &Labelled,
+    y: &[bool],
+    configs: &[Config],
+    scored: &[usize],
+    k: usize,
+    seed: u64,
+) -> Vec<Vec<f64>> {
+    let sy: Vec<bool> = scored.iter().map(|&i| y[i]).collect();
+    let fold = folds(&sy, k, seed);
+    let mut in_fold = vec![None; y.len()];
+    for (&i, &f) in scored.iter().zip(&fold) {
+        in_fold[i] = Some(f);
+    }
+    let mut p = vec![vec![0.0; y.len()]; configs.len()];
     for f in 0..k {
-        let train: Vec<usize> = (0..y.len()).filter(|&i| fold[i] != f).collect();
-        let test: Vec<usize> = (0..y.len()).filter(|&i| fold[i] == f).collect();
-        for (&i, q) in test.iter().zip(predict(set, y, config, &train, &test)) {
-            p[i] = q;
+        let train: Vec<usize> = (0..y.len()).filter(|&i| in_fold[i] != Some(f)).collect();
+        let test: Vec<usize> = (0..y.len()).filter(|&i| in_fold[i] == Some(f)).collect();
+        for (c, probs) in predict(set, y, configs, &train, &test)
+            .into_iter()
+            .enumerate()
+        {
+            for (&i, q) in test.iter().zip(probs) {
+                p[c][i] = q;
+            }
         }
     }
     p
@@ -1148,17 +1262,27 @@ const RULE_CHOICES: [Choice; 2] = [
     },
 ];
 
+/// The rows of `set` whose section is one of `sections`.
+fn rows_in(set: &Labelled, sections: &[String]) -> Vec<usize> {
+    (0..set.len())
+        .filter(|&i| sections.contains(&set.labels[i].section))
+        .collect()
+}
+
 /// Cross-validate `configs` for `category` with `k` stratified folds per seed: one row each for
 /// the rules and the strict rules, then per configuration, per model mode and per threshold of
-/// [`THRESHOLDS`].
+/// [`THRESHOLDS`]. Only the rows of the sections `test_sections` are dealt into folds and
+/// scored; the rows of other sections are always in training.
 pub fn cross_validate(
     set: &Labelled,
     category: Category,
     configs: &[Config],
     k: usize,
     seeds: &[u64],
+    test_sections: &[String],
 ) -> Vec<CvRow> {
     let y: Vec<bool> = set.labels.iter().map(|l| l.is(category)).collect();
+    let scored = rows_in(set, test_sections);
     let row = |choice: Choice, probs: &[Vec<f64>]| {
         let mut r = CvRow {
             category,
@@ -1169,7 +1293,7 @@ pub fn cross_validate(
         };
         for p in probs {
             let t = choice.threshold.unwrap_or(0.5);
-            let [pr, re, f] = prf((0..y.len()).map(|i| {
+            let [pr, re, f] = prf(scored.iter().map(|&i| {
                 (
                     choice.mode.decide(&set.features[i], category, p[i], t),
                     y[i],
@@ -1183,11 +1307,18 @@ pub fn cross_validate(
     };
     let no_model = vec![vec![0.0; y.len()]; seeds.len()];
     let mut out: Vec<CvRow> = RULE_CHOICES.iter().map(|c| row(*c, &no_model)).collect();
-    for config in configs {
-        let probs: Vec<Vec<f64>> = seeds
-            .iter()
-            .map(|&s| out_of_fold(set, &y, config, k, s))
-            .collect();
+    // Per configuration, per seed the out-of-fold probabilities.
+    let mut probs: Vec<Vec<Vec<f64>>> = vec![Vec::new(); configs.len()];
+    for group in gram_groups(configs) {
+        let members: Vec<Config> = group.iter().map(|&c| configs[c]).collect();
+        for &s in seeds {
+            let per = out_of_fold(set, &y, &members, &scored, k, s);
+            for (&c, p) in group.iter().zip(per) {
+                probs[c].push(p);
+            }
+        }
+    }
+    for (config, probs) in configs.iter().zip(&probs) {
         for mode in Mode::WITH_MODEL {
             for t in THRESHOLDS {
                 out.push(row(
@@ -1196,7 +1327,7 @@ pub fn cross_validate(
                         config: Some(*config),
                         threshold: Some(t),
                     },
-                    &probs,
+                    probs,
                 ));
             }
         }
@@ -1361,43 +1492,39 @@ pub fn sections(set: &Labelled) -> Vec<String> {
     out
 }
 
-/// Probabilities of `config` for the rows `rows`, each from a model trained on the rows of
-/// `rows` outside its section (leave one section out within `rows`).
+/// Per configuration of `configs` (sharing their feature-group weights), the probabilities of
+/// the rows of the sections `names`, each from a model trained on the rows of `rows` outside
+/// its section (leave one section out within `rows`; rows of other sections always train).
 fn leave_section_out_probs(
     set: &Labelled,
     y: &[bool],
-    config: &Config,
+    configs: &[Config],
     rows: &[usize],
-) -> Vec<(usize, f64)> {
-    let mut out = Vec::new();
-    let mut names: Vec<&str> = Vec::new();
-    for &i in rows {
-        if !names.contains(&set.labels[i].section.as_str()) {
-            names.push(&set.labels[i].section);
-        }
-    }
+    names: &[String],
+) -> Vec<Vec<(usize, f64)>> {
+    let mut out = vec![Vec::new(); configs.len()];
     for name in names {
         let (test, train): (Vec<usize>, Vec<usize>) =
-            rows.iter().partition(|&&i| set.labels[i].section == name);
-        out.extend(
-            test.iter()
-                .copied()
-                .zip(predict(set, y, config, &train, &test)),
-        );
+            rows.iter().partition(|&&i| set.labels[i].section == *name);
+        for (o, probs) in out.iter_mut().zip(predict(set, y, configs, &train, &test)) {
+            o.extend(test.iter().copied().zip(probs));
+        }
     }
     out
 }
 
-/// For each section `k` of `names`, the probabilities of the rows outside it, each from a model
-/// trained without `k` and without the row's own section (leave one section out within the
-/// sections other than `k`). The model trained without sections `a` and `b` scores `b`'s rows
-/// for `k = a` and `a`'s rows for `k = b`, so each pair of sections is fitted once.
+/// Per configuration of `configs` (sharing their feature-group weights) and for each section
+/// `k` of `names`, the probabilities of the rows of the other sections of `names`, each from a
+/// model trained without `k` and without the row's own section (leave one section out within
+/// the sections other than `k`; rows outside `names` always train). The model trained without
+/// sections `a` and `b` scores `b`'s rows for `k = a` and `a`'s rows for `k = b`, so each pair
+/// of sections is fitted once.
 fn inner_probs(
     set: &Labelled,
     y: &[bool],
-    config: &Config,
+    configs: &[Config],
     names: &[String],
-) -> Vec<Vec<(usize, f64)>> {
+) -> Vec<Vec<Vec<(usize, f64)>>> {
     let section: Vec<usize> = set
         .labels
         .iter()
@@ -1408,14 +1535,17 @@ fn inner_probs(
                 .unwrap_or(names.len())
         })
         .collect();
-    let mut inner = vec![Vec::new(); names.len()];
+    let mut inner = vec![vec![Vec::new(); names.len()]; configs.len()];
     for a in 0..names.len() {
         for b in a + 1..names.len() {
             let (test, train): (Vec<usize>, Vec<usize>) =
                 (0..y.len()).partition(|&i| section[i] == a || section[i] == b);
-            for (&i, p) in test.iter().zip(predict(set, y, config, &train, &test)) {
-                let k = if section[i] == a { b } else { a };
-                inner[k].push((i, p));
+            let probs = predict(set, y, configs, &train, &test);
+            for (inner, probs) in inner.iter_mut().zip(probs) {
+                for (&i, p) in test.iter().zip(probs) {
+                    let k = if section[i] == a { b } else { a };
+                    inner[k].push((i, p));
+                }
             }
         }
     }
@@ -1445,21 +1575,30 @@ fn best_threshold(
 }
 
 /// Score every candidate for `category` by leaving one section out: rows for the rules and the
-/// strict rules, then per configuration and model mode one row. A left-out section is scored
-/// by a model trained on all other sections, with the threshold that leave-one-section-out
-/// *within* those other sections chooses by [`Counts::better`] (it never sees the left-out
-/// section). Needs at least three sections.
-pub fn leave_section_out(set: &Labelled, category: Category, configs: &[Config]) -> Vec<LosoRow> {
+/// strict rules, then per configuration and model mode one row. The sections `test_sections`
+/// are the folds: each is scored by a model trained on all other rows, with the threshold that
+/// leave-one-section-out *within* the other folds chooses by [`Counts::better`] (it never sees
+/// the left-out section). Rows of sections outside `test_sections` (labels that are not a
+/// sample of anything, e.g. conversations picked by a detector for labelling) are always in
+/// training and never scored. Configurations that weight the feature groups alike are fitted
+/// together. Needs at least three test sections.
+pub fn leave_section_out(
+    set: &Labelled,
+    category: Category,
+    configs: &[Config],
+    test_sections: &[String],
+) -> Vec<LosoRow> {
     let y: Vec<bool> = set.labels.iter().map(|l| l.is(category)).collect();
-    let names = sections(set);
+    let names = test_sections;
     let all: Vec<usize> = (0..y.len()).collect();
+    let scored = rows_in(set, names);
     let score = |mode: Mode, config: Option<Config>, outer: &[f64], inner: &[Vec<(usize, f64)>]| {
         let mut pooled = Counts::default();
         let mut per = Vec::new();
         for (k, name) in names.iter().enumerate() {
             let threshold = config.map(|_| best_threshold(set, &y, category, mode, &inner[k]));
             let mut c = Counts::default();
-            for i in all.iter().filter(|&&i| set.labels[i].section == *name) {
+            for i in scored.iter().filter(|&&i| set.labels[i].section == *name) {
                 let v = mode.decide(
                     &set.features[*i],
                     category,
@@ -1475,7 +1614,7 @@ pub fn leave_section_out(set: &Labelled, category: Category, configs: &[Config])
                 counts: c,
             });
         }
-        let outer_pairs: Vec<(usize, f64)> = all.iter().map(|&i| (i, outer[i])).collect();
+        let outer_pairs: Vec<(usize, f64)> = scored.iter().map(|&i| (i, outer[i])).collect();
         LosoRow {
             category,
             mode,
@@ -1490,14 +1629,23 @@ pub fn leave_section_out(set: &Labelled, category: Category, configs: &[Config])
         .iter()
         .map(|c| score(c.mode, None, &zeros, &[]))
         .collect();
-    for config in configs {
-        let mut outer = vec![0.0; y.len()];
-        for (i, p) in leave_section_out_probs(set, &y, config, &all) {
-            outer[i] = p;
+    let mut outer = vec![vec![0.0; y.len()]; configs.len()];
+    let mut inner = vec![Vec::new(); configs.len()];
+    for group in gram_groups(configs) {
+        let members: Vec<Config> = group.iter().map(|&c| configs[c]).collect();
+        let probs = leave_section_out_probs(set, &y, &members, &all, names);
+        for (&c, probs) in group.iter().zip(probs) {
+            for (i, p) in probs {
+                outer[c][i] = p;
+            }
         }
-        let inner = inner_probs(set, &y, config, &names);
+        for (&c, probs) in group.iter().zip(inner_probs(set, &y, &members, names)) {
+            inner[c] = probs;
+        }
+    }
+    for (c, config) in configs.iter().enumerate() {
         for mode in Mode::WITH_MODEL {
-            out.push(score(mode, Some(*config), &outer, &inner));
+            out.push(score(mode, Some(*config), &outer[c], &inner[c]));
         }
     }
     out
@@ -1561,7 +1709,11 @@ pub fn train(set: &Labelled, category: Category, choice: Choice) -> CategoryMode
     };
     let y: Vec<bool> = set.labels.iter().map(|l| l.is(category)).collect();
     let all: Vec<usize> = (0..y.len()).collect();
-    let model = fit(&set.gram(&config, &all, &all), &y, config.lambda);
+    let model = fit(
+        &set.gram(&config, &all, &all),
+        &y,
+        &[(config.lambda, config.positive_weight)],
+    );
     let (lex, den) = (config.lexical * config.lexical, config.dense * config.dense);
     let (win, lexi) = (
         config.window * config.window,
@@ -1595,7 +1747,7 @@ pub fn train(set: &Labelled, category: Category, choice: Choice) -> CategoryMode
     CategoryModel {
         choice,
         weights: Some(Weights {
-            bias: round(model.bias),
+            bias: round(model.bias[0]),
             dense: DENSE_NAMES
                 .iter()
                 .zip(dense)
@@ -1717,9 +1869,9 @@ pub struct Contribution {
 }
 
 impl LearnedDetector {
-    /// The detector shipped with the binary (`data/ablation/detector-v6.json`).
+    /// The detector shipped with the binary (`data/ablation/detector-v7.json`).
     pub fn shipped() -> Result<LearnedDetector> {
-        Self::from_text(SHIPPED, "the embedded detector-v6.json")
+        Self::from_text(SHIPPED, "the embedded detector-v7.json")
     }
 
     /// A detector from a file's text (`what` names it in errors).
@@ -2026,19 +2178,54 @@ mod tests {
         let y: Vec<bool> = x.iter().map(|v| *v > 0.0).collect();
         let n = x.len();
         let gram: Vec<f32> = (0..n * n).map(|k| x[k / n] * x[k % n]).collect();
-        let a = fit(&gram, &y, 1e-3);
-        let b = fit(&gram, &y, 1e-3);
+        let a = fit(&gram, &y, &[(1e-3, 0.5)]);
+        let b = fit(&gram, &y, &[(1e-3, 0.5)]);
         assert_eq!(a.alpha, b.alpha);
         assert_eq!(a.bias, b.bias);
         let w: f64 = a.alpha.iter().zip(&x).map(|(a, x)| f64::from(a * x)).sum();
         assert!(w > 0.0);
         for (xi, yi) in x.iter().zip(&y) {
-            let p = sigmoid(w * f64::from(*xi) + a.bias);
+            let p = sigmoid(w * f64::from(*xi) + a.bias[0]);
             assert_eq!(p >= 0.5, *yi, "x = {xi}: p = {p}");
         }
         // One class only: a constant model that predicts it.
-        let c = fit(&gram, &[false; 8], 1e-3);
-        assert!(sigmoid(c.bias) < 1e-3 && c.alpha.iter().all(|a| *a == 0.0));
+        let c = fit(&gram, &[false; 8], &[(1e-3, 0.5)]);
+        assert!(sigmoid(c.bias[0]) < 1e-3 && c.alpha.iter().all(|a| *a == 0.0));
+    }
+
+    #[test]
+    fn models_fitted_together_match_models_fitted_alone() {
+        // Overlapping classes, so that the class weights matter.
+        let x: Vec<f32> = vec![1.0, 2.0, 0.2, -0.3, -1.0, -2.0, 0.1, -1.5, -3.0, 0.4];
+        let y = [
+            true, true, true, true, false, false, false, false, false, false,
+        ];
+        let n = x.len();
+        let gram: Vec<f32> = (0..n * n).map(|k| x[k / n] * x[k % n]).collect();
+        let penalties = [(1e-3, 0.5), (1e-2, 0.5), (1e-3, 0.8)];
+        let together = fit(&gram, &y, &penalties);
+        assert_eq!(together.models(), 3);
+        let mut mean_p = Vec::new();
+        for (c, &p) in penalties.iter().enumerate() {
+            let alone = fit(&gram, &y, &[p]);
+            let col: Vec<f32> = (0..n).map(|i| together.alpha[i * 3 + c]).collect();
+            for (a, b) in col.iter().zip(&alone.alpha) {
+                assert!(
+                    (a - b).abs() <= 1e-5 * a.abs().max(1.0),
+                    "model {c}: {a} vs {b}"
+                );
+            }
+            assert!((together.bias[c] - alone.bias[0]).abs() < 1e-5);
+            let w: f64 = col.iter().zip(&x).map(|(a, x)| f64::from(a * x)).sum();
+            let m: f64 = x
+                .iter()
+                .map(|xi| sigmoid(w * f64::from(*xi) + together.bias[c]))
+                .sum::<f64>()
+                / n as f64;
+            mean_p.push(m);
+        }
+        // More weight on the positives raises the probabilities.
+        assert!(mean_p[2] > mean_p[0], "{mean_p:?}");
     }
 
     #[test]
@@ -2106,24 +2293,29 @@ mod tests {
         let (set, missing) = Labelled::new(&rules, labels, &examples);
         assert!(missing.is_empty());
         let y: Vec<bool> = set.labels.iter().map(|l| l.math).collect();
-        let names = sections(&set);
+        // s3 is always in training: the folds are s0, s1 and s2.
+        let names: Vec<String> = sections(&set).into_iter().take(3).collect();
         let config = Config {
             lexical: 1.0,
             dense: 1.0,
             window: 1.0,
             lexicon: 1.0,
             lambda: 1e-3,
+            positive_weight: EQUAL_WEIGHT,
         };
-        let inner = inner_probs(&set, &y, &config, &names);
+        let inner = inner_probs(&set, &y, &[config], &names).remove(0);
         for (k, name) in names.iter().enumerate() {
             let rest: Vec<usize> = (0..y.len())
                 .filter(|&i| set.labels[i].section != *name)
                 .collect();
-            let mut want = leave_section_out_probs(&set, &y, &config, &rest);
+            let others: Vec<String> = names.iter().filter(|s| *s != name).cloned().collect();
+            let mut want = leave_section_out_probs(&set, &y, &[config], &rest, &others).remove(0);
             let mut got = inner[k].clone();
             want.sort_by_key(|p| p.0);
             got.sort_by_key(|p| p.0);
-            assert_eq!(got.len(), 12);
+            // The rows of the two other folds, none of the always-trained section.
+            assert_eq!(got.len(), 8);
+            assert!(got.iter().all(|(i, _)| set.labels[*i].section != "s3"));
             for (g, w) in got.iter().zip(&want) {
                 assert_eq!(g.0, w.0);
                 assert!((g.1 - w.1).abs() < 1e-6, "{name}: {g:?} vs {w:?}");
@@ -2256,7 +2448,7 @@ mod tests {
     #[test]
     fn a_detector_computes_only_the_groups_its_weights_read() {
         let shipped = LearnedDetector::shipped().unwrap();
-        // learned-v6's choices use neither optional group.
+        // learned-v7's choices use neither optional group.
         assert_eq!(
             shipped.groups,
             Groups {
