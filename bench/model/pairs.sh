@@ -9,6 +9,7 @@
 #   defaults: /tmp/smollm2 5 ../shared/data/gsm8k/train.jsonl
 #   MIXPROBE_BIN   the binary (default /work/target-rel/release/mixprobe; build with
 #                  cargo build --release --target-dir /work/target-rel)
+#   MIXPROBE_FLAGS extra flags for mixprobe's side, e.g. "--matmul-precision high"
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 MODEL=${1:-/tmp/smollm2}
@@ -20,7 +21,7 @@ rate() { python3 -c "import json, sys; print(round(json.loads(sys.stdin.read().s
 ours=(); theirs=()
 for r in $(seq 1 "$ROUNDS"); do
   load=$(cut -d' ' -f1 /proc/loadavg)
-  a=$("$BIN" bench forward --model "$MODEL" --prompts "$PROMPTS" --limit 100 --batch 1 --threads 2 | rate)
+  a=$("$BIN" bench forward --model "$MODEL" --prompts "$PROMPTS" --limit 100 --batch 1 --threads 2 ${MIXPROBE_FLAGS:-} | rate)
   b=$(python3 bench/model/forward_transformers.py --model "$MODEL" --prompts "$PROMPTS" --limit 100 \
     --batch 1 --threads 2 2>/dev/null | rate)
   ours+=("$a"); theirs+=("$b")

@@ -8,7 +8,8 @@
 # and prints per-round tokens/s, then medians and ratios of medians.
 #
 # Usage: bash bench/probe/rounds.sh [MODEL_DIR] [DATA_DIR] [ROUNDS]
-#   defaults: /tmp/smollm2 ../shared/data 3; MIXPROBE_BIN as in run.sh
+#   defaults: /tmp/smollm2 ../shared/data 3; MIXPROBE_BIN as in run.sh; MIXPROBE_FLAGS extra flags
+#   for mixprobe's side, e.g. "--matmul-precision high"
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 MODEL=${1:-/tmp/smollm2}
@@ -23,7 +24,7 @@ ours() { # OUT [extra flags]: tokens/s of the forward passes, and the deepest la
   local out=$1; shift
   rm -rf "${out:?}"/*
   "$BIN" probe --spec probes/paper.toml --data-dir "$DATA" --model "$MODEL" --name model \
-    --out "$out" --batch-size 8 --quiet "$@" >/dev/null
+    --out "$out" --batch-size 8 --quiet ${MIXPROBE_FLAGS:-} "$@" >/dev/null
   python3 -c "import json; m = json.load(open('$out/index.json'))['models'][0]; print(round(m['tokens'] / m['forward_seconds'], 1), max(m['layers']))"
 }
 theirs() { # OUT [extra flags]
