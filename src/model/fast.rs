@@ -24,8 +24,10 @@
 //! [`Llama::prepare`] packs the linear weights once into the column panels of our own AVX-512
 //! kernel (`model::packed`): the returned [`PreparedLlama`] runs the same forward pass and
 //! pooling with every linear layer and the causal attention on that kernel: no per-call operand
-//! packing, which dominates `gemm` on short sequences (one-by-one forward); on long batches
-//! `gemm` stays as fast or faster (BENCHMARKS.md), so probe extraction does not prepare.
+//! packing, which dominates `gemm` on short sequences (one-by-one forward); on long calls (more
+//! than 256 rows) `gemm` stays as fast or faster (BENCHMARKS.md), so those run unprepared.
+//! [`Llama::prepare_with`] at `MatmulPrecision::High` splits the weights into bf16 tiles for
+//! the AMX kernel instead (`model::amx`, bf16x3, every call whatever its length).
 //! Prepared results are as deterministic (the same bits across thread counts and batch mates)
 //! and differ from the unprepared ones only by rounding.
 use super::amx::{self, AmxLinear, Split};
