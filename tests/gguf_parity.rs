@@ -63,11 +63,18 @@ fn argmax(row: &[f32]) -> usize {
         .0
 }
 
-#[test]
-fn imported_smollm2_matches_transformers() {
-    let shared = require_shared!();
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("smollm2");
+/// How many rows of `logits` (`[t, 49152]`) have the reference's argmax.
+fn argmax_agreement(logits: &[f32], want: &[i64]) -> usize {
+    logits
+        .chunks_exact(49152)
+        .zip(want)
+        .filter(|(row, w)| argmax(row) as i64 == **w)
+        .count()
+}
+
+/// `mixprobe model import-gguf` of the shared SmolLM2 GGUF into `tmp/smollm2`.
+fn import_smollm2(shared: &Path, tmp: &Path) -> std::path::PathBuf {
+    let dir = tmp.join("smollm2");
     common::bin()
         .args(["model", "import-gguf"])
         .arg(shared.join("models/SmolLM2-135M-Instruct.Q4_1.gguf"))
@@ -75,24 +82,42 @@ fn imported_smollm2_matches_transformers() {
         .arg(&dir)
         .assert()
         .success();
-    let ref_bytes =
-        std::fs::read(shared.join("fixtures/smollm2-135m-instruct/reference.safetensors")).unwrap();
+    dir
+}
+
+/// The transformers reference file's bytes.
+fn reference_bytes(shared: &Path) -> Vec<u8> {
+    std::fs::read(shared.join("fixtures/smollm2-135m-instruct/reference.safetensors")).unwrap()
+}
+
+/// `mixprobe model forward DIR --ids … --out OUT` plus `extra` flags.
+fn forward_ids(dir: &Path, ids: &[i64], out: &Path, extra: &[&str]) {
+    let csv: Vec<String> = ids.iter().map(|i| i.to_string()).collect();
+    common::bin()
+        .args(["model", "forward"])
+        .args(extra)
+        .arg(dir)
+        .arg("--ids")
+        .arg(csv.join(","))
+        .arg("--out")
+        .arg(out)
+        .assert()
+        .success();
+}
+
+#[test]
+fn imported_smollm2_matches_transformers() {
+    let shared = require_shared!();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = import_smollm2(&shared, tmp.path());
+    let ref_bytes = reference_bytes(&shared);
     let reference = SafeTensors::deserialize(&ref_bytes).unwrap();
 
     for p in 0..3 {
         let ids = i64s(&reference, &format!("p{p}.input_ids"));
-        let csv: Vec<String> = ids.iter().map(|i| i.to_string()).collect();
         let out = tmp.path().join(format!("p{p}.safetensors"));
         let t0 = std::time::Instant::now();
-        common::bin()
-            .args(["model", "forward"])
-            .arg(&dir)
-            .arg("--ids")
-            .arg(csv.join(","))
-            .arg("--out")
-            .arg(&out)
-            .assert()
-            .success();
+        forward_ids(&dir, &ids, &out, &[]);
         eprintln!(
             "p{p}: forward of {} tokens took {:.1} s",
             ids.len(),
@@ -136,12 +161,7 @@ fn imported_smollm2_matches_transformers() {
             panic!("p{p}: last-position logit {i} = {x}, reference {y}");
         }
 
-        let want = i64s(&reference, &format!("p{p}.argmax"));
-        let same = logits
-            .chunks_exact(49152)
-            .zip(&want)
-            .filter(|(row, w)| argmax(row) as i64 == **w)
-            .count();
+        let same = argmax_agreement(&logits, &i64s(&reference, &format!("p{p}.argmax")));
         eprintln!("p{p}: argmax agrees at {same}/{t} positions");
         assert!(
             same as f64 >= 0.99 * t as f64,
@@ -177,8 +197,7 @@ fn forward_text_uses_the_imported_tokenizer() {
         .arg(&out)
         .assert()
         .success();
-    let ref_bytes =
-        std::fs::read(shared.join("fixtures/smollm2-135m-instruct/reference.safetensors")).unwrap();
+    let ref_bytes = reference_bytes(&shared);
     let reference = SafeTensors::deserialize(&ref_bytes).unwrap();
     let bytes = std::fs::read(Path::new(&out)).unwrap();
     let got = SafeTensors::deserialize(&bytes).unwrap();
@@ -196,30 +215,13 @@ fn forward_text_uses_the_imported_tokenizer() {
 fn high_matmul_precision_keeps_final_norm_and_logits_within_parity() {
     let shared = require_shared!();
     let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("smollm2");
-    common::bin()
-        .args(["model", "import-gguf"])
-        .arg(shared.join("models/SmolLM2-135M-Instruct.Q4_1.gguf"))
-        .arg("--out")
-        .arg(&dir)
-        .assert()
-        .success();
-    let ref_bytes =
-        std::fs::read(shared.join("fixtures/smollm2-135m-instruct/reference.safetensors")).unwrap();
+    let dir = import_smollm2(&shared, tmp.path());
+    let ref_bytes = reference_bytes(&shared);
     let reference = SafeTensors::deserialize(&ref_bytes).unwrap();
     for p in 0..3 {
         let ids = i64s(&reference, &format!("p{p}.input_ids"));
-        let csv: Vec<String> = ids.iter().map(|i| i.to_string()).collect();
         let out = tmp.path().join(format!("high{p}.safetensors"));
-        common::bin()
-            .args(["model", "forward", "--matmul-precision", "high"])
-            .arg(&dir)
-            .arg("--ids")
-            .arg(csv.join(","))
-            .arg("--out")
-            .arg(&out)
-            .assert()
-            .success();
+        forward_ids(&dir, &ids, &out, &["--matmul-precision", "high"]);
         let bytes = std::fs::read(&out).unwrap();
         let got = SafeTensors::deserialize(&bytes).unwrap();
         let t = ids.len();
@@ -249,12 +251,7 @@ fn high_matmul_precision_keeps_final_norm_and_logits_within_parity() {
         if let Some((i, x, y)) = worst_outside(last, &want_last) {
             panic!("p{p}: last-position logit {i} = {x}, reference {y}");
         }
-        let want = i64s(&reference, &format!("p{p}.argmax"));
-        let same = logits
-            .chunks_exact(49152)
-            .zip(&want)
-            .filter(|(row, w)| argmax(row) as i64 == **w)
-            .count();
+        let same = argmax_agreement(&logits, &i64s(&reference, &format!("p{p}.argmax")));
         assert!(
             same as f64 >= 0.99 * t as f64,
             "p{p}: argmax agrees at only {same} of {t} positions"

@@ -178,18 +178,22 @@ impl Split {
             .par_chunks_mut(per)
             .zip(self.lo[..need].par_chunks_mut(per))
             .zip(x.par_chunks(RB * inp))
-            .for_each(|((hi, lo), src)| split_rows(hi, lo, src, inp, kp));
+            .for_each(|((hi, lo), src)| kernel::split_rows(hi, lo, src, inp, kp));
     }
 }
 
-/// Split the rows of `src` (`inp` floats each) into `hi` and `lo` (`kp` values per row).
+/// Split the rows of `src` (`inp` floats each) into `hi` and `lo` (`kp` values per row, zeros
+/// past `inp`).
+#[inline(always)]
 fn split_rows(hi: &mut [u16], lo: &mut [u16], src: &[f32], inp: usize, kp: usize) {
     for ((h, l), s) in hi
         .chunks_mut(kp)
         .zip(lo.chunks_mut(kp))
         .zip(src.chunks(inp))
     {
-        kernel::split_row(&mut h[..inp], &mut l[..inp], s);
+        for ((h, l), &x) in h.iter_mut().zip(l.iter_mut()).zip(s) {
+            (*h, *l) = split(x);
+        }
         h[inp..].fill(0);
         l[inp..].fill(0);
     }
@@ -275,26 +279,19 @@ mod kernel {
         ret == 0
     }
 
-    /// Split one row: `hi[i], lo[i] = split(src[i])` (vectorised by the compiler).
-    pub(super) fn split_row(hi: &mut [u16], lo: &mut [u16], src: &[f32]) {
+    /// [`super::split_rows`], vectorised for AVX-512 where the CPU has it.
+    pub(super) fn split_rows(hi: &mut [u16], lo: &mut [u16], src: &[f32], inp: usize, kp: usize) {
         if std::arch::is_x86_feature_detected!("avx512bw") {
             // SAFETY: AVX-512F/BW were detected; the function only indexes slices.
-            unsafe { split_row_avx512(hi, lo, src) }
+            unsafe { split_rows_avx512(hi, lo, src, inp, kp) }
         } else {
-            split_row_plain(hi, lo, src);
+            super::split_rows(hi, lo, src, inp, kp);
         }
     }
 
     #[target_feature(enable = "avx512f,avx512bw")]
-    fn split_row_avx512(hi: &mut [u16], lo: &mut [u16], src: &[f32]) {
-        split_row_plain(hi, lo, src);
-    }
-
-    #[inline(always)]
-    fn split_row_plain(hi: &mut [u16], lo: &mut [u16], src: &[f32]) {
-        for ((h, l), &x) in hi.iter_mut().zip(lo.iter_mut()).zip(src) {
-            (*h, *l) = super::split(x);
-        }
+    fn split_rows_avx512(hi: &mut [u16], lo: &mut [u16], src: &[f32], inp: usize, kp: usize) {
+        super::split_rows(hi, lo, src, inp, kp);
     }
 
     /// The 64-byte tile configuration of palette 1.
@@ -350,7 +347,7 @@ mod kernel {
             bias: Option<&[f32]>,
             panels: std::ops::Range<usize>,
         ) {
-            let mut tmp = [0f32; 4 * 256];
+            let mut tmp = [0f32; RB * PANEL];
             let xs = x.kp * 2;
             // A panel is kbs · 4 KiB; while a thread computes one, it prefetches its next one
             // into L2, spread over the (row block, k block) steps, so that the first row block
@@ -431,52 +428,16 @@ mod kernel {
                     let out = unsafe { dst.add(b * ds + c0) };
                     if height == RB && width == PANEL {
                         // SAFETY: the 32 × 32 block at rows b .., columns c0 .. of `dst` is
-                        // in bounds (full height and width); tile t covers rows 16·(t / 2) ..,
-                        // columns 16·(t % 2) .., stored with row stride ds floats.
-                        unsafe {
-                            asm!(
-                                "tilestored [{o0} + {s}*1], tmm0",
-                                "tilestored [{o1} + {s}*1], tmm1",
-                                "tilestored [{o2} + {s}*1], tmm2",
-                                "tilestored [{o3} + {s}*1], tmm3",
-                                o0 = in(reg) out,
-                                o1 = in(reg) out.add(NT),
-                                o2 = in(reg) out.add(16 * ds),
-                                o3 = in(reg) out.add(16 * ds + NT),
-                                s = in(reg) ds * 4,
-                                options(nostack),
-                            );
-                        }
+                        // in bounds (full height and width), row stride ds floats.
+                        unsafe { store_block(out, ds) };
                     } else {
-                        let tp = tmp.as_mut_ptr();
-                        // SAFETY: `tmp` holds four 16 × 16 f32 tiles.
-                        unsafe {
-                            asm!(
-                                "tilestored [{o0} + {s}*1], tmm0",
-                                "tilestored [{o1} + {s}*1], tmm1",
-                                "tilestored [{o2} + {s}*1], tmm2",
-                                "tilestored [{o3} + {s}*1], tmm3",
-                                o0 = in(reg) tp,
-                                o1 = in(reg) tp.add(256),
-                                o2 = in(reg) tp.add(512),
-                                o3 = in(reg) tp.add(768),
-                                s = in(reg) 64usize,
-                                options(nostack),
-                            );
-                        }
-                        for r in 0..height {
-                            for half in 0..2 {
-                                let n = NT.min(width.saturating_sub(half * NT));
-                                let src = &tmp[((r / 16) * 2 + half) * 256 + (r % 16) * NT..][..n];
-                                // SAFETY: row b + r < rows, columns c0 + 16·half .. + n <=
-                                // w.out of `dst`.
-                                unsafe {
-                                    std::ptr::copy_nonoverlapping(
-                                        src.as_ptr(),
-                                        out.add(r * ds + half * NT),
-                                        n,
-                                    );
-                                }
+                        // SAFETY: `tmp` is a 32 × 32 block, row stride 32 floats.
+                        unsafe { store_block(tmp.as_mut_ptr(), RB) };
+                        for (r, row) in tmp.chunks(PANEL).take(height).enumerate() {
+                            // SAFETY: row b + r < rows, columns c0 .. c0 + width <= w.out of
+                            // `dst`.
+                            unsafe {
+                                std::ptr::copy_nonoverlapping(row.as_ptr(), out.add(r * ds), width);
                             }
                         }
                     }
@@ -495,6 +456,30 @@ mod kernel {
         }
     }
 
+    /// Store the four accumulator tiles as one 32 × 32 block at `out` (row stride `stride`
+    /// floats): tile t covers rows 16·(t / 2) .., columns 16·(t % 2) ...
+    ///
+    /// # Safety
+    /// `out` points to 32 rows of 32 writable floats, `stride` floats apart; the tiles are
+    /// configured.
+    unsafe fn store_block(out: *mut f32, stride: usize) {
+        // SAFETY: the caller guarantees the block; each tilestored writes 16 rows of 64 bytes.
+        unsafe {
+            asm!(
+                "tilestored [{o0} + {s}*1], tmm0",
+                "tilestored [{o1} + {s}*1], tmm1",
+                "tilestored [{o2} + {s}*1], tmm2",
+                "tilestored [{o3} + {s}*1], tmm3",
+                o0 = in(reg) out,
+                o1 = in(reg) out.add(NT),
+                o2 = in(reg) out.add(16 * stride),
+                o3 = in(reg) out.add(16 * stride + NT),
+                s = in(reg) stride * 4,
+                options(nostack),
+            );
+        }
+    }
+
     impl Drop for Tiles {
         fn drop(&mut self) {
             // SAFETY: releases this thread's tile configuration (set up in `configure`).
@@ -508,10 +493,8 @@ mod kernel {
     //! No AMX off x86-64: [`super::available`] is false, so nothing here runs.
     use super::{AmxLinear, Split};
 
-    pub(super) fn split_row(hi: &mut [u16], lo: &mut [u16], src: &[f32]) {
-        for ((h, l), &x) in hi.iter_mut().zip(lo.iter_mut()).zip(src) {
-            (*h, *l) = super::split(x);
-        }
+    pub(super) fn split_rows(hi: &mut [u16], lo: &mut [u16], src: &[f32], inp: usize, kp: usize) {
+        super::split_rows(hi, lo, src, inp, kp);
     }
 
     pub(super) struct Tiles(());
