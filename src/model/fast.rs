@@ -352,6 +352,37 @@ impl Linear {
     }
 }
 
+/// `dst_i = x W_i (+ b_i)` for linear layers that take the same input `x`: with packed copies
+/// and a blocked `x`, one parallel pass of the AVX-512 kernel over all their panels
+/// ([`packed::linear_blocked_many`]; `next` names the layers of the caller's next call, whose
+/// first panels each thread prefetches); otherwise [`Linear::apply_cols`] for each.
+fn apply_group(group: &mut [(&Linear, &mut [f32])], x: &[f32], input: Input<'_>, next: &[&Linear]) {
+    if let Input::Blocked(xb) = input {
+        let count = group.len();
+        let mut products: Vec<packed::Product<'_, '_>> = group
+            .iter_mut()
+            .filter_map(|(l, dst)| {
+                let w = Weights::packed(l.packed.as_ref()?);
+                Some(packed::Product {
+                    dst,
+                    w,
+                    bias: l.bias(),
+                })
+            })
+            .collect();
+        if products.len() == count {
+            let next: Vec<Weights<'_>> = next
+                .iter()
+                .filter_map(|l| l.packed.as_ref().map(Weights::packed))
+                .collect();
+            return packed::linear_blocked_many(&mut products, xb, &next);
+        }
+    }
+    for (l, dst) in group.iter_mut() {
+        l.apply_cols(dst, x, input);
+    }
+}
+
 struct Layer {
     ln1: Weight,
     q: Linear,
@@ -632,9 +663,12 @@ impl CpuLlama {
             Pack::None => {}
         };
         prep(&ws.h, d, &mut ws.xb, &mut ws.xs);
-        w.q.apply_cols(&mut ws.q, &ws.h, kernel.input(&ws.xb, &ws.xs));
-        w.k.apply_cols(&mut ws.k, &ws.h, kernel.input(&ws.xb, &ws.xs));
-        w.v.apply_cols(&mut ws.v, &ws.h, kernel.input(&ws.xb, &ws.xs));
+        apply_group(
+            &mut [(&w.q, &mut ws.q), (&w.k, &mut ws.k), (&w.v, &mut ws.v)],
+            &ws.h,
+            kernel.input(&ws.xb, &ws.xs),
+            &[&w.o],
+        );
         ws.q.par_chunks_mut(c * qd)
             .zip(ws.k.par_chunks_mut(c * kvd))
             .enumerate()
@@ -681,7 +715,12 @@ impl CpuLlama {
             .enumerate()
             .for_each(|(i, ctx)| unhead(ctx, i * c));
         prep(&ws.ctx, qd, &mut ws.xb, &mut ws.xs);
-        w.o.apply_cols(&mut ws.o, &ws.ctx, kernel.input(&ws.xb, &ws.xs));
+        apply_group(
+            &mut [(&w.o, &mut ws.o)],
+            &ws.ctx,
+            kernel.input(&ws.xb, &ws.xs),
+            &[&w.gate, &w.up],
+        );
         x.par_chunks_mut(c * d)
             .zip(ws.o.par_chunks(c * d))
             .zip(ws.h.par_chunks_mut(c * d))
@@ -690,16 +729,24 @@ impl CpuLlama {
                 rms_norm_into(h, x, ln2, d, eps);
             });
         prep(&ws.h, d, &mut ws.xb, &mut ws.xs);
-        w.gate
-            .apply_cols(&mut ws.gate, &ws.h, kernel.input(&ws.xb, &ws.xs));
-        w.up.apply_cols(&mut ws.up, &ws.h, kernel.input(&ws.xb, &ws.xs));
+        apply_group(
+            &mut [(&w.gate, &mut ws.gate), (&w.up, &mut ws.up)],
+            &ws.h,
+            kernel.input(&ws.xb, &ws.xs),
+            &[&w.down],
+        );
         ws.gate
             .par_chunks_mut(c * f)
             .zip(ws.up.par_chunks(c * f))
             .for_each(|(g, u)| silu_mul(g, u));
         prep(&ws.gate, f, &mut ws.xb, &mut ws.xs);
-        w.down
-            .apply_cols(&mut ws.o, &ws.gate, kernel.input(&ws.xb, &ws.xs));
+        let following = self.layers.get(l + 1).map(|n| [&n.q, &n.k, &n.v]);
+        apply_group(
+            &mut [(&w.down, &mut ws.o)],
+            &ws.gate,
+            kernel.input(&ws.xb, &ws.xs),
+            following.as_ref().map_or(&[][..], |f| &f[..]),
+        );
         x.par_chunks_mut(c * d)
             .zip(ws.o.par_chunks(c * d))
             .for_each(|(x, o)| add_into(x, o));

@@ -11,7 +11,9 @@
 //! panel into L2 while it computes the current one). `x` is read from a [`Blocked`] copy (rows
 //! in blocks of 12, `k`-major), so the broadcasts walk one stream. Threads split the panels
 //! (contiguous ranges), every thread running all rows, in chunks of about 1 MiB of `x` so
-//! that the chunk stays in L2 while the thread's panels pass over it.
+//! that the chunk stays in L2 while the thread's panels pass over it. Weights that take the
+//! same input (a layer's q, k and v; gate and up) run as one call over all their panels
+//! ([`linear_blocked_many`]), and a thread prefetches the first panel of its next call.
 //!
 //! Every output element is one accumulator that sums `x[r, k] · W[k, c]` for `k` in `0..in`,
 //! in that order, with a fused multiply-add, then adds the bias: the result does not depend on
@@ -119,6 +121,12 @@ impl<'a> Weights<'a> {
         }
     }
 
+    /// Whether each panel is `in · 32` contiguous floats (a [`PackedLinear`]), which the
+    /// kernel can prefetch as one run of cache lines.
+    fn contiguous_panels(&self) -> bool {
+        self.k_stride == PANEL && self.panel_stride == self.inp * PANEL
+    }
+
     /// The weight as a row-major `[in, out]` matrix (the fallback's operand).
     fn to_row_major(self) -> std::borrow::Cow<'a, [f32]> {
         if self.row_major {
@@ -216,65 +224,152 @@ impl Blocked {
     }
 }
 
-/// [`linear`] of an `x` already blocked ([`Blocked::fill`]). While a thread computes one
-/// packed panel it prefetches its next panel into L2, spread over the row blocks, so that a
-/// panel's first row block does not wait on memory (one sequence's forward pass streams every
-/// weight from DRAM once).
+/// One product `dst = x · w (+ bias)` of a [`linear_blocked_many`] call.
+pub(crate) struct Product<'a, 'b> {
+    pub(crate) dst: &'b mut [f32],
+    pub(crate) w: Weights<'a>,
+    pub(crate) bias: Option<&'a [f32]>,
+}
+
+/// [`linear`] of an `x` already blocked ([`Blocked::fill`]); see [`linear_blocked_many`].
 ///
 /// # Panics
-/// When a length does not match the weight's shape, or without AVX-512 (caller bugs: only
-/// the AVX-512 path blocks its input).
+/// As [`linear_blocked_many`].
 pub(crate) fn linear_blocked(dst: &mut [f32], xb: &Blocked, w: Weights<'_>, bias: Option<&[f32]>) {
-    let (k, n, rows) = (w.inp, w.out, xb.rows);
-    assert!(
-        xb.inp == k && dst.len() == rows * n && bias.is_none_or(|b| b.len() == n),
-        "packed::linear_blocked shapes: x [{rows}, {}] dst {} for {k}→{n}",
-        xb.inp,
-        dst.len()
-    );
+    linear_blocked_many(&mut [Product { dst, w, bias }], xb, &[]);
+}
+
+/// Several products of the same blocked `x` ([`Blocked::fill`]) in one parallel pass: the
+/// panels of all the weights, one after the other, are split among the worker threads in
+/// contiguous ranges (one fork and join for, e.g., a layer's q, k and v projections instead of
+/// three). While a thread computes one packed panel it prefetches its next panel into L2,
+/// spread over the row blocks, so that a panel's first row block does not wait on memory (one
+/// sequence's forward pass streams every weight from DRAM once). `next` names the weights of
+/// the caller's next call (same split): during its last panel a thread prefetches the first
+/// panel it will compute there.
+///
+/// # Panics
+/// When a length does not match a weight's shape, or without AVX-512 (caller bugs: only the
+/// AVX-512 path blocks its input).
+pub(crate) fn linear_blocked_many(
+    products: &mut [Product<'_, '_>],
+    xb: &Blocked,
+    next: &[Weights<'_>],
+) {
+    let rows = xb.rows;
+    for p in products.iter() {
+        let (k, n) = (p.w.inp, p.w.out);
+        assert!(
+            xb.inp == k && p.dst.len() == rows * n && p.bias.is_none_or(|b| b.len() == n),
+            "packed::linear_blocked shapes: x [{rows}, {}] dst {} for {k}→{n}",
+            xb.inp,
+            p.dst.len()
+        );
+    }
     assert!(has_avx512(), "packed::linear_blocked without AVX-512");
-    if rows == 0 || n == 0 || k == 0 {
-        dst.fill(0.0);
-        if let Some(b) = bias {
-            for row in dst.chunks_mut(n.max(1)) {
-                row.copy_from_slice(b);
+    let k = xb.inp;
+    if rows == 0 || k == 0 {
+        for p in products.iter_mut() {
+            p.dst.fill(0.0);
+            if let Some(b) = p.bias {
+                for row in p.dst.chunks_mut(p.w.out.max(1)) {
+                    row.copy_from_slice(b);
+                }
             }
         }
         return;
     }
-    let n_panels = n.div_ceil(PANEL);
-    let parts = rayon::current_num_threads().clamp(1, n_panels);
-    let per = n_panels.div_ceil(parts);
+    // (first global panel, weights, dst address, bias) of each product, then the total.
+    let mut segs = Vec::with_capacity(products.len());
+    let mut total = 0;
+    for p in products.iter_mut() {
+        let address = p.dst.as_mut_ptr().expose_provenance();
+        segs.push((total, p.w, address, p.bias));
+        total += p.w.out.div_ceil(PANEL);
+    }
+    if total == 0 {
+        return;
+    }
+    let parts = rayon::current_num_threads().clamp(1, total);
+    let per = total.div_ceil(parts);
     // Rows per chunk: about 1 MiB of `x`, which stays in L2 while every panel passes over it.
     let chunk = (CHUNK_FLOATS / k).max(1).next_multiple_of(ROWS);
-    let base = dst.as_mut_ptr().expose_provenance();
     let xp = xb.data.as_ptr().expose_provenance();
     (0..parts).into_par_iter().for_each(|j| {
-        let panels = (j * per).min(n_panels)..((j + 1) * per).min(n_panels);
-        for r0 in (0..rows).step_by(chunk) {
-            let r = chunk.min(rows - r0);
-            // SAFETY: `dst` is `[rows, n]` (checked above) and borrowed mutably for the whole
-            // parallel loop; task `j` writes only the columns of its own panels (disjoint from
-            // every other task's) and nothing else reads `dst` meanwhile. `xb` holds
-            // rows.div_ceil(ROWS) blocks of ROWS · k floats (filled for these rows and this
-            // k), so the blocks of rows r0..r0 + r (r0 a multiple of ROWS) exist; the weight
-            // view addresses only elements inside its slice for k < in, c < out (see
-            // `Weights`), and `bias` has `n` values. AVX-512F was detected above.
-            #[allow(unsafe_code)]
-            unsafe {
-                let out = std::ptr::with_exposed_provenance_mut::<f32>(base).add(r0 * n);
-                let x = std::ptr::with_exposed_provenance::<f32>(xp).add(r0 * k);
-                avx512::panels(
-                    (out, n),
-                    avx512::Rows::Blocked(x),
-                    r,
-                    w,
-                    bias,
-                    panels.clone(),
-                );
+        let range = (j * per).min(total)..((j + 1) * per).min(total);
+        // This thread's pieces: (product, its local panel range).
+        let pieces: Vec<(usize, std::ops::Range<usize>)> = segs
+            .iter()
+            .enumerate()
+            .filter_map(|(i, &(first, w, _, _))| {
+                let end = first + w.out.div_ceil(PANEL);
+                let (a, b) = (range.start.max(first), range.end.min(end));
+                (a < b).then(|| (i, a - first..b - first))
+            })
+            .collect();
+        let after_call = first_panel(next, j);
+        for (at, (i, panels)) in pieces.iter().enumerate() {
+            let (_, w, address, bias) = segs[*i];
+            let n = w.out;
+            let after = match pieces.get(at + 1) {
+                Some((i2, p2)) => panel_start(segs[*i2].1, p2.start),
+                None => after_call,
+            };
+            for r0 in (0..rows).step_by(chunk) {
+                let r = chunk.min(rows - r0);
+                let last = r0 + r == rows;
+                // SAFETY: each product's `dst` is `[rows, n]` (checked above) and borrowed
+                // mutably for the whole parallel loop; task `j` writes only the columns of its
+                // own panels of it (disjoint from every other task's) and nothing else reads
+                // it meanwhile. `xb` holds rows.div_ceil(ROWS) blocks of ROWS · k floats
+                // (filled for these rows and this k), so the blocks of rows r0..r0 + r (r0 a
+                // multiple of ROWS) exist; the weight view addresses only elements inside its
+                // slice for k < in, c < out (see `Weights`), and `bias` has `n` values;
+                // prefetches never fault. AVX-512F was detected above.
+                #[allow(unsafe_code)]
+                unsafe {
+                    let out = std::ptr::with_exposed_provenance_mut::<f32>(address).add(r0 * n);
+                    let x = std::ptr::with_exposed_provenance::<f32>(xp).add(r0 * k);
+                    avx512::panels(
+                        (out, n),
+                        avx512::Rows::Blocked(x),
+                        r,
+                        w,
+                        bias,
+                        panels.clone(),
+                        after.filter(|_| last),
+                    );
+                }
             }
         }
     });
+}
+
+/// (address, cache lines) of panel `p` of a packed weight, to prefetch; `None` for a weight
+/// read where it is stored.
+fn panel_start(w: Weights<'_>, p: usize) -> Option<(usize, usize)> {
+    w.contiguous_panels().then(|| {
+        let at = w.data.as_ptr().wrapping_add(p * w.panel_stride);
+        (at.expose_provenance(), 2 * w.inp)
+    })
+}
+
+/// The first panel task `j` computes in a [`linear_blocked_many`] call of `ws` (same pool).
+fn first_panel(ws: &[Weights<'_>], j: usize) -> Option<(usize, usize)> {
+    let total: usize = ws.iter().map(|w| w.out.div_ceil(PANEL)).sum();
+    if total == 0 {
+        return None;
+    }
+    let g = j * total.div_ceil(rayon::current_num_threads().clamp(1, total));
+    let mut first = 0;
+    for &w in ws {
+        let n = w.out.div_ceil(PANEL);
+        if g < first + n {
+            return panel_start(w, g - first);
+        }
+        first += n;
+    }
+    None
 }
 
 /// Causal attention of one head over one sequence of `len` positions on the AVX-512 kernel:
@@ -337,6 +432,7 @@ pub(crate) fn causal_attention(
                 keys,
                 None,
                 0..seen.div_ceil(PANEL),
+                None,
             );
             for (ii, row) in scores.chunks_mut(len).take(r).enumerate() {
                 let (past, future) = row[..seen].split_at_mut(i0 + ii + 1);
@@ -358,6 +454,7 @@ pub(crate) fn causal_attention(
                 values,
                 None,
                 0..hd.div_ceil(PANEL),
+                None,
             );
         }
     }
@@ -402,7 +499,8 @@ mod avx512 {
     /// # Safety
     /// AVX-512F is available; `dst` points to `rows` rows of at least `out` writable floats no
     /// one else touches in these panels' columns, `x` to `rows` rows of at least `in` floats
-    /// in its layout, `bias` (if any) holds `out` values.
+    /// in its layout, `bias` (if any) holds `out` values. `after` (address, cache lines) is
+    /// prefetched into L2 during the last panel (only prefetched: any address will do).
     #[target_feature(enable = "avx512f")]
     pub(super) unsafe fn panels(
         (dst, ds): (*mut f32, usize),
@@ -411,12 +509,13 @@ mod avx512 {
         w: Weights<'_>,
         bias: Option<&[f32]>,
         panels: std::ops::Range<usize>,
+        after: Option<(usize, usize)>,
     ) {
         let (k, n) = (w.inp, w.out);
         let n_blocks = rows.div_ceil(ROWS);
-        // A packed panel is 2k cache lines; the next one is prefetched, spread over the blocks.
-        let contiguous = w.k_stride == PANEL && w.panel_stride == k * PANEL;
-        let lines_per_block = (2 * k).div_ceil(n_blocks);
+        // A packed panel is 2k cache lines; the next one (or `after`) is prefetched, spread
+        // over the blocks.
+        let contiguous = w.contiguous_panels();
         for p in panels.clone() {
             let c0 = p * PANEL;
             let width = (n - c0).min(PANEL);
@@ -427,20 +526,25 @@ mod avx512 {
             };
             let masks = [mask as u16, (mask >> 16) as u16];
             let wp = w.data.as_ptr().wrapping_add(p * w.panel_stride);
-            let next = (contiguous && p + 1 < panels.end)
-                .then(|| wp.wrapping_add(w.panel_stride).cast::<i8>());
+            let (next, lines) = if contiguous && p + 1 < panels.end {
+                (wp.wrapping_add(w.panel_stride).cast::<i8>(), 2 * k)
+            } else if p + 1 == panels.end
+                && let Some((at, lines)) = after
+            {
+                (std::ptr::with_exposed_provenance::<i8>(at), lines)
+            } else {
+                (std::ptr::null(), 0)
+            };
+            let lines_per_block = lines.div_ceil(n_blocks);
             let bp = bias.map(|b| b.as_ptr().wrapping_add(c0));
             for blk in 0..n_blocks {
                 let r0 = blk * ROWS;
                 let r = (rows - r0).min(ROWS);
-                let first = (blk * lines_per_block).min(2 * k);
-                let pf = match next {
-                    Some(next) => (
-                        next.wrapping_add(first * 64),
-                        ((blk + 1) * lines_per_block).min(2 * k) - first,
-                    ),
-                    None => (std::ptr::null(), 0),
-                };
+                let first = (blk * lines_per_block).min(lines);
+                let pf = (
+                    next.wrapping_add(first * 64),
+                    ((blk + 1) * lines_per_block).min(lines) - first,
+                );
                 // SAFETY: rows r0..r0 + r of `x` and `dst` exist (r0 + r <= rows); the
                 // panel's columns c0..c0 + width lie inside `dst`'s rows and the weight's
                 // panel; masked lanes past `width` are never accessed; prefetches never fault.
@@ -637,6 +741,67 @@ mod tests {
                     run(threads, &mut got, &x, Weights::row_major(&w, k, n), bias);
                     assert_eq!(got, first, "{what}: stored, {threads} threads");
                 }
+            }
+        }
+    }
+
+    /// Several products in one call (panels split across the products' boundaries among 1, 2
+    /// and 3 threads, with next-call prefetch hints, and a row count past one row chunk) give
+    /// the bits of separate single-threaded calls, which match the naive f64 product.
+    #[test]
+    fn grouped_products_equal_separate_calls() {
+        if !has_avx512() {
+            eprintln!("skipped: grouped products need the AVX-512 kernel (this CPU lacks it)");
+            return;
+        }
+        for (rows, k) in [(1, 9), (37, 64), (460, 600)] {
+            let shapes = [(k, 100), (k, 33), (k, 64), (k, 5)];
+            let x = data(rows * k, 0.4);
+            let mut xb = Blocked::default();
+            xb.fill(&x, k);
+            let ws: Vec<Vec<f32>> = shapes
+                .iter()
+                .enumerate()
+                .map(|(i, &(k, n))| data(k * n, 1.0 + i as f64))
+                .collect();
+            let bias = data(100, 3.0);
+            let packs: Vec<PackedLinear> = ws
+                .iter()
+                .zip(shapes)
+                .map(|(w, (k, n))| PackedLinear::new(w, k, n))
+                .collect();
+            let biases = [Some(&bias[..]), None, None, Some(&bias[..5])];
+            let alone: Vec<Vec<f32>> = (0..shapes.len())
+                .map(|i| {
+                    let mut y = vec![f32::NAN; rows * shapes[i].1];
+                    run(1, &mut y, &x, Weights::packed(&packs[i]), biases[i]);
+                    let want = naive(&x, &ws[i], biases[i], rows, k, shapes[i].1);
+                    assert_close(&format!("{rows}x{k} product {i}"), &y, &want);
+                    y
+                })
+                .collect();
+            let next = [Weights::packed(&packs[2]), Weights::packed(&packs[0])];
+            for threads in [1, 2, 3] {
+                let mut outs: Vec<Vec<f32>> = shapes
+                    .iter()
+                    .map(|&(_, n)| vec![f32::NAN; rows * n])
+                    .collect();
+                let mut products: Vec<Product<'_, '_>> = outs
+                    .iter_mut()
+                    .zip(&packs)
+                    .zip(biases)
+                    .map(|((dst, p), bias)| Product {
+                        dst,
+                        w: Weights::packed(p),
+                        bias,
+                    })
+                    .collect();
+                rayon::ThreadPoolBuilder::new()
+                    .num_threads(threads)
+                    .build()
+                    .unwrap()
+                    .install(|| linear_blocked_many(&mut products, &xb, &next));
+                assert_eq!(outs, alone, "{rows}x{k}, {threads} threads");
             }
         }
     }
