@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The project's test command (README.md; .ci/run calls exactly this). Installs what it needs,
-# checks that the CUDA build compiles (no GPU needed), then runs every test.
+# checks that the CUDA build (and the CUDA parity tests) compile (no GPU needed), then runs every test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -12,7 +12,14 @@ if [ -n "${CI:-}" ]; then
   export MIXPROBE_REQUIRE_BROWSER=1 MIXPROBE_REQUIRE_BOOK=1
   [ -d ../shared/data ] || { echo "CI: ../shared/data is missing" >&2; exit 1; }
 fi
+# A one-shot build gains nothing from incremental caches, which cost disk (CI's linker once died
+# of a full disk); a developer's own `cargo test` keeps them.
+export CARGO_INCREMENTAL=${CARGO_INCREMENTAL:-0}
+echo "== disk: $(df -h . | awk 'NR==2 {print $4 " free of " $2}')"
 echo "== cargo check --features cuda (the CUDA path must keep compiling)"
-cargo check --features cuda --lib --bins --quiet
+cargo check --features cuda --lib --bins --test model_parity --quiet
 echo "== cargo test"
-cargo test --all-targets --no-fail-fast "$@"
+status=0
+cargo test --all-targets --no-fail-fast "$@" || status=$?
+echo "== disk: $(df -h . | awk 'NR==2 {print $4 " free of " $2}'); target/: $(du -sh target 2>/dev/null | cut -f1)"
+exit $status
