@@ -15,6 +15,10 @@ fi
 # A one-shot build gains nothing from incremental caches, which cost disk (CI's linker once died
 # of a full disk); a developer's own `cargo test` keeps them.
 export CARGO_INCREMENTAL=${CARGO_INCREMENTAL:-0}
+# ... and the ~40 test binaries are built without debug info (std's included): each carried
+# about 60 MB of it (panic messages still name the file and line of the failing assertion).
+export CARGO_PROFILE_DEV_DEBUG=${CARGO_PROFILE_DEV_DEBUG:-false}
+export CARGO_PROFILE_DEV_STRIP=${CARGO_PROFILE_DEV_STRIP:-debuginfo}
 echo "== disk: $(df -h . | awk 'NR==2 {print $4 " free of " $2}')"
 echo "== cargo check --features cuda (the CUDA path must keep compiling)"
 cargo check --features cuda --lib --bins --test model_parity --quiet

@@ -800,6 +800,8 @@ const LABELS_7: &str = "tests/fixtures/ablation_labels_blind7.tsv";
 const LABELS_8: &str = "tests/fixtures/ablation_labels_blind8.tsv";
 /// The held-out-9 label file (session 7): blind for learned-v7, NOT training data.
 const LABELS_9: &str = "tests/fixtures/ablation_labels_blind9.tsv";
+/// The held-out-10 label file (session 9): blind for learned-v7, NOT training data.
+const LABELS_10: &str = "tests/fixtures/ablation_labels_blind10.tsv";
 /// The active-learning labels (session 7): 400 conversations learned-v6 picked, in three
 /// sections that are always in training and never a left-out fold.
 const ACTIVE_1: &str = "tests/fixtures/ablation_labels_active1.tsv";
@@ -1573,6 +1575,36 @@ fn learned_v7_on_the_blind_held_out_9_sample() {
     let [code, math] = pooled[0];
     pin(code, (178, 6, 14), "rules-v2 code on held-out-9");
     pin(math, (19, 9, 17), "rules-v2 math on held-out-9");
+}
+
+/// The held-out-10 sample (session 9, tests/fixtures/ablation_labels_blind10.tsv; 500
+/// conversations: `enriched` = 250 drawn from a third keyword pool (WORDS3: arithmetic and
+/// math-object words, fractions, powers, LaTeX), `random` = 150, `words2` = 100 more from the
+/// held-out-9 everyday-quantity pool): labelled blind by a reader who never saw a detector, its
+/// code or its output. Every OPS/WORDS conversation was already labelled, and it shows: the
+/// sample holds one math positive, so it measures math false positives, not recall. Not
+/// training data of any detector. Scored once, blind, and pinned as first measured:
+/// learned-v7 code 0.965 / 0.975 (tp 193, fp 7, fn 5), math tp 0, fp 0, fn 1 (no conversation
+/// flagged as math; the one positive, "what is an isomorphism?", missed); rules-v2 code 0.984 /
+/// 0.960, math tp 0, fp 3, fn 1.
+#[test]
+fn learned_v7_on_the_blind_held_out_10_sample() {
+    let shared = require_shared!();
+    let pooled = score_label_file(
+        &shared,
+        Blind {
+            n: 10,
+            file: LABELS_10,
+            size: 500,
+            excluded: 6,
+        },
+    );
+    let [code, math] = pooled[1];
+    pin(code, (193, 7, 5), "learned-v7 code on held-out-10");
+    pin(math, (0, 0, 1), "learned-v7 math on held-out-10");
+    let [code, math] = pooled[0];
+    pin(code, (190, 3, 8), "rules-v2 code on held-out-10");
+    pin(math, (0, 3, 1), "rules-v2 math on held-out-10");
 }
 
 /// Two readers, one sample: held-out-6 labelled a second time (session 6,

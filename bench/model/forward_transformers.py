@@ -4,7 +4,8 @@
 Runs the same prompts (the first N "question" fields of a GSM8K-format JSONL, tokenized with the
 model's tokenizer.json, no special tokens, no chat template) through the decoder stack
 (`model.model`, which returns every hidden state, the last one final-normed, and computes no
-logits, like `mixprobe bench forward`), on CPU with the given thread count. --batch 1 runs them
+logits, like `mixprobe bench forward`), on CPU with the given thread count, or on the GPU with
+--device cuda (fp32, TF32 off: PyTorch's default). --batch 1 runs them
 one by one; --batch N sorts them by length and runs right-padded batches of N with an attention
 mask (padding not counted). Prints one JSON line.
 """
@@ -18,6 +19,7 @@ def main():
     ap.add_argument("--limit", type=int, default=100)
     ap.add_argument("--batch", type=int, default=1)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     args = ap.parse_args()
     import torch
     from transformers import AutoModelForCausalLM
@@ -37,9 +39,9 @@ def main():
         t = max(len(s) for s in seqs)
         inp = torch.tensor([s + [0] * (t - len(s)) for s in seqs])
         mask = torch.tensor([[1] * len(s) + [0] * (t - len(s)) for s in seqs])
-        return inp, mask
+        return inp.to(args.device), mask.to(args.device)
 
-    model = AutoModelForCausalLM.from_pretrained(args.model, torch_dtype=torch.float32)
+    model = AutoModelForCausalLM.from_pretrained(args.model, torch_dtype=torch.float32).to(args.device)
     model.eval()
     with torch.inference_mode():
         inp, mask = tensors(calls[0])
@@ -53,7 +55,7 @@ def main():
     n = sum(len(x) for x in ids)
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(json.dumps({"impl": "transformers", "bench": "forward", "batch": args.batch,
-                      "torch": torch.__version__, "tokens": n, "seconds": dt,
+                      "torch": torch.__version__, "device": args.device, "tokens": n, "seconds": dt,
                       "tokens_per_s": n / dt, "threads": args.threads, "peak_rss_mib": rss}))
 
 

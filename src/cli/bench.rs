@@ -2,9 +2,11 @@
 //! one JSON line each (tokens/s and peak memory) so that bench/model/run.sh and
 //! bench/train/run.sh can set them beside PyTorch / transformers measured on the same work.
 use anyhow::Context;
+use burn::tensor::backend::{AutodiffBackend, Backend};
+use mixprobe::model::device::{self, DeviceKind};
 use mixprobe::model::{
     CpuAutodiff, CpuBackend, ForwardOptions, GenerateConfig, HiddenSelect, Llama, LlamaConfig,
-    MatmulPrecision, Preset, TokenBatch, generate, load_hf_dir,
+    MatmulPrecision, Precision, Preset, TokenBatch, generate, load_hf_dir,
 };
 use mixprobe::train::batch::{MicroBatch, Sample};
 use mixprobe::train::optim::{AdamW, AdamWConfig, clip_scale, global_grad_norm};
@@ -48,6 +50,10 @@ pub struct PromptArgs {
     /// Worker threads (the rayon pool that runs the matrix products).
     #[arg(long, default_value_t = 2)]
     pub threads: usize,
+    /// Where to run: cpu (the fast path) or cuda (burn's CUDA backend, generic path; needs a
+    /// build with the `cuda` feature; falls back to the CPU with a warning when unavailable).
+    #[arg(long, value_enum, default_value_t = DeviceKind::Cpu)]
+    pub device: DeviceKind,
 }
 
 #[derive(clap::Args)]
@@ -55,7 +61,8 @@ pub struct ForwardArgs {
     #[command(flatten)]
     pub prompts: PromptArgs,
     /// Call `Llama::forward` on the weights as loaded instead of packing them once first
-    /// (`Llama::prepare`), to measure what packing gains.
+    /// (`Llama::prepare`), to measure what packing gains. (On cuda the model always runs as
+    /// loaded.)
     #[arg(long)]
     pub unprepared: bool,
     /// Precision of the prepared weights' f32 matrix products: highest (IEEE f32) or high
@@ -87,6 +94,16 @@ pub struct TrainArgs {
     /// Worker threads (the rayon pool that runs the training fast path's kernels).
     #[arg(long, default_value_t = 2)]
     pub threads: usize,
+    /// Precision of the matrix products: fp32, or bf16 mixed precision (bf16 operands, f32
+    /// weights and everything else, as `train --precision bf16`; needs a backend with bf16, i.e.
+    /// cuda).
+    #[arg(long, value_enum, default_value_t = Precision::Fp32)]
+    pub precision: Precision,
+    /// Where to run: cpu (the training fast path) or cuda (burn's CUDA backend with autodiff;
+    /// needs a build with the `cuda` feature; falls back to the CPU with a warning when
+    /// unavailable).
+    #[arg(long, value_enum, default_value_t = DeviceKind::Cpu)]
+    pub device: DeviceKind,
 }
 
 pub fn run(cmd: BenchCmd) -> anyhow::Result<()> {
@@ -102,21 +119,60 @@ pub fn run(cmd: BenchCmd) -> anyhow::Result<()> {
         .num_threads(threads)
         .build()
         .context("starting the thread pool")?;
-    let line = pool.install(|| match cmd {
-        BenchCmd::Forward(a) => forward(&a.prompts, a.unprepared, a.matmul_precision),
-        BenchCmd::Generate(a) => generation(&a.prompts, a.max_new_tokens),
-        BenchCmd::Train(a) => train(&a),
+    let requested = match &cmd {
+        BenchCmd::Forward(a) => a.prompts.device,
+        BenchCmd::Generate(a) => a.prompts.device,
+        BenchCmd::Train(a) => a.device,
+    };
+    let (kind, warning) = device::resolve(requested);
+    if let Some(w) = warning {
+        eprintln!("warning: {w}");
+    }
+    let mut line = pool.install(|| match (cmd, kind) {
+        (BenchCmd::Forward(a), DeviceKind::Cpu) => {
+            forward(&a.prompts, a.unprepared, a.matmul_precision)
+        }
+        (BenchCmd::Generate(a), DeviceKind::Cpu) => {
+            generation::<CpuBackend>(&a.prompts, a.max_new_tokens, &Default::default())
+        }
+        (BenchCmd::Train(a), DeviceKind::Cpu) => train::<CpuAutodiff>(&a, &Default::default()),
+        #[cfg(feature = "cuda")]
+        (BenchCmd::Forward(a), DeviceKind::Cuda) => {
+            if a.matmul_precision != MatmulPrecision::Highest {
+                eprintln!("note: --matmul-precision applies to the CPU only; cuda runs f32");
+            }
+            forward_generic::<device::CudaBackend>(&a.prompts, &Default::default())
+        }
+        #[cfg(feature = "cuda")]
+        (BenchCmd::Generate(a), DeviceKind::Cuda) => {
+            generation::<device::CudaBackend>(&a.prompts, a.max_new_tokens, &Default::default())
+        }
+        #[cfg(feature = "cuda")]
+        (BenchCmd::Train(a), DeviceKind::Cuda) => {
+            train::<burn::backend::Autodiff<device::CudaBackend>>(&a, &Default::default())
+        }
+        #[cfg(not(feature = "cuda"))]
+        (_, DeviceKind::Cuda) => {
+            unreachable!("resolve() never picks CUDA without the cuda feature")
+        }
     })?;
+    line["device"] = json!(match kind {
+        DeviceKind::Cpu => "cpu",
+        DeviceKind::Cuda => "cuda",
+    });
     println!("{line}");
     Ok(())
 }
 
 /// Load the model and the tokenized prompts, grouped into the calls to make.
-fn setup(a: &PromptArgs) -> anyhow::Result<(Llama<CpuBackend>, Vec<Vec<Vec<u32>>>)> {
+fn setup<B: Backend>(
+    a: &PromptArgs,
+    device: &B::Device,
+) -> anyhow::Result<(Llama<B>, Vec<Vec<Vec<u32>>>)> {
     if a.batch == 0 || a.limit == 0 {
         return Err(crate::cli::UserError("--batch and --limit must be at least 1".into()).into());
     }
-    let loaded = load_hf_dir::<CpuBackend>(&a.model, &Default::default())?;
+    let loaded = load_hf_dir::<B>(&a.model, device)?;
     let tok_path = loaded
         .tokenizer
         .clone()
@@ -181,12 +237,8 @@ fn forward(
     unprepared: bool,
     precision: MatmulPrecision,
 ) -> anyhow::Result<serde_json::Value> {
-    let (model, calls) = setup(a)?;
-    let opts = ForwardOptions {
-        hidden: HiddenSelect::All,
-        final_norm: true,
-        ..Default::default()
-    };
+    let (model, calls) = setup::<CpuBackend>(a, &Default::default())?;
+    let opts = forward_options();
     let pad = 0;
     // Packing the weights once is part of the timed work.
     let t0 = Instant::now();
@@ -225,8 +277,60 @@ fn forward(
     }))
 }
 
-fn generation(a: &PromptArgs, max_new_tokens: usize) -> anyhow::Result<serde_json::Value> {
-    let (model, calls) = setup(a)?;
+/// What `bench forward` asks for: every hidden state and the final norm, no logits.
+fn forward_options() -> ForwardOptions {
+    ForwardOptions {
+        hidden: HiddenSelect::All,
+        final_norm: true,
+        ..Default::default()
+    }
+}
+
+/// `bench forward` on another backend (CUDA): burn's generic forward on the weights as loaded;
+/// each call ends when the device has finished it (`Backend::sync`), like transformers'
+/// `.item()` after each call in bench/model/forward_transformers.py. A first, untimed pass over
+/// every call compiles (and, with autotuning, tunes) the kernels for each shape; its time is
+/// reported as `first_pass_seconds`.
+#[cfg_attr(not(feature = "cuda"), allow(dead_code))]
+fn forward_generic<B: Backend>(
+    a: &PromptArgs,
+    device: &B::Device,
+) -> anyhow::Result<serde_json::Value> {
+    let (model, calls) = setup::<B>(a, device)?;
+    let opts = forward_options();
+    let sync = || B::sync(device).map_err(|e| anyhow::anyhow!("device sync failed: {e:?}"));
+    let run = |seqs: &[Vec<u32>]| -> anyhow::Result<()> {
+        let out = model.forward(&TokenBatch::new(seqs, 0)?, &opts)?;
+        std::hint::black_box(out);
+        sync()
+    };
+    let t0 = Instant::now();
+    for seqs in &calls {
+        run(seqs)?;
+    }
+    let first_pass_seconds = t0.elapsed().as_secs_f64();
+    let t0 = Instant::now();
+    let mut tokens = 0;
+    for seqs in &calls {
+        run(seqs)?;
+        tokens += seqs.iter().map(Vec::len).sum::<usize>();
+    }
+    let seconds = t0.elapsed().as_secs_f64();
+    Ok(json!({
+        "impl": "mixprobe", "bench": "forward", "batch": a.batch, "prepared": false,
+        "first_pass_seconds": first_pass_seconds,
+        "sequences": calls.iter().map(Vec::len).sum::<usize>(), "tokens": tokens,
+        "seconds": seconds, "tokens_per_s": tokens as f64 / seconds,
+        "threads": rayon::current_num_threads(), "peak_rss_mib": peak_rss_mib(),
+    }))
+}
+
+fn generation<B: Backend>(
+    a: &PromptArgs,
+    max_new_tokens: usize,
+    device: &B::Device,
+) -> anyhow::Result<serde_json::Value> {
+    let (model, calls) = setup::<B>(a, device)?;
     let cfg = GenerateConfig {
         max_new_tokens,
         ..Default::default()
@@ -268,7 +372,10 @@ fn train_config() -> LlamaConfig {
     }
 }
 
-fn train(a: &TrainArgs) -> anyhow::Result<serde_json::Value> {
+fn train<B: AutodiffBackend>(
+    a: &TrainArgs,
+    device: &B::Device,
+) -> anyhow::Result<serde_json::Value> {
     if a.steps == 0 || a.batch == 0 || a.seq < 2 {
         return Err(crate::cli::UserError(
             "--steps and --batch must be at least 1 and --seq at least 2".into(),
@@ -277,7 +384,7 @@ fn train(a: &TrainArgs) -> anyhow::Result<serde_json::Value> {
     }
     let config = train_config();
     let vocab = config.vocab_size as u32;
-    let mut model: Llama<CpuAutodiff> = Llama::init(&config, 0, &Default::default());
+    let mut model: Llama<B> = Llama::init(&config, 0, device).with_precision(a.precision)?;
     let mut opt = AdamW::new(AdamWConfig {
         beta1: 0.9,
         beta2: 0.999,
@@ -300,6 +407,7 @@ fn train(a: &TrainArgs) -> anyhow::Result<serde_json::Value> {
         let (grads, stats) = accumulate(&model, &[mb], 1)?;
         let norm = global_grad_norm(&model, &grads);
         model = opt.step(model, grads, 1e-4, clip_scale(norm, 1.0));
+        B::sync(device).map_err(|e| anyhow::anyhow!("device sync failed: {e:?}"))?;
         let el = t0.elapsed().as_secs_f64();
         eprintln!("step {step}: loss {:.4} {el:.3}s", stats.loss);
         last_loss = stats.loss;
@@ -310,6 +418,7 @@ fn train(a: &TrainArgs) -> anyhow::Result<serde_json::Value> {
     let tokens = a.steps * a.batch * a.seq;
     Ok(json!({
         "impl": "mixprobe", "bench": "train", "params": config.num_params(),
+        "precision": a.precision.as_str(),
         "batch": a.batch, "seq": a.seq, "steps": a.steps, "tokens": tokens,
         "seconds": seconds, "tokens_per_s": tokens as f64 / seconds, "last_loss": last_loss,
         "threads": rayon::current_num_threads(), "peak_rss_mib": peak_rss_mib(),
