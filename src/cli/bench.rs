@@ -167,11 +167,11 @@ pub fn run(cmd: BenchCmd) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The calls a benchmark makes: each a list of token-id sequences run together.
+type Calls = Vec<Vec<Vec<u32>>>;
+
 /// Load the model and the tokenized prompts, grouped into the calls to make.
-fn setup<B: Backend>(
-    a: &PromptArgs,
-    device: &B::Device,
-) -> anyhow::Result<(Llama<B>, Vec<Vec<Vec<u32>>>)> {
+fn setup<B: Backend>(a: &PromptArgs, device: &B::Device) -> anyhow::Result<(Llama<B>, Calls)> {
     if a.batch == 0 || a.limit == 0 {
         return Err(crate::cli::UserError("--batch and --limit must be at least 1".into()).into());
     }
@@ -216,7 +216,7 @@ fn read_prompts(path: &Path, limit: usize) -> anyhow::Result<Vec<String>> {
         }
         let record = Location::Line(i + 1);
         let v: serde_json::Value = serde_json::from_str(line)
-            .map_err(|e| Error::record(path, record.clone(), format!("invalid JSON: {e}")))?;
+            .map_err(|e| Error::record(path, record, format!("invalid JSON: {e}")))?;
         let field = ["question", "instruction", "text"]
             .iter()
             .find_map(|k| v.get(*k).and_then(|x| x.as_str()));
