@@ -1330,6 +1330,18 @@ fn pin(s: Score, want: (usize, usize, usize), what: &str) {
     assert_eq!((s.tp, s.fp, s.fn_), want, "{what}: {}", s.line(""));
 }
 
+/// [`pin`] for one detector's pooled `[code, math]` scores on one sample (`what`, e.g.
+/// "rules-v2 on held-out-8").
+fn pin_both(
+    [code, math]: [Score; 2],
+    want_code: (usize, usize, usize),
+    want_math: (usize, usize, usize),
+    what: &str,
+) {
+    pin(code, want_code, &format!("{what}: code"));
+    pin(math, want_math, &format!("{what}: math"));
+}
+
 /// A blind held-out sample: `held-out-N` in `file` (sections `held-out-N-enriched`,
 /// `held-out-N-random` and, from held-out-9 on, others), `size` labelled ids, at most `excluded`
 /// of which the reader excludes (an empty turn; counted, not dropped silently).
@@ -1437,9 +1449,12 @@ fn rules_v2_on_held_out_4_and_learned_v7_in_sample() {
             excluded: 3,
         },
     );
-    let [code, math] = pooled[0];
-    pin(code, (125, 7, 7), "rules-v2 code changed on held-out-4");
-    pin(math, (21, 15, 4), "rules-v2 math changed on held-out-4");
+    pin_both(
+        pooled[0],
+        (125, 7, 7),
+        (21, 15, 4),
+        "rules-v2 on held-out-4",
+    );
 }
 
 /// The held-out-5 sample (session 5, tests/fixtures/ablation_labels_blind5.tsv): labelled blind
@@ -1486,9 +1501,12 @@ fn rules_v2_on_held_out_6_and_learned_v7_in_sample() {
             excluded: 3,
         },
     );
-    let [code, math] = pooled[0];
-    pin(code, (116, 6, 4), "rules-v2 code on held-out-6");
-    pin(math, (17, 8, 14), "rules-v2 math on held-out-6");
+    pin_both(
+        pooled[0],
+        (116, 6, 4),
+        (17, 8, 14),
+        "rules-v2 on held-out-6",
+    );
 }
 
 /// The held-out-7 sample (session 6, tests/fixtures/ablation_labels_blind7.tsv; 300 enriched +
@@ -1511,9 +1529,12 @@ fn rules_v2_on_held_out_7_and_learned_v7_in_sample() {
             excluded: 4,
         },
     );
-    let [code, math] = pooled[0];
-    pin(code, (154, 5, 10), "rules-v2 code on held-out-7");
-    pin(math, (39, 11, 17), "rules-v2 math on held-out-7");
+    pin_both(
+        pooled[0],
+        (154, 5, 10),
+        (39, 11, 17),
+        "rules-v2 on held-out-7",
+    );
 }
 
 /// The held-out-8 sample (session 6, tests/fixtures/ablation_labels_blind8.tsv; 350 enriched +
@@ -1539,9 +1560,12 @@ fn rules_v2_on_held_out_8_and_learned_v7_in_sample() {
             excluded: 9,
         },
     );
-    let [code, math] = pooled[0];
-    pin(code, (162, 8, 11), "rules-v2 code on held-out-8");
-    pin(math, (34, 12, 15), "rules-v2 math on held-out-8");
+    pin_both(
+        pooled[0],
+        (162, 8, 11),
+        (34, 12, 15),
+        "rules-v2 on held-out-8",
+    );
 }
 
 /// The held-out-9 sample (session 7, tests/fixtures/ablation_labels_blind9.tsv; 500
@@ -1569,12 +1593,18 @@ fn learned_v7_on_the_blind_held_out_9_sample() {
             excluded: 2,
         },
     );
-    let [code, math] = pooled[1];
-    pin(code, (182, 13, 10), "learned-v7 code on held-out-9");
-    pin(math, (31, 9, 5), "learned-v7 math on held-out-9");
-    let [code, math] = pooled[0];
-    pin(code, (178, 6, 14), "rules-v2 code on held-out-9");
-    pin(math, (19, 9, 17), "rules-v2 math on held-out-9");
+    pin_both(
+        pooled[1],
+        (182, 13, 10),
+        (31, 9, 5),
+        "learned-v7 on held-out-9",
+    );
+    pin_both(
+        pooled[0],
+        (178, 6, 14),
+        (19, 9, 17),
+        "rules-v2 on held-out-9",
+    );
 }
 
 /// The held-out-10 sample (session 9, tests/fixtures/ablation_labels_blind10.tsv; 500
@@ -1599,12 +1629,13 @@ fn learned_v7_on_the_blind_held_out_10_sample() {
             excluded: 6,
         },
     );
-    let [code, math] = pooled[1];
-    pin(code, (193, 7, 5), "learned-v7 code on held-out-10");
-    pin(math, (0, 0, 1), "learned-v7 math on held-out-10");
-    let [code, math] = pooled[0];
-    pin(code, (190, 3, 8), "rules-v2 code on held-out-10");
-    pin(math, (0, 3, 1), "rules-v2 math on held-out-10");
+    pin_both(
+        pooled[1],
+        (193, 7, 5),
+        (0, 0, 1),
+        "learned-v7 on held-out-10",
+    );
+    pin_both(pooled[0], (190, 3, 8), (0, 3, 1), "rules-v2 on held-out-10");
 }
 
 /// Two readers, one sample: held-out-6 labelled a second time (session 6,
