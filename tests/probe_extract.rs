@@ -81,9 +81,12 @@ fn spec(count: usize, layers: &str, pooling: &str) -> ProbeSpec {
     .unwrap()
 }
 
+/// IEEE f32 products, so the pooled states can be held to 1e-5 of the by-hand pooling (the
+/// default, `High`, is bf16x3 on AMX tiles where the CPU has them; it has its own test below).
 fn opts(batch_size: usize) -> ExtractOptions {
     ExtractOptions {
         batch_size,
+        matmul_precision: MatmulPrecision::Highest,
         ..ExtractOptions::default()
     }
 }
@@ -179,23 +182,28 @@ fn extraction_matches_forward_and_ignores_batch_size() {
     }
 }
 
-/// `matmul_precision = High` (bf16x3 on AMX tiles where the CPU has them) is recorded in the
-/// index as what actually ran, and moves the pooled states by no more than its 2⁻¹⁶-relative
-/// products allow (checked against the by-hand f64 pooling of the highest-precision forward).
+/// `matmul_precision = High` (bf16x3 on AMX tiles where the CPU has them) is the default, is
+/// recorded in the index as what actually ran, and moves the pooled states by no more than its
+/// 2⁻¹⁶-relative products allow (checked against the by-hand f64 pooling of the
+/// highest-precision forward).
 #[test]
-fn high_matmul_precision_is_recorded_and_stays_close() {
+fn high_matmul_precision_is_the_default_is_recorded_and_stays_close() {
     let s = setup();
     let models = [ModelRef::from_dir(&s.model)];
     let spec = spec(4, "[0, 2, \"last\"]", "mean");
+    assert_eq!(
+        ExtractOptions::default().matmul_precision,
+        MatmulPrecision::High
+    );
     let out = s.root.join("out-high");
     let high = ExtractOptions {
-        matmul_precision: MatmulPrecision::High,
-        ..opts(3)
+        batch_size: 3,
+        ..ExtractOptions::default()
     };
     let index = extract(&spec, &s.data, &models, &out, &high).unwrap();
     let m = &index.models[0];
     assert_eq!(m.matmul_precision, MatmulPrecision::High.effective());
-    let default = extract(
+    let highest = extract(
         &spec,
         &s.data,
         &models,
@@ -203,7 +211,7 @@ fn high_matmul_precision_is_recorded_and_stays_close() {
         &opts(3),
     )
     .unwrap();
-    assert_eq!(default.models[0].matmul_precision, MatmulPrecision::Highest);
+    assert_eq!(highest.models[0].matmul_precision, MatmulPrecision::Highest);
     for layer in [0, 2, 4] {
         let got = load_layer(&out, m, layer).unwrap();
         for row in [0, 5, 11] {

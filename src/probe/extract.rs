@@ -79,8 +79,9 @@ pub struct ExtractOptions {
     pub progress: bool,
     /// Replace the spec's layers (e.g. `all` for a per-layer study).
     pub layers: Option<Layers>,
-    /// Precision of the CPU fast path's f32 matrix products (`High`: bf16x3 on AMX tiles where
-    /// the CPU has them; see [`MatmulPrecision`]).
+    /// Precision of the CPU fast path's f32 matrix products. The default is `High`: bf16x3 on
+    /// AMX tiles where the CPU has them (about 1e-5 relative error per product, and faster than
+    /// IEEE f32 there: BENCHMARKS.md; see [`MatmulPrecision`]), IEEE f32 elsewhere. `Highest` asks for IEEE f32 everywhere.
     pub matmul_precision: MatmulPrecision,
 }
 
@@ -91,7 +92,7 @@ impl Default for ExtractOptions {
             device: DeviceKind::Cpu,
             progress: false,
             layers: None,
-            matmul_precision: MatmulPrecision::Highest,
+            matmul_precision: MatmulPrecision::High,
         }
     }
 }
