@@ -63,4 +63,6 @@ cols = list(zip(*[[float(x) for x in l.split()] for l in sys.stdin if l.strip()]
 a, b, c, d, e, f, g = (st.median(x) for x in cols)
 print(f"medians, every layer: mixprobe as shipped {a:.1f}, highest {b:.1f}; transformers f32 {c:.1f}, medium {d:.1f}")
 print(f"  shipped / transformers f32 {a / c:.2f}x (goal >= 1.5x); highest / transformers f32 {b / c:.2f}x; shipped / transformers medium {a / d:.2f}x")
-print(f"medians, paper protocol: mixprobe {e:.1f} vs truncated {f:.1f} -> {e / f:.2f}x, vs every block {g:.1f} -> {e / g:.2f}x")'
+print(f"medians, paper protocol: mixprobe {e:.1f} vs truncated {f:.1f} -> {e / f:.2f}x, vs every block {g:.1f} -> {e / g:.2f}x")
+r = [x / y for x, y in zip(cols[0], cols[2])]
+print(f"per round, shipped / transformers f32: {' '.join(f'{x:.2f}' for x in r)} (median {st.median(r):.2f}x, lowest {min(r):.2f}x)")'
