@@ -1190,7 +1190,7 @@ fn ablate_train_reproduces_its_file_byte_for_byte_and_the_file_drives_ablate() {
     assert_eq!(file.loso.len(), 2 * 2 + configs * 5);
     assert_eq!(file.cv.len(), 2 * 2 + configs * 5 * 14);
     assert_eq!(file.training["sections"].as_array().map(Vec::len), Some(3));
-    assert!(file.training.get("train_only_sections").is_none());
+    assert!(!file.training.contains_key("train_only_sections"));
 
     // A fourth section given with --train-only-labels trains every model but is never a fold.
     let c = dir.path().join("c.json");

@@ -184,13 +184,12 @@ fn fast_path_ignores_thread_count_and_batch_mates() {
     }
 }
 
+/// Pooled hidden states of `(sequences, layers, pooling weights)`, one row set per layer.
+type PoolFn<'a> = dyn Fn(&[Vec<u32>], &[usize], &[Vec<f32>]) -> Vec<Vec<f32>> + Sync + 'a;
+
 /// The determinism check of [`fast_path_ignores_thread_count_and_batch_mates`] on one way of
 /// pooling.
-fn same_bits_across_threads_and_batches(
-    fast: &Llama<CpuBackend>,
-    pool: &(dyn Fn(&[Vec<u32>], &[usize], &[Vec<f32>]) -> Vec<Vec<f32>> + Sync),
-    prepared: &str,
-) {
+fn same_bits_across_threads_and_batches(fast: &Llama<CpuBackend>, pool: &PoolFn, prepared: &str) {
     let seqs = sequences(fast.config().vocab_size as u32);
     let layers: Vec<usize> = (0..=fast.config().num_hidden_layers).collect();
     let mean = |seqs: &[Vec<u32>]| -> Vec<Vec<f32>> {

@@ -100,7 +100,7 @@ fn by_hand(model_dir: &Path, text: &str, layer: usize, pooling: &str) -> Vec<f64
     let out = loaded
         .model
         .forward(
-            &TokenBatch::new(&[ids.clone()], 0).unwrap(),
+            &TokenBatch::new(std::slice::from_ref(&ids), 0).unwrap(),
             &ForwardOptions {
                 hidden: HiddenSelect::All,
                 ..Default::default()

@@ -114,7 +114,7 @@ fn bad_specs_name_the_file_and_field() {
         ),
         ("layers = 3\n".to_string(), &["set"]),
         (format!("layers = []\n{SET}"), &["layers", "empty"]),
-        (format!("{SET}"), &["layers"]),
+        (SET.to_string(), &["layers"]),
         (
             "layers = 3\n[[set]]\nname = \"m\"\npath = \"a\"\ncount = 0\n".to_string(),
             &["set 1", "count", "at least 1"],

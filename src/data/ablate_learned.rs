@@ -1028,9 +1028,9 @@ fn fit(gram: &[f32], y: &[bool], penalties: &[(f64, f64)]) -> Fits {
     for _ in 0..ITERATIONS {
         // Look-ahead point.
         for i in 0..n {
-            for c in 0..k {
+            for (c, &m) in momentum.iter().enumerate() {
                 let j = i * k + c;
-                look[j] = alpha[j] + momentum[c] * (alpha[j] - prev_alpha[j]);
+                look[j] = alpha[j] + m * (alpha[j] - prev_alpha[j]);
             }
         }
         for c in 0..k {

@@ -150,11 +150,7 @@ impl<'a> Weights<'a> {
 /// When a length does not match the weight's shape (a caller bug, never user input).
 pub(crate) fn linear(dst: &mut [f32], x: &[f32], w: Weights<'_>, bias: Option<&[f32]>) {
     let (k, n) = (w.inp, w.out);
-    let rows = if k == 0 {
-        dst.len() / n.max(1)
-    } else {
-        x.len() / k
-    };
+    let rows = x.len().checked_div(k).unwrap_or(dst.len() / n.max(1));
     assert!(
         x.len() == rows * k && dst.len() == rows * n && bias.is_none_or(|b| b.len() == n),
         "packed::linear shapes: x {} dst {} for {k}→{n}",

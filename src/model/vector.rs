@@ -183,7 +183,7 @@ mod tests {
             assert!((*got as f64 - want).abs() < 1e-6, "{got} vs {want}");
         }
         let mut y = vec![0f32; 37];
-        rms_norm_into(&mut y, &x, &vec![2.0; 37], 37, 1e-5);
+        rms_norm_into(&mut y, &x, &[2.0; 37], 37, 1e-5);
         let rms = (x.iter().map(|&v| (v as f64).powi(2)).sum::<f64>() / 37.0 + 1e-5).sqrt();
         for (&got, &v) in y.iter().zip(&x) {
             assert!((got as f64 - v as f64 / rms * 2.0).abs() < 1e-5);

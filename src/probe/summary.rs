@@ -239,6 +239,35 @@ pub fn standardized(x: &ndarray::Array2<f32>) -> ndarray::Array2<f32> {
     z
 }
 
+/// Trustworthiness of the t-SNE map of (model, layer), else of its PCA map; None without a map.
+fn trust_of(
+    dir: &Path,
+    model: &str,
+    layer: usize,
+    x: ndarray::ArrayView2<'_, f32>,
+    k: usize,
+) -> Result<Option<(f64, Method)>> {
+    for method in [Method::Tsne, Method::Pca] {
+        let path = projection_path(dir, model, layer, method);
+        if !path.is_file() {
+            continue;
+        }
+        let map = ProjectionFile::load(&path)?;
+        if map.points.len() != x.nrows() {
+            return Err(Error::file(
+                &path,
+                format!(
+                    "has {} points but the probe has {} examples: re-run `mixprobe project`",
+                    map.points.len(),
+                    x.nrows()
+                ),
+            ));
+        }
+        return Ok(Some((trustworthiness(x, map.coords().view(), k)?, method)));
+    }
+    Ok(None)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -284,33 +313,4 @@ mod tests {
         assert!(raw.abs() < 0.2, "raw silhouette {raw}");
         assert!(z > 0.5, "standardized silhouette {z}");
     }
-}
-
-/// Trustworthiness of the t-SNE map of (model, layer), else of its PCA map; None without a map.
-fn trust_of(
-    dir: &Path,
-    model: &str,
-    layer: usize,
-    x: ndarray::ArrayView2<'_, f32>,
-    k: usize,
-) -> Result<Option<(f64, Method)>> {
-    for method in [Method::Tsne, Method::Pca] {
-        let path = projection_path(dir, model, layer, method);
-        if !path.is_file() {
-            continue;
-        }
-        let map = ProjectionFile::load(&path)?;
-        if map.points.len() != x.nrows() {
-            return Err(Error::file(
-                &path,
-                format!(
-                    "has {} points but the probe has {} examples: re-run `mixprobe project`",
-                    map.points.len(),
-                    x.nrows()
-                ),
-            ));
-        }
-        return Ok(Some((trustworthiness(x, map.coords().view(), k)?, method)));
-    }
-    Ok(None)
 }

@@ -226,8 +226,8 @@ impl TrainConfig {
             ("beta2", self.beta2),
         ];
         for (field, v) in unit {
-            if !(v.is_finite() && (0.0..1.0).contains(&v)) && !(field == "min_lr_ratio" && v == 1.0)
-            {
+            let in_range = v.is_finite() && (0.0..1.0).contains(&v);
+            if !(in_range || field == "min_lr_ratio" && v == 1.0) {
                 return bad(field, format!("{v} must be in [0, 1)"));
             }
         }

@@ -654,7 +654,8 @@ impl<B: AutodiffBackend> Trainer<'_, B> {
             self.global_step += 1;
             self.session_steps += 1;
             let tokens_per_s = stats.tokens as f64 / secs.max(1e-9);
-            if self.pos.stage_step % hp.log_every == 0 || self.pos.stage_step == plan.total {
+            if self.pos.stage_step.is_multiple_of(hp.log_every) || self.pos.stage_step == plan.total
+            {
                 let by_source: Map<String, Value> = stats
                     .by_group
                     .iter()
@@ -703,7 +704,7 @@ impl<B: AutodiffBackend> Trainer<'_, B> {
                 break;
             }
             let periodic =
-                hp.checkpoint_every > 0 && self.pos.stage_step % hp.checkpoint_every == 0;
+                hp.checkpoint_every > 0 && self.pos.stage_step.is_multiple_of(hp.checkpoint_every);
             let stop = self.stop_requested();
             if periodic || stop {
                 let state = opt.to_host(&self.model);
