@@ -6,7 +6,7 @@ use mixprobe::data::bpe::{to_json, train_bpe};
 use mixprobe::data::read::{ReadOptions, read_file};
 use mixprobe::data::synth;
 use mixprobe::data::template::ChatTemplate;
-use mixprobe::model::{CpuBackend, Llama, LlamaConfig, Preset, save_hf_dir};
+use mixprobe::model::{CpuBackend, Llama, LlamaConfig, MatmulPrecision, Preset, save_hf_dir};
 use predicates::prelude::*;
 use std::path::Path;
 
@@ -62,10 +62,17 @@ fn probe_project_metrics_on_the_synthetic_suite() {
         .success()
         .stdout(predicate::str::contains("model base"))
         .stdout(predicate::str::contains("model run-final"))
-        .stdout(predicate::str::contains("40 sampled"));
+        .stdout(predicate::str::contains("40 sampled"))
+        // The default precision (high) never prints a note, with or without AMX.
+        .stderr(predicate::str::contains("--matmul-precision").not());
     let index: serde_json::Value =
         serde_json::from_slice(&std::fs::read(out.join("index.json")).unwrap()).unwrap();
     assert_eq!(index["models"][1]["name"], "run-final");
+    // `probe` defaults to high: bf16x3 on AMX tiles where this CPU has them, IEEE f32 elsewhere.
+    assert_eq!(
+        index["models"][0]["matmul_precision"],
+        MatmulPrecision::High.effective().as_str()
+    );
     assert_eq!(
         index["models"][0]["layers"],
         serde_json::json!([0, 1, 2, 3, 4])

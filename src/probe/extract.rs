@@ -81,7 +81,8 @@ pub struct ExtractOptions {
     pub layers: Option<Layers>,
     /// Precision of the CPU fast path's f32 matrix products. The default is `High`: bf16x3 on
     /// AMX tiles where the CPU has them (about 1e-5 relative error per product, and faster than
-    /// IEEE f32 there: BENCHMARKS.md; see [`MatmulPrecision`]), IEEE f32 elsewhere. `Highest` asks for IEEE f32 everywhere.
+    /// IEEE f32 there: BENCHMARKS.md; see [`MatmulPrecision`]), IEEE f32 elsewhere. `Highest`
+    /// asks for IEEE f32 everywhere.
     pub matmul_precision: MatmulPrecision,
 }
 
