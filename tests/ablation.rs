@@ -1354,14 +1354,24 @@ struct Blind {
 
 /// Rules-v2 and the shipped learned detector on the sections of one blind sample: prints each
 /// section's and the pooled confusion counts, returns the pooled `[detector][code, math]`.
-fn score_label_file(shared: &Path, sample: Blind) -> [[Score; 2]; 2] {
+fn score_label_file(shared: &Path, sample: Blind) -> Pooled {
+    let labels =
+        learned::read_labels(&Path::new(env!("CARGO_MANIFEST_DIR")).join(sample.file)).unwrap();
+    score_labels(shared, &labels, sample).0
+}
+
+/// Pooled confusion counts, `[detector (rules-v2, shipped learned)][category (code, math)]`.
+type Pooled = [[Score; 2]; 2];
+
+/// [`score_label_file`] on labels already read (`sample.file` names them in messages); also
+/// returns how many labelled conversations the reader accepted.
+fn score_labels(shared: &Path, labels: &[learned::Label], sample: Blind) -> (Pooled, usize) {
     let Blind {
         n,
         file,
         size: want,
         excluded,
     } = sample;
-    let labels = learned::read_labels(&Path::new(env!("CARGO_MANIFEST_DIR")).join(file)).unwrap();
     assert_eq!(
         labels.len(),
         want,
@@ -1387,7 +1397,7 @@ fn score_label_file(shared: &Path, sample: Blind) -> [[Score; 2]; 2] {
         labels.len() - rows.len()
     );
     let mut sections: Vec<&str> = Vec::new();
-    for l in &labels {
+    for l in labels {
         if !sections.contains(&l.section.as_str()) {
             sections.push(&l.section);
         }
@@ -1427,7 +1437,7 @@ fn score_label_file(shared: &Path, sample: Blind) -> [[Score; 2]; 2] {
             pooled[d][1].line("math")
         );
     }
-    pooled
+    (pooled, rows.len())
 }
 
 /// The held-out-4 sample (tests/fixtures/ablation_labels_blind4.tsv, session 4): labelled by a
@@ -1681,39 +1691,34 @@ fn two_readers_agree_on_held_out_9_and_v7_scores_the_same_under_both() {
             learned::Label { code, math, ..l }
         })
         .collect();
-    let loaded = read_file(
-        &shared.join(SHAREGPT),
-        Some(Format::ShareGpt),
-        &ReadOptions::default(),
-    )
-    .unwrap();
-    let by_id: HashMap<&str, &Example> =
-        loaded.examples.iter().map(|e| (e.id.as_str(), e)).collect();
-    let model = LearnedDetector::shipped().unwrap();
-    let verdicts: Vec<(&learned::Label, Vec<Category>)> = relabelled
-        .iter()
-        .filter_map(|l| by_id.get(l.id.as_str()).map(|e| (l, model.classify(e))))
-        .collect();
-    // The two conversations the reader excludes (an empty turn; consecutive user turns).
-    assert_eq!(verdicts.len(), 498);
-    let s = learned_score(verdicts.iter().map(|(l, c)| (*l, c.as_slice())));
-    println!(
-        "learned-v7 against the second reader: {} | {}",
-        s[0].line("code"),
-        s[1].line("math")
+    let (pooled, read) = score_labels(
+        &shared,
+        &relabelled,
+        Blind {
+            n: 9,
+            file: "tests/fixtures/ablation_labels_blind9_second_reader.tsv",
+            size: 500,
+            excluded: 2,
+        },
     );
+    // The two conversations the reader excludes (an empty turn; consecutive user turns).
+    assert_eq!(read, 498);
     pin_both(
-        s,
+        pooled[1],
         (185, 10, 10),
         (30, 10, 7),
         "learned-v7 on held-out-9, second reader's labels",
     );
 }
 
+/// Per category (code, math): disagreements, Cohen's kappa; and the second reader's
+/// `(code, math)` labels by id.
+type TwoReaders = ([usize; 2], [f64; 2], HashMap<String, (bool, bool)>);
+
 /// The first and second readers' labels of one sample (`first` in the 3-column format,
 /// `second` with a 4th column, sure/unsure): per category (code, math) the number of
 /// disagreements and Cohen's kappa, and the second reader's labels by id.
-fn two_readers(first: &str, second: &str) -> ([usize; 2], [f64; 2], HashMap<String, (bool, bool)>) {
+fn two_readers(first: &str, second: &str) -> TwoReaders {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let first = learned::read_labels(&root.join(first)).unwrap();
     let text = std::fs::read_to_string(root.join(second)).unwrap();

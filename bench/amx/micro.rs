@@ -4,12 +4,12 @@
 //   v2   strided input, 8 loads per 12 products, panels in groups of g per row block
 //   v3   input split into contiguous 1 KiB tiles, 8 loads, groups of g (what src/model/amx.rs ships)
 //   v4   v3 blocked over k (kc k blocks per pass, accumulators stored and reloaded): slower
-//   v5   v3 with software prefetch of the next k block's tiles into L1: no gain
+//   v5   v3 with software prefetch of the next k block's tiles into L1 (v5w: weight tiles,
+//        v5wx: weight and input tiles): no gain
 // Data are constants (timing only; correctness is tested in src/model/amx.rs). Linux with
 // AMX-BF16 only. Build and run (ROWS K N; one thread):
 //   rustc -C opt-level=3 -C target-cpu=native bench/amx/micro.rs -o /tmp/amx-micro
 //   /tmp/amx-micro 448 576 1536
-// AMX microbenchmark: peak TDP rate, and GEMM kernels for bf16x3.
 use std::arch::asm;
 use std::time::Instant;
 
@@ -87,282 +87,198 @@ fn l1loads(iters: usize, buf: &[u16]) -> f64 {
 
 const TILE: usize = 512;
 
-/// current-style kernel: weight packed per panel (32 cols) per kb: [wh0, wh1, wl0, wl1] tiles;
-/// x hi/lo row-major [rows, kp]. For each panel, for each row block, for kb.
+unsafe fn zero() {
+    asm!("tilezero tmm0", "tilezero tmm1", "tilezero tmm2", "tilezero tmm3");
+}
+
+/// Store (or, with `LOAD`, load) the four accumulator tiles as the 32 × 32 block at `o`, row
+/// stride `n` floats.
+unsafe fn acc<const LOAD: bool>(o: *mut f32, n: usize) {
+    let (o0, o1, o2, o3, s) = (o, o.add(16), o.add(16 * n), o.add(16 * n + 16), n * 4);
+    if LOAD {
+        asm!("tileloadd tmm0, [{o0} + {s}*1]", "tileloadd tmm1, [{o1} + {s}*1]",
+             "tileloadd tmm2, [{o2} + {s}*1]", "tileloadd tmm3, [{o3} + {s}*1]",
+             o0 = in(reg) o0, o1 = in(reg) o1, o2 = in(reg) o2, o3 = in(reg) o3, s = in(reg) s,
+             options(nostack));
+    } else {
+        asm!("tilestored [{o0} + {s}*1], tmm0", "tilestored [{o1} + {s}*1], tmm1",
+             "tilestored [{o2} + {s}*1], tmm2", "tilestored [{o3} + {s}*1], tmm3",
+             o0 = in(reg) o0, o1 = in(reg) o1, o2 = in(reg) o2, o3 = in(reg) o3, s = in(reg) s,
+             options(nostack));
+    }
+}
+
+/// One k block, the old order: (x_hi, w_hi), (x_lo, w_hi), (x_hi, w_lo) — 10 tile loads for 12
+/// products. Weight tiles at `wt` (hi0, hi1, lo0, lo1, contiguous); input tiles at `h0, h1`
+/// (hi) and `l0, l1` (lo), rows `xs` bytes apart.
+unsafe fn step10(wt: *const u16, [h0, h1, l0, l1]: [*const u16; 4], xs: usize) {
+    asm!(
+        "tileloadd tmm6, [{wh0} + {s64}*1]",
+        "tileloadd tmm7, [{wh1} + {s64}*1]",
+        "tileloadd tmm4, [{h0} + {xs}*1]",
+        "tileloadd tmm5, [{h1} + {xs}*1]",
+        "tdpbf16ps tmm0, tmm4, tmm6",
+        "tdpbf16ps tmm1, tmm4, tmm7",
+        "tdpbf16ps tmm2, tmm5, tmm6",
+        "tdpbf16ps tmm3, tmm5, tmm7",
+        "tileloadd tmm4, [{l0} + {xs}*1]",
+        "tileloadd tmm5, [{l1} + {xs}*1]",
+        "tdpbf16ps tmm0, tmm4, tmm6",
+        "tdpbf16ps tmm1, tmm4, tmm7",
+        "tdpbf16ps tmm2, tmm5, tmm6",
+        "tdpbf16ps tmm3, tmm5, tmm7",
+        "tileloadd tmm6, [{wl0} + {s64}*1]",
+        "tileloadd tmm7, [{wl1} + {s64}*1]",
+        "tileloadd tmm4, [{h0} + {xs}*1]",
+        "tileloadd tmm5, [{h1} + {xs}*1]",
+        "tdpbf16ps tmm0, tmm4, tmm6",
+        "tdpbf16ps tmm1, tmm4, tmm7",
+        "tdpbf16ps tmm2, tmm5, tmm6",
+        "tdpbf16ps tmm3, tmm5, tmm7",
+        wh0 = in(reg) wt, wh1 = in(reg) wt.add(TILE), wl0 = in(reg) wt.add(2 * TILE),
+        wl1 = in(reg) wt.add(3 * TILE), h0 = in(reg) h0, h1 = in(reg) h1, l0 = in(reg) l0,
+        l1 = in(reg) l1, s64 = in(reg) 64usize, xs = in(reg) xs,
+        options(nostack, readonly),
+    );
+}
+
+/// One k block, the new order: (x_hi, w_lo), (x_hi, w_hi), (x_lo, w_hi) — 8 tile loads for 12
+/// products (what src/model/amx.rs ships). Operands as in [`step10`].
+#[inline(always)]
+unsafe fn step8(wt: *const u16, [h0, h1, l0, l1]: [*const u16; 4], xs: usize) {
+    asm!(
+        "tileloadd tmm4, [{h0} + {xs}*1]",
+        "tileloadd tmm6, [{wl0} + {s64}*1]",
+        "tileloadd tmm7, [{wl1} + {s64}*1]",
+        "tdpbf16ps tmm0, tmm4, tmm6",
+        "tdpbf16ps tmm1, tmm4, tmm7",
+        "tileloadd tmm5, [{h1} + {xs}*1]",
+        "tdpbf16ps tmm2, tmm5, tmm6",
+        "tdpbf16ps tmm3, tmm5, tmm7",
+        "tileloadd tmm6, [{wh0} + {s64}*1]",
+        "tileloadd tmm7, [{wh1} + {s64}*1]",
+        "tdpbf16ps tmm0, tmm4, tmm6",
+        "tdpbf16ps tmm1, tmm4, tmm7",
+        "tdpbf16ps tmm2, tmm5, tmm6",
+        "tdpbf16ps tmm3, tmm5, tmm7",
+        "tileloadd tmm4, [{l0} + {xs}*1]",
+        "tileloadd tmm5, [{l1} + {xs}*1]",
+        "tdpbf16ps tmm0, tmm4, tmm6",
+        "tdpbf16ps tmm1, tmm4, tmm7",
+        "tdpbf16ps tmm2, tmm5, tmm6",
+        "tdpbf16ps tmm3, tmm5, tmm7",
+        wh0 = in(reg) wt, wh1 = in(reg) wt.add(TILE), wl0 = in(reg) wt.add(2 * TILE),
+        wl1 = in(reg) wt.add(3 * TILE), h0 = in(reg) h0, h1 = in(reg) h1, l0 = in(reg) l0,
+        l1 = in(reg) l1, s64 = in(reg) 64usize, xs = in(reg) xs,
+        options(nostack, readonly),
+    );
+}
+
+/// Input tiles of k block `kb` for row block base `(h, l)` of a strided row-major split
+/// (`kp` values per row).
+unsafe fn strided(h: *const u16, l: *const u16, kb: usize, kp: usize) -> [*const u16; 4] {
+    let (ah, al) = (h.add(kb * 32), l.add(kb * 32));
+    [ah, ah.add(16 * kp), al, al.add(16 * kp)]
+}
+
+/// Input tiles of k block `kb` of a tiled row block starting at `xb`.
+unsafe fn tiled(xb: *const u16, kb: usize) -> [*const u16; 4] {
+    let xk = xb.add(kb * 4 * TILE);
+    [xk, xk.add(TILE), xk.add(2 * TILE), xk.add(3 * TILE)]
+}
+
+/// The layout before session 10: weight packed per panel (32 columns) per k block as [wh0, wh1,
+/// wl0, wl1]; x hi/lo row-major [rows, kp]. For each panel, each row block, each k block.
 unsafe fn cur(w: &[u16], xh: &[u16], xl: &[u16], rows: usize, kp: usize, n: usize, out: &mut [f32]) {
     let kbs = kp / 32;
-    let xs = kp * 2;
     let panel_len = kbs * 4 * TILE;
     for p in 0..n / 32 {
         let wp = w.as_ptr().add(p * panel_len);
         for b in (0..rows).step_by(32) {
-            let h = xh.as_ptr().add(b * kp);
-            let l = xl.as_ptr().add(b * kp);
-            asm!("tilezero tmm0", "tilezero tmm1", "tilezero tmm2", "tilezero tmm3");
+            let (h, l) = (xh.as_ptr().add(b * kp), xl.as_ptr().add(b * kp));
+            zero();
             for kb in 0..kbs {
-                let wt = wp.add(kb * 4 * TILE);
-                let (ah, al) = (h.add(kb * 32), l.add(kb * 32));
-                asm!(
-                    "tileloadd tmm6, [{wh0} + {s64}*1]",
-                    "tileloadd tmm7, [{wh1} + {s64}*1]",
-                    "tileloadd tmm4, [{h0} + {xs}*1]",
-                    "tileloadd tmm5, [{h1} + {xs}*1]",
-                    "tdpbf16ps tmm0, tmm4, tmm6",
-                    "tdpbf16ps tmm1, tmm4, tmm7",
-                    "tdpbf16ps tmm2, tmm5, tmm6",
-                    "tdpbf16ps tmm3, tmm5, tmm7",
-                    "tileloadd tmm4, [{l0} + {xs}*1]",
-                    "tileloadd tmm5, [{l1} + {xs}*1]",
-                    "tdpbf16ps tmm0, tmm4, tmm6",
-                    "tdpbf16ps tmm1, tmm4, tmm7",
-                    "tdpbf16ps tmm2, tmm5, tmm6",
-                    "tdpbf16ps tmm3, tmm5, tmm7",
-                    "tileloadd tmm6, [{wl0} + {s64}*1]",
-                    "tileloadd tmm7, [{wl1} + {s64}*1]",
-                    "tileloadd tmm4, [{h0} + {xs}*1]",
-                    "tileloadd tmm5, [{h1} + {xs}*1]",
-                    "tdpbf16ps tmm0, tmm4, tmm6",
-                    "tdpbf16ps tmm1, tmm4, tmm7",
-                    "tdpbf16ps tmm2, tmm5, tmm6",
-                    "tdpbf16ps tmm3, tmm5, tmm7",
-                    wh0 = in(reg) wt, wh1 = in(reg) wt.add(TILE), wl0 = in(reg) wt.add(2 * TILE),
-                    wl1 = in(reg) wt.add(3 * TILE), h0 = in(reg) ah, h1 = in(reg) ah.add(16 * kp),
-                    l0 = in(reg) al, l1 = in(reg) al.add(16 * kp), s64 = in(reg) 64usize, xs = in(reg) xs,
-                    options(nostack, readonly),
-                );
+                step10(wp.add(kb * 4 * TILE), strided(h, l, kb, kp), kp * 2);
             }
-            let o = out.as_mut_ptr().add(b * n + p * 32);
-            let s = n * 4;
-            asm!("tilestored [{o0} + {s}*1], tmm0", "tilestored [{o1} + {s}*1], tmm1",
-                 "tilestored [{o2} + {s}*1], tmm2", "tilestored [{o3} + {s}*1], tmm3",
-                 o0 = in(reg) o, o1 = in(reg) o.add(16), o2 = in(reg) o.add(16 * n), o3 = in(reg) o.add(16 * n + 16),
-                 s = in(reg) s, options(nostack));
+            acc::<false>(out.as_mut_ptr().add(b * n + p * 32), n);
         }
     }
 }
 
-/// 8 loads / 12 TDPs, order: (xh, wl), (xh, wh), (xl, wh). Loop: panel groups of G panels; for row
-/// block; for panel in group; for kb. X block (32 rows × kp × 2 parts) reused across G panels.
+/// Strided input, the 8-load order; panels in groups of `g`, every row block for each group.
 unsafe fn v2(w: &[u16], xh: &[u16], xl: &[u16], rows: usize, kp: usize, n: usize, out: &mut [f32], g: usize) {
     let kbs = kp / 32;
-    let xs = kp * 2;
     let panel_len = kbs * 4 * TILE;
     let np = n / 32;
     for p0 in (0..np).step_by(g) {
         for b in (0..rows).step_by(32) {
-            let h = xh.as_ptr().add(b * kp);
-            let l = xl.as_ptr().add(b * kp);
+            let (h, l) = (xh.as_ptr().add(b * kp), xl.as_ptr().add(b * kp));
             for p in p0..(p0 + g).min(np) {
                 let wp = w.as_ptr().add(p * panel_len);
-                asm!("tilezero tmm0", "tilezero tmm1", "tilezero tmm2", "tilezero tmm3");
+                zero();
                 for kb in 0..kbs {
-                    let wt = wp.add(kb * 4 * TILE);
-                    let (ah, al) = (h.add(kb * 32), l.add(kb * 32));
-                    asm!(
-                        "tileloadd tmm4, [{h0} + {xs}*1]",
-                        "tileloadd tmm6, [{wl0} + {s64}*1]",
-                        "tileloadd tmm7, [{wl1} + {s64}*1]",
-                        "tdpbf16ps tmm0, tmm4, tmm6",
-                        "tdpbf16ps tmm1, tmm4, tmm7",
-                        "tileloadd tmm5, [{h1} + {xs}*1]",
-                        "tdpbf16ps tmm2, tmm5, tmm6",
-                        "tdpbf16ps tmm3, tmm5, tmm7",
-                        "tileloadd tmm6, [{wh0} + {s64}*1]",
-                        "tileloadd tmm7, [{wh1} + {s64}*1]",
-                        "tdpbf16ps tmm0, tmm4, tmm6",
-                        "tdpbf16ps tmm1, tmm4, tmm7",
-                        "tdpbf16ps tmm2, tmm5, tmm6",
-                        "tdpbf16ps tmm3, tmm5, tmm7",
-                        "tileloadd tmm4, [{l0} + {xs}*1]",
-                        "tileloadd tmm5, [{l1} + {xs}*1]",
-                        "tdpbf16ps tmm0, tmm4, tmm6",
-                        "tdpbf16ps tmm1, tmm4, tmm7",
-                        "tdpbf16ps tmm2, tmm5, tmm6",
-                        "tdpbf16ps tmm3, tmm5, tmm7",
-                        wh0 = in(reg) wt, wh1 = in(reg) wt.add(TILE), wl0 = in(reg) wt.add(2 * TILE),
-                        wl1 = in(reg) wt.add(3 * TILE), h0 = in(reg) ah, h1 = in(reg) ah.add(16 * kp),
-                        l0 = in(reg) al, l1 = in(reg) al.add(16 * kp), s64 = in(reg) 64usize, xs = in(reg) xs,
-                        options(nostack, readonly),
-                    );
+                    step8(wp.add(kb * 4 * TILE), strided(h, l, kb, kp), kp * 2);
                 }
-                let o = out.as_mut_ptr().add(b * n + p * 32);
-                let s = n * 4;
-                asm!("tilestored [{o0} + {s}*1], tmm0", "tilestored [{o1} + {s}*1], tmm1",
-                     "tilestored [{o2} + {s}*1], tmm2", "tilestored [{o3} + {s}*1], tmm3",
-                     o0 = in(reg) o, o1 = in(reg) o.add(16), o2 = in(reg) o.add(16 * n), o3 = in(reg) o.add(16 * n + 16),
-                     s = in(reg) s, options(nostack));
+                acc::<false>(out.as_mut_ptr().add(b * n + p * 32), n);
             }
         }
     }
 }
 
-/// x packed per row block as tiles too: x block (32 rows) stored [kb][part hi/lo][half 0/1] tiles
-/// of 16 rows × 32 bf16 contiguous (1 KiB each), so tile loads are contiguous (stride 64).
-unsafe fn v3(w: &[u16], xt: &[u16], rows: usize, kp: usize, n: usize, out: &mut [f32], g: usize) {
+/// Input split into contiguous tiles (per 32-row block, per k block: hi0, hi1, lo0, lo1), the
+/// 8-load order, panels in groups of `g`. `PF` = 0: no software prefetch (v3, shipped); 1: the
+/// next k block's weight tiles into L1; 2: weight and input tiles (v5).
+unsafe fn v3<const PF: u8>(w: &[u16], xt: &[u16], rows: usize, kp: usize, n: usize, out: &mut [f32], g: usize) {
+    use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
     let kbs = kp / 32;
     let panel_len = kbs * 4 * TILE;
     let np = n / 32;
-    let xblock = kbs * 4 * TILE;
     for p0 in (0..np).step_by(g) {
         for b in (0..rows).step_by(32) {
-            let xb = xt.as_ptr().add((b / 32) * xblock);
+            let xb = xt.as_ptr().add((b / 32) * kbs * 4 * TILE);
             for p in p0..(p0 + g).min(np) {
                 let wp = w.as_ptr().add(p * panel_len);
-                asm!("tilezero tmm0", "tilezero tmm1", "tilezero tmm2", "tilezero tmm3");
+                zero();
                 for kb in 0..kbs {
                     let wt = wp.add(kb * 4 * TILE);
-                    let xk = xb.add(kb * 4 * TILE);
-                    asm!(
-                        "tileloadd tmm4, [{h0} + {s64}*1]",
-                        "tileloadd tmm6, [{wl0} + {s64}*1]",
-                        "tileloadd tmm7, [{wl1} + {s64}*1]",
-                        "tdpbf16ps tmm0, tmm4, tmm6",
-                        "tdpbf16ps tmm1, tmm4, tmm7",
-                        "tileloadd tmm5, [{h1} + {s64}*1]",
-                        "tdpbf16ps tmm2, tmm5, tmm6",
-                        "tdpbf16ps tmm3, tmm5, tmm7",
-                        "tileloadd tmm6, [{wh0} + {s64}*1]",
-                        "tileloadd tmm7, [{wh1} + {s64}*1]",
-                        "tdpbf16ps tmm0, tmm4, tmm6",
-                        "tdpbf16ps tmm1, tmm4, tmm7",
-                        "tdpbf16ps tmm2, tmm5, tmm6",
-                        "tdpbf16ps tmm3, tmm5, tmm7",
-                        "tileloadd tmm4, [{l0} + {s64}*1]",
-                        "tileloadd tmm5, [{l1} + {s64}*1]",
-                        "tdpbf16ps tmm0, tmm4, tmm6",
-                        "tdpbf16ps tmm1, tmm4, tmm7",
-                        "tdpbf16ps tmm2, tmm5, tmm6",
-                        "tdpbf16ps tmm3, tmm5, tmm7",
-                        wh0 = in(reg) wt, wh1 = in(reg) wt.add(TILE), wl0 = in(reg) wt.add(2 * TILE),
-                        wl1 = in(reg) wt.add(3 * TILE), h0 = in(reg) xk, h1 = in(reg) xk.add(TILE),
-                        l0 = in(reg) xk.add(2 * TILE), l1 = in(reg) xk.add(3 * TILE), s64 = in(reg) 64usize,
-                        options(nostack, readonly),
-                    );
+                    if PF > 0 {
+                        let next = (kb + 1).min(kbs - 1);
+                        let (nw, nx) = (wp.add(next * 4 * TILE) as *const i8, xb.add(next * 4 * TILE) as *const i8);
+                        for l in 0..(4 * TILE * 2 / 64) {
+                            _mm_prefetch::<_MM_HINT_T0>(nw.add(l * 64));
+                            if PF > 1 {
+                                _mm_prefetch::<_MM_HINT_T0>(nx.add(l * 64));
+                            }
+                        }
+                    }
+                    step8(wt, tiled(xb, kb), 64);
                 }
-                let o = out.as_mut_ptr().add(b * n + p * 32);
-                let s = n * 4;
-                asm!("tilestored [{o0} + {s}*1], tmm0", "tilestored [{o1} + {s}*1], tmm1",
-                     "tilestored [{o2} + {s}*1], tmm2", "tilestored [{o3} + {s}*1], tmm3",
-                     o0 = in(reg) o, o1 = in(reg) o.add(16), o2 = in(reg) o.add(16 * n), o3 = in(reg) o.add(16 * n + 16),
-                     s = in(reg) s, options(nostack));
+                acc::<false>(out.as_mut_ptr().add(b * n + p * 32), n);
             }
         }
     }
 }
 
-/// K-blocked: for kc chunk of KC kb; for row block; for panel: C loaded/stored around.
+/// v3 blocked over k: for each chunk of `kc` k blocks, every row block and panel, accumulators
+/// stored to `out` and reloaded between chunks.
 unsafe fn v4(w: &[u16], xt: &[u16], rows: usize, kp: usize, n: usize, out: &mut [f32], kc: usize) {
     let kbs = kp / 32;
     let panel_len = kbs * 4 * TILE;
-    let np = n / 32;
-    let xblock = kbs * 4 * TILE;
-    let s = n * 4;
     for k0 in (0..kbs).step_by(kc) {
-        let k1 = (k0 + kc).min(kbs);
         for b in (0..rows).step_by(32) {
-            let xb = xt.as_ptr().add((b / 32) * xblock);
-            for p in 0..np {
+            let xb = xt.as_ptr().add((b / 32) * kbs * 4 * TILE);
+            for p in 0..n / 32 {
                 let wp = w.as_ptr().add(p * panel_len);
                 let o = out.as_mut_ptr().add(b * n + p * 32);
                 if k0 == 0 {
-                    asm!("tilezero tmm0", "tilezero tmm1", "tilezero tmm2", "tilezero tmm3");
+                    zero();
                 } else {
-                    asm!("tileloadd tmm0, [{o0} + {s}*1]", "tileloadd tmm1, [{o1} + {s}*1]",
-                         "tileloadd tmm2, [{o2} + {s}*1]", "tileloadd tmm3, [{o3} + {s}*1]",
-                         o0 = in(reg) o, o1 = in(reg) o.add(16), o2 = in(reg) o.add(16 * n), o3 = in(reg) o.add(16 * n + 16),
-                         s = in(reg) s, options(nostack));
+                    acc::<true>(o, n);
                 }
-                for kb in k0..k1 {
-                    let wt = wp.add(kb * 4 * TILE);
-                    let xk = xb.add(kb * 4 * TILE);
-                    asm!(
-                        "tileloadd tmm4, [{h0} + {s64}*1]",
-                        "tileloadd tmm6, [{wl0} + {s64}*1]",
-                        "tileloadd tmm7, [{wl1} + {s64}*1]",
-                        "tdpbf16ps tmm0, tmm4, tmm6",
-                        "tdpbf16ps tmm1, tmm4, tmm7",
-                        "tileloadd tmm5, [{h1} + {s64}*1]",
-                        "tdpbf16ps tmm2, tmm5, tmm6",
-                        "tdpbf16ps tmm3, tmm5, tmm7",
-                        "tileloadd tmm6, [{wh0} + {s64}*1]",
-                        "tileloadd tmm7, [{wh1} + {s64}*1]",
-                        "tdpbf16ps tmm0, tmm4, tmm6",
-                        "tdpbf16ps tmm1, tmm4, tmm7",
-                        "tdpbf16ps tmm2, tmm5, tmm6",
-                        "tdpbf16ps tmm3, tmm5, tmm7",
-                        "tileloadd tmm4, [{l0} + {s64}*1]",
-                        "tileloadd tmm5, [{l1} + {s64}*1]",
-                        "tdpbf16ps tmm0, tmm4, tmm6",
-                        "tdpbf16ps tmm1, tmm4, tmm7",
-                        "tdpbf16ps tmm2, tmm5, tmm6",
-                        "tdpbf16ps tmm3, tmm5, tmm7",
-                        wh0 = in(reg) wt, wh1 = in(reg) wt.add(TILE), wl0 = in(reg) wt.add(2 * TILE),
-                        wl1 = in(reg) wt.add(3 * TILE), h0 = in(reg) xk, h1 = in(reg) xk.add(TILE),
-                        l0 = in(reg) xk.add(2 * TILE), l1 = in(reg) xk.add(3 * TILE), s64 = in(reg) 64usize,
-                        options(nostack, readonly),
-                    );
+                for kb in k0..(k0 + kc).min(kbs) {
+                    step8(wp.add(kb * 4 * TILE), tiled(xb, kb), 64);
                 }
-                asm!("tilestored [{o0} + {s}*1], tmm0", "tilestored [{o1} + {s}*1], tmm1",
-                     "tilestored [{o2} + {s}*1], tmm2", "tilestored [{o3} + {s}*1], tmm3",
-                     o0 = in(reg) o, o1 = in(reg) o.add(16), o2 = in(reg) o.add(16 * n), o3 = in(reg) o.add(16 * n + 16),
-                     s = in(reg) s, options(nostack));
-            }
-        }
-    }
-}
-
-unsafe fn v5<const PX: bool>(w: &[u16], xt: &[u16], rows: usize, kp: usize, n: usize, out: &mut [f32], g: usize) {
-    let kbs = kp / 32;
-    let panel_len = kbs * 4 * TILE;
-    let np = n / 32;
-    let xblock = kbs * 4 * TILE;
-    for p0 in (0..np).step_by(g) {
-        for b in (0..rows).step_by(32) {
-            let xb = xt.as_ptr().add((b / 32) * xblock);
-            for p in p0..(p0 + g).min(np) {
-                let wp = w.as_ptr().add(p * panel_len);
-                asm!("tilezero tmm0", "tilezero tmm1", "tilezero tmm2", "tilezero tmm3");
-                for kb in 0..kbs {
-                    let wt = wp.add(kb * 4 * TILE);
-                    let xk = xb.add(kb * 4 * TILE);
-                    let (nw, nx) = if kb + 1 < kbs { (wt.add(4 * TILE) as *const i8, xk.add(4 * TILE) as *const i8) } else { (wt as *const i8, xk as *const i8) };
-                    for l in 0..(4 * TILE * 2 / 64) {
-                        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(nw.add(l * 64));
-                        if PX { std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(nx.add(l * 64)); }
-                    }
-                    asm!(
-                        "tileloadd tmm4, [{h0} + {s64}*1]",
-                        "tileloadd tmm6, [{wl0} + {s64}*1]",
-                        "tileloadd tmm7, [{wl1} + {s64}*1]",
-                        "tdpbf16ps tmm0, tmm4, tmm6",
-                        "tdpbf16ps tmm1, tmm4, tmm7",
-                        "tileloadd tmm5, [{h1} + {s64}*1]",
-                        "tdpbf16ps tmm2, tmm5, tmm6",
-                        "tdpbf16ps tmm3, tmm5, tmm7",
-                        "tileloadd tmm6, [{wh0} + {s64}*1]",
-                        "tileloadd tmm7, [{wh1} + {s64}*1]",
-                        "tdpbf16ps tmm0, tmm4, tmm6",
-                        "tdpbf16ps tmm1, tmm4, tmm7",
-                        "tdpbf16ps tmm2, tmm5, tmm6",
-                        "tdpbf16ps tmm3, tmm5, tmm7",
-                        "tileloadd tmm4, [{l0} + {s64}*1]",
-                        "tileloadd tmm5, [{l1} + {s64}*1]",
-                        "tdpbf16ps tmm0, tmm4, tmm6",
-                        "tdpbf16ps tmm1, tmm4, tmm7",
-                        "tdpbf16ps tmm2, tmm5, tmm6",
-                        "tdpbf16ps tmm3, tmm5, tmm7",
-                        wh0 = in(reg) wt, wh1 = in(reg) wt.add(TILE), wl0 = in(reg) wt.add(2 * TILE),
-                        wl1 = in(reg) wt.add(3 * TILE), h0 = in(reg) xk, h1 = in(reg) xk.add(TILE),
-                        l0 = in(reg) xk.add(2 * TILE), l1 = in(reg) xk.add(3 * TILE), s64 = in(reg) 64usize,
-                        options(nostack, readonly),
-                    );
-                }
-                let o = out.as_mut_ptr().add(b * n + p * 32);
-                let s = n * 4;
-                asm!("tilestored [{o0} + {s}*1], tmm0", "tilestored [{o1} + {s}*1], tmm1",
-                     "tilestored [{o2} + {s}*1], tmm2", "tilestored [{o3} + {s}*1], tmm3",
-                     o0 = in(reg) o, o1 = in(reg) o.add(16), o2 = in(reg) o.add(16 * n), o3 = in(reg) o.add(16 * n + 16),
-                     s = in(reg) s, options(nostack));
+                acc::<false>(o, n);
             }
         }
     }
@@ -407,10 +323,10 @@ fn main() {
         run(&format!("v4 kc{kc}"), &mut || unsafe { v4(&w, &xt, rows, kp, n, &mut out, kc) });
     }
     for g in [4, 8, 16] {
-        run(&format!("v5w g{g}"), &mut || unsafe { v5::<false>(&w, &xt, rows, kp, n, &mut out, g) });
-        run(&format!("v5wx g{g}"), &mut || unsafe { v5::<true>(&w, &xt, rows, kp, n, &mut out, g) });
+        run(&format!("v5w g{g}"), &mut || unsafe { v3::<1>(&w, &xt, rows, kp, n, &mut out, g) });
+        run(&format!("v5wx g{g}"), &mut || unsafe { v3::<2>(&w, &xt, rows, kp, n, &mut out, g) });
     }
     for g in [1, 4, 8, 16] {
-        run(&format!("v3 g{g}"), &mut || unsafe { v3(&w, &xt, rows, kp, n, &mut out, g) });
+        run(&format!("v3 g{g}"), &mut || unsafe { v3::<0>(&w, &xt, rows, kp, n, &mut out, g) });
     }
 }

@@ -159,10 +159,7 @@ pub fn run(cmd: BenchCmd) -> anyhow::Result<()> {
             unreachable!("resolve() never picks CUDA without the cuda feature")
         }
     })?;
-    line["device"] = json!(match kind {
-        DeviceKind::Cpu => "cpu",
-        DeviceKind::Cuda => "cuda",
-    });
+    line["device"] = json!(kind.as_str());
     println!("{line}");
     Ok(())
 }

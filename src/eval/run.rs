@@ -290,10 +290,7 @@ pub fn evaluate_model(model_dir: &Path, spec: &EvalSpec) -> Result<EvalResults> 
             return Err(Error::Internal("CUDA chosen in a build without it".into()));
         }
     };
-    res.device = match kind {
-        DeviceKind::Cpu => "cpu".into(),
-        DeviceKind::Cuda => "cuda".into(),
-    };
+    res.device = kind.as_str().into();
     if let (Some(w), Value::Object(m)) = (warning, &mut res.details) {
         m.insert("device_warning".into(), json!(w));
     }
