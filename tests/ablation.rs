@@ -1157,6 +1157,108 @@ fn training_fixture(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
     (data, label_file, extra_file)
 }
 
+/// The nested estimate judges each outer section with a choice, a threshold and weights made
+/// without that section's labels. On the small training fixture with label noise (so that
+/// candidates and thresholds differ between sections), inverting every math label of one outer
+/// section at a time must leave that section's choice, threshold and verdicts unchanged: its
+/// true and false positives swap, and its misses become the true negatives it had. Also: the
+/// leave-one-section-out table does not depend on which sections only train, the nested pooled
+/// counts are the sum of its sections, and on a fold section the nested verdicts are those that
+/// the chosen candidate's table row reports for it.
+#[test]
+fn nested_estimate_never_reads_the_labels_it_judges() {
+    let dir = tempfile::tempdir().unwrap();
+    let (data, labels, extra) = training_fixture(dir.path());
+    let loaded = read_file(&data, Some(Format::ShareGpt), &ReadOptions::default()).unwrap();
+    let mut all = learned::read_labels(&labels).unwrap();
+    all.extend(learned::read_labels(&extra).unwrap());
+    // A category the rules cannot see (cat names count as "math" here, so that models beat the
+    // rules), with noise unevenly over the sections (so that thresholds and choices vary).
+    for l in &mut all {
+        let n: usize =
+            l.id.trim_start_matches(char::is_alphabetic)
+                .parse()
+                .unwrap();
+        if l.id.starts_with("chat") {
+            l.math = n % 5 != 1;
+        } else if l.id.starts_with("math") && n % 7 == 3 {
+            l.math = false;
+        } else if l.id.starts_with("code") && n % 6 == 2 {
+            l.math = true;
+        }
+    }
+    let folds: Vec<String> = ["part0", "part1", "part2"].map(String::from).to_vec();
+    let only = vec!["extra".to_string()];
+    let grid = learned::Config::grid(Category::Math);
+    let run = |labels: Vec<learned::Label>| {
+        let (set, missing) =
+            learned::Labelled::new(&RuleDetector::default(), labels, &loaded.examples);
+        assert!(missing.is_empty());
+        let (rows, nested) =
+            learned::leave_section_out_nested(&set, Category::Math, &grid, &folds, &only);
+        assert_eq!(
+            rows,
+            learned::leave_section_out(&set, Category::Math, &grid, &folds),
+            "the table depends on the sections that only train"
+        );
+        (set, rows, nested)
+    };
+    let (set, rows, nested) = run(all.clone());
+    let names: Vec<&str> = nested.sections.iter().map(|s| s.section.as_str()).collect();
+    assert_eq!(names, ["part0", "part1", "part2", "extra"]);
+    let (mut folded, mut every) = (learned::Counts::default(), learned::Counts::default());
+    for s in &nested.sections {
+        every.add_counts(&s.counts);
+        if s.fold {
+            folded.add_counts(&s.counts);
+            let row = rows
+                .iter()
+                .find(|r| r.name() == s.chosen)
+                .expect("the chosen candidate is a row of the table");
+            let there = row
+                .sections
+                .iter()
+                .find(|t| t.section == s.section)
+                .unwrap();
+            assert_eq!((there.threshold, there.counts), (s.threshold, s.counts));
+        }
+        let size = set.labels.iter().filter(|l| l.section == s.section).count();
+        assert_eq!(size, 12, "{}", s.section);
+    }
+    assert_eq!((nested.pooled, nested.pooled_all), (folded, every));
+    assert!(!nested.sections[3].fold);
+    for l in nested.lines() {
+        println!("{l}");
+    }
+
+    for judged in &nested.sections {
+        let mut flipped = all.clone();
+        for l in flipped.iter_mut().filter(|l| l.section == judged.section) {
+            l.math = !l.math;
+        }
+        let (_, _, again) = run(flipped);
+        let s = again
+            .sections
+            .iter()
+            .find(|s| s.section == judged.section)
+            .unwrap();
+        assert_eq!(
+            (&s.chosen, s.threshold),
+            (&judged.chosen, judged.threshold),
+            "{}: the choice read the labels it judges",
+            judged.section
+        );
+        let c = judged.counts;
+        let negatives_kept = 12 - c.tp - c.fp - c.fn_;
+        assert_eq!(
+            (s.counts.tp, s.counts.fp, s.counts.fn_),
+            (c.fp, c.tp, negatives_kept),
+            "{}: the verdicts changed with the labels they judge",
+            judged.section
+        );
+    }
+}
+
 #[test]
 fn ablate_train_reproduces_its_file_byte_for_byte_and_the_file_drives_ablate() {
     let dir = tempfile::tempdir().unwrap();

@@ -354,7 +354,7 @@ pub fn run_train(args: TrainArgs) -> anyhow::Result<()> {
         ),
     );
     let mut models = Vec::new();
-    let (mut loso_table, mut cv_table) = (Vec::new(), Vec::new());
+    let (mut loso_table, mut cv_table, mut nested_table) = (Vec::new(), Vec::new(), Vec::new());
     for cat in Category::ALL {
         let positives = set.labels.iter().filter(|l| l.is(cat)).count();
         training.insert(format!("{cat}_positives"), json!(positives));
@@ -367,7 +367,8 @@ pub fn run_train(args: TrainArgs) -> anyhow::Result<()> {
         }
         let grid = Config::grid(cat);
         let start = std::time::Instant::now();
-        let loso = learned::leave_section_out(&set, cat, &grid, &sections);
+        let (loso, nested) =
+            learned::leave_section_out_nested(&set, cat, &grid, &sections, &train_only);
         let cv = learned::cross_validate(&set, cat, &grid, args.cv, &args.seeds, &sections);
         eprintln!(
             "{cat}: {} configuration(s) scored in {:.0} s",
@@ -398,6 +399,13 @@ pub fn run_train(args: TrainArgs) -> anyhow::Result<()> {
             println!("  {} | {k}", r.line());
         }
         println!("  chosen: {}", best.line());
+        println!(
+            "{cat}: nested estimate of the whole selection (each section left out of the choice, the threshold and the weights that judge it)"
+        );
+        for line in nested.lines() {
+            println!("  {line}");
+        }
+        nested_table.push(nested);
         models.push(learned::train(&set, cat, best.choice()));
         loso_table.extend(loso);
         cv_table.extend(cv);
@@ -417,6 +425,7 @@ pub fn run_train(args: TrainArgs) -> anyhow::Result<()> {
         math,
         loso: loso_table,
         cv: cv_table,
+        nested: nested_table,
     };
     util::write_atomic(&args.out, file.to_text()?.as_bytes())?;
     eprintln!("wrote {}", args.out.display());

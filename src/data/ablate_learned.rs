@@ -1371,6 +1371,13 @@ impl Counts {
         }
     }
 
+    /// Add another set of counts.
+    pub fn add_counts(&mut self, other: &Counts) {
+        self.tp += other.tp;
+        self.fp += other.fp;
+        self.fn_ += other.fn_;
+    }
+
     /// Precision (0 when nothing was detected).
     pub fn precision(&self) -> f64 {
         self.tp as f64 / (self.tp + self.fp).max(1) as f64
@@ -1519,11 +1526,16 @@ fn leave_section_out_probs(
 /// the sections other than `k`; rows outside `names` always train). The model trained without
 /// sections `a` and `b` scores `b`'s rows for `k = a` and `a`'s rows for `k = b`, so each pair
 /// of sections is fitted once.
+///
+/// Only the first `folds` of `names` are folds of the selection: pairs of two later sections
+/// (scored only by the nested estimate, see [`leave_section_out_nested`]) are not fitted, and
+/// [`fold_rows_only`] keeps their rows out of a fold section's inner scores.
 fn inner_probs(
     set: &Labelled,
     y: &[bool],
     configs: &[Config],
     names: &[String],
+    folds: usize,
 ) -> Vec<Vec<Vec<(usize, f64)>>> {
     let section: Vec<usize> = set
         .labels
@@ -1536,7 +1548,7 @@ fn inner_probs(
         })
         .collect();
     let mut inner = vec![vec![Vec::new(); names.len()]; configs.len()];
-    for a in 0..names.len() {
+    for a in 0..names.len().min(folds) {
         for b in a + 1..names.len() {
             let (test, train): (Vec<usize>, Vec<usize>) =
                 (0..y.len()).partition(|&i| section[i] == a || section[i] == b);
@@ -1588,8 +1600,118 @@ pub fn leave_section_out(
     configs: &[Config],
     test_sections: &[String],
 ) -> Vec<LosoRow> {
+    leave_section_out_nested(set, category, configs, test_sections, &[]).0
+}
+
+/// One outer section of a [`Nested`] estimate: the candidate that the selection, run without
+/// this section, chose; its threshold; and its verdicts' counts on the section.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NestedSection {
+    pub section: String,
+    /// The chosen row's name ([`LosoRow::name`]).
+    pub chosen: String,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub threshold: Option<f64>,
+    pub counts: Counts,
+    /// Whether the section is a fold of the selection (`false`: a section that only trains,
+    /// scored here so that every labelled conversation gets an out-of-sample verdict).
+    pub fold: bool,
+}
+
+/// The nested leave-one-section-out estimate of the whole selection procedure: for each outer
+/// section, the selection ([`select_loso`]'s criterion over the other fold sections) is re-run
+/// without it, and the chosen candidate, trained without it, judges it. Unlike a
+/// [`LosoRow`]'s pooled counts, this estimate does not reward the candidate for having been
+/// chosen on the sections it reports.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Nested {
+    pub category: Category,
+    /// Pooled over the fold sections.
+    pub pooled: Counts,
+    /// Pooled over every outer section (folds and sections that only train).
+    pub pooled_all: Counts,
+    pub sections: Vec<NestedSection>,
+}
+
+impl Nested {
+    /// The pooled counts, then per section the choice, as table lines.
+    pub fn lines(&self) -> Vec<String> {
+        let c = |c: &Counts| {
+            format!(
+                "P {:.3} R {:.3} F1 {:.3} (tp {} fp {} fn {})",
+                c.precision(),
+                c.recall(),
+                c.f1(),
+                c.tp,
+                c.fp,
+                c.fn_
+            )
+        };
+        let mut out = vec![format!(
+            "{:<5} nested, fold sections: {}",
+            self.category.as_str(),
+            c(&self.pooled)
+        )];
+        if self.pooled_all != self.pooled {
+            out.push(format!(
+                "{:<5} nested, every labelled section: {}",
+                self.category.as_str(),
+                c(&self.pooled_all)
+            ));
+        }
+        for s in &self.sections {
+            let t = s.threshold.map(|t| format!(" t={t}")).unwrap_or_default();
+            out.push(format!(
+                "    {}{}: {}{t} -> tp {} fp {} fn {}",
+                s.section,
+                if s.fold { "" } else { " (trains only)" },
+                s.chosen,
+                s.counts.tp,
+                s.counts.fp,
+                s.counts.fn_
+            ));
+        }
+        out
+    }
+}
+
+/// The rows of `probs` whose section is one of the first `folds` of `names`.
+fn fold_rows_only(
+    set: &Labelled,
+    names: &[String],
+    folds: usize,
+    probs: &[(usize, f64)],
+) -> Vec<(usize, f64)> {
+    probs
+        .iter()
+        .filter(|&&(i, _)| names[..folds].contains(&set.labels[i].section))
+        .copied()
+        .collect()
+}
+
+/// [`leave_section_out`]'s table, and the [`Nested`] estimate of the selection procedure over
+/// the same candidates: every section of `test_sections` and of `outer_only` (sections that
+/// only train, e.g. detector-picked labels) is left out in turn, the selection is re-run on the
+/// remaining fold sections, with each of their rows scored by a model trained without the outer
+/// section and without the row's own section, and with one threshold per candidate chosen on
+/// those pooled inner scores; the winner, trained without the outer section at that threshold,
+/// judges it. The table is the same whatever `outer_only` holds; each `outer_only` section
+/// costs one fit per fold section more.
+pub fn leave_section_out_nested(
+    set: &Labelled,
+    category: Category,
+    configs: &[Config],
+    test_sections: &[String],
+    outer_only: &[String],
+) -> (Vec<LosoRow>, Nested) {
     let y: Vec<bool> = set.labels.iter().map(|l| l.is(category)).collect();
     let names = test_sections;
+    let folds = names.len();
+    let outer_names: Vec<String> = names
+        .iter()
+        .chain(outer_only.iter().filter(|s| !names.contains(s)))
+        .cloned()
+        .collect();
     let all: Vec<usize> = (0..y.len()).collect();
     let scored = rows_in(set, names);
     let score = |mode: Mode, config: Option<Config>, outer: &[f64], inner: &[Vec<(usize, f64)>]| {
@@ -1633,14 +1755,20 @@ pub fn leave_section_out(
     let mut inner = vec![Vec::new(); configs.len()];
     for group in gram_groups(configs) {
         let members: Vec<Config> = group.iter().map(|&c| configs[c]).collect();
-        let probs = leave_section_out_probs(set, &y, &members, &all, names);
+        let probs = leave_section_out_probs(set, &y, &members, &all, &outer_names);
         for (&c, probs) in group.iter().zip(probs) {
             for (i, p) in probs {
                 outer[c][i] = p;
             }
         }
-        for (&c, probs) in group.iter().zip(inner_probs(set, &y, &members, names)) {
-            inner[c] = probs;
+        for (&c, probs) in group
+            .iter()
+            .zip(inner_probs(set, &y, &members, &outer_names, folds))
+        {
+            inner[c] = probs
+                .iter()
+                .map(|p| fold_rows_only(set, &outer_names, folds, p))
+                .collect();
         }
     }
     for (c, config) in configs.iter().enumerate() {
@@ -1648,7 +1776,75 @@ pub fn leave_section_out(
             out.push(score(mode, Some(*config), &outer[c], &inner[c]));
         }
     }
-    out
+
+    // The nested estimate: per outer section, the selection re-run without it.
+    let candidates: Vec<(Mode, Option<usize>)> = RULE_CHOICES
+        .iter()
+        .map(|c| (c.mode, None))
+        .chain(
+            (0..configs.len())
+                .flat_map(|c| Mode::WITH_MODEL.into_iter().map(move |m| (m, Some(c)))),
+        )
+        .collect();
+    let mut nested = Nested {
+        category,
+        pooled: Counts::default(),
+        pooled_all: Counts::default(),
+        sections: Vec::new(),
+    };
+    for (k, name) in outer_names.iter().enumerate() {
+        let mut best: Option<(usize, Option<f64>, Counts)> = None;
+        for (r, &(mode, config)) in candidates.iter().enumerate() {
+            let (threshold, counts) = match config {
+                None => {
+                    let mut c = Counts::default();
+                    for &i in scored.iter().filter(|&&i| set.labels[i].section != *name) {
+                        c.add(mode.decide(&set.features[i], category, 0.0, 0.5), y[i]);
+                    }
+                    (None, c)
+                }
+                Some(c) => {
+                    let t = best_threshold(set, &y, category, mode, &inner[c][k]);
+                    let mut n = Counts::default();
+                    for &(i, p) in &inner[c][k] {
+                        n.add(mode.decide(&set.features[i], category, p, t), y[i]);
+                    }
+                    (Some(t), n)
+                }
+            };
+            if best.is_none_or(|(_, _, b)| counts.better(&b)) {
+                best = Some((r, threshold, counts));
+            }
+        }
+        let Some((r, threshold, _)) = best else {
+            continue;
+        };
+        let (mode, config) = candidates[r];
+        let mut c = Counts::default();
+        for i in (0..y.len()).filter(|&i| set.labels[i].section == *name) {
+            let p = config.map_or(0.0, |c| outer[c][i]);
+            c.add(
+                mode.decide(&set.features[i], category, p, threshold.unwrap_or(0.5)),
+                y[i],
+            );
+        }
+        let fold = k < folds;
+        if fold {
+            nested.pooled.add_counts(&c);
+        }
+        nested.pooled_all.add_counts(&c);
+        nested.sections.push(NestedSection {
+            section: name.clone(),
+            chosen: match config {
+                Some(c) => format!("{} {}", mode.as_str(), configs[c].name()),
+                None => mode.as_str().to_string(),
+            },
+            threshold,
+            counts: c,
+            fold,
+        });
+    }
+    (out, nested)
 }
 
 /// The row whose pooled counts are best by [`Counts::better`] (the earliest among equals).
@@ -1780,6 +1976,10 @@ pub struct DetectorFile {
     pub loso: Vec<LosoRow>,
     /// The stratified k-fold table.
     pub cv: Vec<CvRow>,
+    /// Per category, the nested leave-one-section-out estimate of the selection (files before
+    /// learned-v8 have none).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub nested: Vec<Nested>,
 }
 
 impl DetectorFile {
