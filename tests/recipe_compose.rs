@@ -345,7 +345,7 @@ fn ablation_is_applied_before_sampling_and_counted() {
     let g = &m["sources"]["general"];
     let a = &g["ablation"];
     // Recipes ablate with the same shipped detector as `mixprobe data ablate`, and say which.
-    assert_eq!(a["detector"], "learned-v7", "{a}");
+    assert_eq!(a["detector"], "learned-v8", "{a}");
     let removed = a["removed"]["code"].as_u64().unwrap() + a["removed"]["math"].as_u64().unwrap();
     assert!(
         a["removed"]["code"].as_u64().unwrap() > 0,

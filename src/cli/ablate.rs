@@ -19,7 +19,7 @@ use std::time::Duration;
 pub enum DetectorKind {
     /// The built-in transparent rules (`rules-v2`, see the module docs of `data::ablate`).
     Rules,
-    /// The learned detector (`learned-v7`): logistic regression per category on hashed n-grams
+    /// The learned detector (`learned-v8`): logistic regression per category on hashed n-grams
     /// and the rules' counts (code) or on n-grams OR'ed with the strict math rules (math),
     /// trained on the hand labels (sampled sections and active-learning picks) and chosen by the
     /// smaller of precision and recall over left-out sampled sections (`data ablate-train`); the
@@ -58,7 +58,7 @@ pub struct Args {
     #[arg(long, value_enum, default_value_t = DetectorKind::Learned)]
     pub detector: DetectorKind,
     /// A detector file written by `data ablate-train` to use with `--detector learned` instead
-    /// of the built-in one (data/ablation/detector-v7.json).
+    /// of the built-in one (data/ablation/detector-v8.json).
     #[arg(long)]
     pub detector_file: Option<PathBuf>,
     /// Base URL of the OpenAI-compatible API, up to and including `/v1` (`--detector http`).
@@ -207,7 +207,7 @@ fn same_file(a: &std::path::Path, b: &std::path::Path) -> bool {
 pub struct TrainArgs {
     /// Hand-label files, comma-separated: `id<TAB>code<TAB>math` lines (0/1), `#` comments,
     /// `# section NAME` headers (e.g. tests/fixtures/ablation_labels.tsv,
-    /// tests/fixtures/ablation_labels_blind4.tsv … ablation_labels_blind8.tsv); their sections
+    /// tests/fixtures/ablation_labels_blind4.tsv … ablation_labels_blind10.tsv); their sections
     /// are the left-out folds, at least three, since selection leaves one section out and
     /// chooses thresholds by leaving one out of the rest.
     #[arg(long, value_delimiter = ',', required = true)]
@@ -215,7 +215,8 @@ pub struct TrainArgs {
     /// Further hand-label files, comma-separated, in the same format, whose sections are always
     /// in training and never a left-out fold: labels that are not a sample of anything, e.g.
     /// conversations a detector picked for labelling (active learning,
-    /// tests/fixtures/ablation_labels_active1.tsv).
+    /// tests/fixtures/ablation_labels_active1.tsv). The nested estimate judges them too, so
+    /// that every labelled conversation gets an out-of-sample verdict.
     #[arg(long, value_delimiter = ',')]
     pub train_only_labels: Vec<PathBuf>,
     /// The ShareGPT file the labelled ids come from (e.g.
@@ -223,8 +224,10 @@ pub struct TrainArgs {
     /// counted and left out.
     #[arg(long)]
     pub data: PathBuf,
-    /// Where to write the detector file (e.g. data/ablation/detector-v7.json, which the binary
-    /// embeds): the choice per category, its weights retrained on all labels, and both tables.
+    /// Where to write the detector file (e.g. data/ablation/detector-v8.json, which the binary
+    /// embeds): the choice per category, its weights retrained on all labels, both tables and
+    /// the nested estimate (each section judged by a choice, threshold and weights made without
+    /// it; printed too).
     #[arg(long)]
     pub out: PathBuf,
     /// Folds of the stratified cross-validation reported next to the leave-one-section-out
