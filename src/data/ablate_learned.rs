@@ -2531,7 +2531,7 @@ mod tests {
             lambda: 1e-3,
             positive_weight: EQUAL_WEIGHT,
         };
-        let inner = inner_probs(&set, &y, &[config], &names).remove(0);
+        let inner = inner_probs(&set, &y, &[config], &names, names.len()).remove(0);
         for (k, name) in names.iter().enumerate() {
             let rest: Vec<usize> = (0..y.len())
                 .filter(|&i| set.labels[i].section != *name)
@@ -2548,6 +2548,30 @@ mod tests {
                 assert_eq!(g.0, w.0);
                 assert!((g.1 - w.1).abs() < 1e-6, "{name}: {g:?} vs {w:?}");
             }
+        }
+        // With s3 judged too (the nested estimate): the folds' inner scores are unchanged once
+        // s3's rows are dropped, and s3's are the folds' rows, each from a model trained
+        // without s3 and without the row's own section.
+        let outer: Vec<String> = sections(&set);
+        assert_eq!(outer.len(), 4);
+        let with_s3 = inner_probs(&set, &y, &[config], &outer, 3).remove(0);
+        let sorted = |mut v: Vec<(usize, f64)>| {
+            v.sort_by_key(|p| p.0);
+            v
+        };
+        for k in 0..3 {
+            let got = sorted(fold_rows_only(&set, &outer, 3, &with_s3[k]));
+            assert_eq!(got, sorted(inner[k].clone()), "{}", names[k]);
+        }
+        let rest: Vec<usize> = (0..y.len())
+            .filter(|&i| set.labels[i].section != "s3")
+            .collect();
+        let want = sorted(leave_section_out_probs(&set, &y, &[config], &rest, &names).remove(0));
+        let got = sorted(with_s3[3].clone());
+        assert_eq!(got.len(), 12);
+        for (g, w) in got.iter().zip(&want) {
+            assert_eq!(g.0, w.0);
+            assert!((g.1 - w.1).abs() < 1e-6, "s3: {g:?} vs {w:?}");
         }
     }
 
