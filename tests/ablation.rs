@@ -807,7 +807,8 @@ const LABELS_10: &str = "tests/fixtures/ablation_labels_blind10.tsv";
 const ACTIVE_1: &str = "tests/fixtures/ablation_labels_active1.tsv";
 
 /// All hand labels (eight sampled files, twenty-two sections, and the active-1 file) with their
-/// conversations' features, and the twenty-two sampled sections (the left-out folds).
+/// conversations' features, and the twenty-two sampled sections (the left-out folds of
+/// learned-v7's procedure; learned-v8's folds are all twenty-five sections).
 fn labelled(shared: &Path) -> (learned::Labelled, Vec<String>) {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let mut labels = Vec::new();
@@ -855,13 +856,16 @@ fn learned_detector_reproduces_the_shipped_tables_section_by_section_and_its_wei
     let shared = require_shared!();
     let shipped = LearnedDetector::shipped().unwrap();
     let file = shipped.file();
-    let (set, sections) = labelled(&shared);
-    assert_eq!(sections.len(), 22);
+    let (set, sampled) = labelled(&shared);
+    assert_eq!(sampled.len(), 22);
+    // Since learned-v8, the active-1 picks are folds too.
+    let sections = learned::sections(&set);
     assert_eq!(
-        learned::sections(&set).len(),
+        sections.len(),
         25,
-        "twenty-two folds and three active-1 sections"
+        "twenty-two sampled sections and three active-1 sections"
     );
+    assert!(!file.training.contains_key("train_only_sections"));
     let folds = file.training["folds"].as_u64().unwrap() as usize;
     let seeds: Vec<u64> = file.training["seeds"]
         .as_array()
@@ -873,10 +877,10 @@ fn learned_detector_reproduces_the_shipped_tables_section_by_section_and_its_wei
     assert_eq!(
         file.training["sections"],
         serde_json::json!(sections),
-        "the folds are the twenty-two sampled sections"
+        "every section is a fold"
     );
     println!(
-        "{} labelled conversations, twenty-two sections left out in turn:",
+        "{} labelled conversations, twenty-five sections left out in turn:",
         set.len()
     );
     for (cat, model) in [(Category::Code, &file.code), (Category::Math, &file.math)] {
@@ -970,15 +974,13 @@ fn learned_detector_reproduces_the_shipped_tables_section_by_section_and_its_wei
             best.pooled.recall()
         );
         let nested = nested_agrees_with_the_table(file, cat, &sections, 25);
-        let (min_p, min_r, all_p, all_r) = match cat {
-            Category::Code => (NESTED_CODE_P, NESTED_CODE_R, ALL_CODE_P, ALL_CODE_R),
-            Category::Math => (NESTED_MATH_P, NESTED_MATH_R, ALL_MATH_P, ALL_MATH_R),
+        assert_eq!(nested.pooled, nested.pooled_all, "every section is a fold");
+        let (min_p, min_r) = match cat {
+            Category::Code => (NESTED_CODE_P, NESTED_CODE_R),
+            Category::Math => (NESTED_MATH_P, NESTED_MATH_R),
         };
         assert!(
-            nested.pooled.precision() >= min_p
-                && nested.pooled.recall() >= min_r
-                && nested.pooled_all.precision() >= all_p
-                && nested.pooled_all.recall() >= all_r,
+            nested.pooled.precision() >= min_p && nested.pooled.recall() >= min_r,
             "{cat}: nested estimate below its floors: {:?}",
             nested.lines()
         );
@@ -1069,30 +1071,25 @@ fn nested_agrees_with_the_table(
     nested
 }
 
-/// Floors of the shipped choices' nested estimate (see [`learned::Nested`]), measured when
-/// learned-v8 shipped: over the twenty-two fold sections code 0.961 / 0.962 (tp 1452, fp 59,
-/// fn 58), math 0.837 / 0.854 (tp 251, fp 49, fn 43); over every labelled conversation (the
-/// active-1 picks judged too) code 0.958 / 0.954 (tp 1509, fp 66, fn 73), math 0.758 / 0.841
-/// (tp 313, fp 100, fn 59).
+/// Floors of the shipped choices' nested estimate (see [`learned::Nested`]) over every labelled
+/// conversation (all twenty-five sections are folds), measured when learned-v8 shipped: code
+/// 0.955 / 0.954 (tp 1510, fp 71, fn 72), math 0.797 / 0.793 (tp 295, fp 75, fn 77).
 const NESTED_CODE_P: f64 = 0.95;
 const NESTED_CODE_R: f64 = 0.95;
-const NESTED_MATH_P: f64 = 0.83;
-const NESTED_MATH_R: f64 = 0.85;
-const ALL_CODE_P: f64 = 0.95;
-const ALL_CODE_R: f64 = 0.95;
-const ALL_MATH_P: f64 = 0.75;
-const ALL_MATH_R: f64 = 0.84;
+const NESTED_MATH_P: f64 = 0.79;
+const NESTED_MATH_R: f64 = 0.79;
 
 /// Floors of the shipped choices' pooled leave-one-section-out precision and recall.
-/// Measured when learned-v8 shipped (4,224 labelled conversations: twenty-two sampled sections
-/// left out in turn, the 400 active-1 picks always in training): code 0.960 / 0.962 (tp 1453,
-/// fp 60, fn 57), math 0.849 / 0.861 (tp 253, fp 45, fn 41). (learned-v7 on its sixteen
-/// sections: code 0.960 / 0.959, math 0.864 / 0.868; learned-v6 on its fourteen: math 0.856 /
-/// 0.861; learned-v5 on its ten: 0.851 / 0.851.)
+/// Measured when learned-v8 shipped (4,224 labelled conversations: twenty-five sections left
+/// out in turn, the 400 active-1 picks among them): code 0.955 / 0.956 (tp 1513, fp 72, fn
+/// 69), math 0.793 / 0.801 (tp 298, fp 78, fn 74). These pool every labelled conversation, the
+/// hardest picks included, so they are not comparable with the earlier detectors' figures over
+/// sampled sections only (learned-v7 on its sixteen: code 0.960 / 0.959, math 0.864 / 0.868;
+/// learned-v6 on its fourteen: math 0.856 / 0.861; learned-v5 on its ten: 0.851 / 0.851).
 const FLOOR_CODE_P: f64 = 0.95;
 const FLOOR_CODE_R: f64 = 0.95;
-const FLOOR_MATH_P: f64 = 0.84;
-const FLOOR_MATH_R: f64 = 0.85;
+const FLOOR_MATH_P: f64 = 0.79;
+const FLOOR_MATH_R: f64 = 0.80;
 
 /// Equal up to the last bit or two: serde_json parses decimal floats to within one ulp
 /// (its `float_roundtrip` feature is off), the file stores six significant digits.

@@ -20,10 +20,10 @@ pub enum DetectorKind {
     /// The built-in transparent rules (`rules-v2`, see the module docs of `data::ablate`).
     Rules,
     /// The learned detector (`learned-v8`): logistic regression per category on hashed n-grams
-    /// and the rules' counts (code) or on n-grams OR'ed with the strict math rules (math),
-    /// trained on the hand labels (sampled sections and active-learning picks) and chosen by the
-    /// smaller of precision and recall over left-out sampled sections (`data ablate-train`); the
-    /// shipped weights are built in, `--detector-file` loads others.
+    /// (math) or on n-grams and the rules' counts (code), trained on the hand labels (sampled
+    /// sections and active-learning picks) and chosen by the smaller of precision and recall
+    /// over left-out sections (`data ablate-train`); the shipped weights are built in,
+    /// `--detector-file` loads others.
     Learned,
     /// An LLM tagger behind an OpenAI-compatible chat-completions endpoint (InsTag prompt).
     Http,

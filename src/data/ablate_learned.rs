@@ -1,8 +1,8 @@
 //! The learned ablation detector (`learned-v8`): an L2-regularised, class-weighted logistic
 //! regression per category over deterministic text features, trained on the hand labels
 //! (`tests/fixtures/ablation_labels.tsv` and `ablation_labels_blind4.tsv` …
-//! `ablation_labels_blind10.tsv`, twenty-two sampled sections, plus the active-learning picks of
-//! `ablation_labels_active1.tsv`) and chosen by leaving one sampled section out.
+//! `ablation_labels_blind10.tsv`, twenty-two sampled sections, and the three sections of
+//! active-learning picks of `ablation_labels_active1.tsv`) and chosen by leaving one section out.
 //!
 //! # Features ([`Features`], version [`FEATURE_VERSION`])
 //! - *Lexical*: the lowercased text is split into tokens — maximal runs of letters and digits, in
