@@ -1,6 +1,7 @@
 //! `mixprobe data ablate`: remove code- and/or math-flavoured conversations from a ShareGPT file,
 //! writing the kept original records and a report; `mixprobe data ablate-train`: train and
-//! cross-validate the learned detector on hand labels.
+//! cross-validate the learned detector on hand labels; `mixprobe data ablate-score`: score any
+//! detector against hand labels.
 use crate::cli::UserError;
 use mixprobe::data::ablate::{self, Category, Detector, HttpTagger, Report, RuleDetector, Source};
 use mixprobe::data::ablate_learned::{
@@ -29,6 +30,32 @@ pub enum DetectorKind {
     Http,
 }
 
+/// The flags that pick and configure a detector (shared by `data ablate` and
+/// `data ablate-score`).
+#[derive(clap::Args)]
+pub struct DetectorArgs {
+    /// Which detector decides (`learned` is the default: it beat the rules when judged on
+    /// labelled sections it was not trained on, see the book's ablation chapter).
+    #[arg(long, value_enum, default_value_t = DetectorKind::Learned)]
+    pub detector: DetectorKind,
+    /// A detector file written by `data ablate-train` to use with `--detector learned` instead
+    /// of the built-in one (data/ablation/detector-v8.json).
+    #[arg(long)]
+    pub detector_file: Option<PathBuf>,
+    /// Base URL of the OpenAI-compatible API, up to and including `/v1` (`--detector http`).
+    #[arg(long, default_value = "https://api.openai.com/v1")]
+    pub api_base: String,
+    /// Model name sent to the API (required with `--detector http`).
+    #[arg(long)]
+    pub api_model: Option<String>,
+    /// Environment variable holding the API key, sent as a Bearer token when set.
+    #[arg(long, default_value = "OPENAI_API_KEY")]
+    pub api_key_env: String,
+    /// Seconds to wait for one tagger response.
+    #[arg(long, default_value_t = 120)]
+    pub api_timeout: u64,
+}
+
 #[derive(clap::Args)]
 pub struct Args {
     /// ShareGPT file to filter (JSON Lines or a JSON list, optionally gzip-compressed).
@@ -53,26 +80,8 @@ pub struct Args {
     /// Skip malformed records (counted in the report) instead of failing.
     #[arg(long)]
     pub skip_invalid: bool,
-    /// Which detector decides (`learned` is the default: it beat the rules when judged on
-    /// labelled sections it was not trained on, see the book's ablation chapter).
-    #[arg(long, value_enum, default_value_t = DetectorKind::Learned)]
-    pub detector: DetectorKind,
-    /// A detector file written by `data ablate-train` to use with `--detector learned` instead
-    /// of the built-in one (data/ablation/detector-v8.json).
-    #[arg(long)]
-    pub detector_file: Option<PathBuf>,
-    /// Base URL of the OpenAI-compatible API, up to and including `/v1` (`--detector http`).
-    #[arg(long, default_value = "https://api.openai.com/v1")]
-    pub api_base: String,
-    /// Model name sent to the API (required with `--detector http`).
-    #[arg(long)]
-    pub api_model: Option<String>,
-    /// Environment variable holding the API key, sent as a Bearer token when set.
-    #[arg(long, default_value = "OPENAI_API_KEY")]
-    pub api_key_env: String,
-    /// Seconds to wait for one tagger response.
-    #[arg(long, default_value_t = 120)]
-    pub api_timeout: u64,
+    #[command(flatten)]
+    pub det: DetectorArgs,
     /// Example decisions shown in the report per category (and for kept conversations).
     #[arg(long, default_value_t = 5)]
     pub examples: usize,
@@ -93,42 +102,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         ))
         .into());
     }
-    let detector: Box<dyn Detector> = match args.detector {
-        DetectorKind::Rules => Box::new(RuleDetector::default()),
-        DetectorKind::Learned => Box::new(match &args.detector_file {
-            Some(path) => {
-                let text =
-                    std::fs::read_to_string(path).map_err(|e| mixprobe::Error::io(path, e))?;
-                LearnedDetector::from_text(&text, &path.display().to_string())?
-            }
-            None => LearnedDetector::shipped()?,
-        }),
-        DetectorKind::Http => {
-            let model = args
-                .api_model
-                .as_deref()
-                .ok_or_else(|| UserError("--detector http needs --api-model".into()))?;
-            let key = std::env::var(&args.api_key_env)
-                .ok()
-                .filter(|k| !k.is_empty());
-            if key.is_none() {
-                eprintln!(
-                    "note: ${} is not set; calling {} without an API key",
-                    args.api_key_env, args.api_base
-                );
-            }
-            Box::new(HttpTagger::new(
-                &args.api_base,
-                model,
-                key,
-                Duration::from_secs(args.api_timeout),
-            ))
-        }
-    };
-
-    if args.detector_file.is_some() && args.detector != DetectorKind::Learned {
-        return Err(UserError("--detector-file needs --detector learned".into()).into());
-    }
+    let detector = build_detector(&args.det)?;
     let loaded = read_file(
         &args.input,
         Some(Format::ShareGpt),
@@ -195,12 +169,161 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The detector the flags ask for.
+fn build_detector(det: &DetectorArgs) -> anyhow::Result<Box<dyn Detector>> {
+    let detector: Box<dyn Detector> = match det.detector {
+        DetectorKind::Rules => Box::new(RuleDetector::default()),
+        DetectorKind::Learned => Box::new(match &det.detector_file {
+            Some(path) => {
+                let text =
+                    std::fs::read_to_string(path).map_err(|e| mixprobe::Error::io(path, e))?;
+                LearnedDetector::from_text(&text, &path.display().to_string())?
+            }
+            None => LearnedDetector::shipped()?,
+        }),
+        DetectorKind::Http => {
+            let model = det
+                .api_model
+                .as_deref()
+                .ok_or_else(|| UserError("--detector http needs --api-model".into()))?;
+            let key = std::env::var(&det.api_key_env)
+                .ok()
+                .filter(|k| !k.is_empty());
+            if key.is_none() {
+                eprintln!(
+                    "note: ${} is not set; calling {} without an API key",
+                    det.api_key_env, det.api_base
+                );
+            }
+            Box::new(HttpTagger::new(
+                &det.api_base,
+                model,
+                key,
+                Duration::from_secs(det.api_timeout),
+            ))
+        }
+    };
+
+    if det.detector_file.is_some() && det.detector != DetectorKind::Learned {
+        return Err(UserError("--detector-file needs --detector learned".into()).into());
+    }
+    Ok(detector)
+}
+
 /// True when both paths name the same existing file.
 fn same_file(a: &std::path::Path, b: &std::path::Path) -> bool {
     match (a.canonicalize(), b.canonicalize()) {
         (Ok(x), Ok(y)) => x == y,
         _ => false,
     }
+}
+
+#[derive(clap::Args)]
+pub struct ScoreArgs {
+    /// The ShareGPT file the labelled ids come from (e.g.
+    /// ../shared/data/sharegpt/sharegpt_v3_subset_10k.jsonl.gz).
+    #[arg(long)]
+    pub input: PathBuf,
+    /// Hand-label files, comma-separated, as for `data ablate-train` (`id<TAB>code<TAB>math`,
+    /// `# section NAME` headers; e.g. tests/fixtures/ablation_labels.tsv …
+    /// ablation_labels_blind10.tsv, ablation_labels_active1.tsv). Only the labelled
+    /// conversations are classified.
+    #[arg(long, value_delimiter = ',', required = true)]
+    pub labels: Vec<PathBuf>,
+    /// Where to write the scores as JSON (per section and pooled: tp, fp, fn per category;
+    /// labelled ids not in --input; conversations the detector failed on).
+    #[arg(long)]
+    pub report: Option<PathBuf>,
+    /// Skip malformed records of --input (counted) instead of failing.
+    #[arg(long)]
+    pub skip_invalid: bool,
+    /// Hide the progress bar.
+    #[arg(long)]
+    pub quiet: bool,
+    #[command(flatten)]
+    pub det: DetectorArgs,
+}
+
+/// `mixprobe data ablate-score`: a detector's precision and recall on hand labels.
+pub fn run_score(args: ScoreArgs) -> anyhow::Result<()> {
+    let detector = build_detector(&args.det)?;
+    let mut labels: Vec<learned::Label> = Vec::new();
+    for path in &args.labels {
+        for l in learned::read_labels(path)? {
+            if labels.iter().any(|k| k.id == l.id) {
+                return Err(UserError(format!(
+                    "{}: id {:?} is also labelled in an earlier --labels file",
+                    path.display(),
+                    l.id
+                ))
+                .into());
+            }
+            labels.push(l);
+        }
+    }
+    let loaded = read_file(
+        &args.input,
+        Some(Format::ShareGpt),
+        &ReadOptions {
+            skip_invalid: args.skip_invalid,
+        },
+    )?;
+    let bar = mixprobe::eval::generation::progress_bar(
+        "ablate-score",
+        "labelled conversations",
+        labels.len(),
+        !args.quiet,
+    );
+    let score = learned::score_detector(detector.as_ref(), &labels, &loaded.examples, &mut || {
+        bar.inc(1)
+    });
+    bar.finish_and_clear();
+    let line = |c: &learned::SectionCounts| {
+        let pr = |k: &learned::Counts| {
+            format!(
+                "P {:.3} R {:.3} (tp {} fp {} fn {})",
+                k.precision(),
+                k.recall(),
+                k.tp,
+                k.fp,
+                k.fn_
+            )
+        };
+        format!(
+            "{:<24} {:>5}  code {}  math {}",
+            c.section,
+            c.scored,
+            pr(&c.code),
+            pr(&c.math)
+        )
+    };
+    println!(
+        "{}: {} labels, {} scored",
+        score.detector, score.labels, score.pooled.scored
+    );
+    for s in &score.sections {
+        println!("  {}", line(s));
+    }
+    println!("  {}", line(&score.pooled));
+    if !score.not_in_input.is_empty() {
+        eprintln!(
+            "note: {} labelled id(s) are not conversations of {} (excluded by the reader or absent), not scored; first: {}",
+            score.not_in_input.len(),
+            args.input.display(),
+            score.not_in_input[0]
+        );
+    }
+    if let Some((id, err)) = score.failed.first() {
+        eprintln!(
+            "note: {} conversation(s) could not be classified by {}, not scored; first: {id}: {err}",
+            score.failed.len(),
+            score.detector
+        );
+    }
+    if let Some(path) = &args.report {
+        util::write_json(path, &score)?;
+    }
+    Ok(())
 }
 
 #[derive(clap::Args)]

@@ -54,6 +54,8 @@ pub enum DataCmd {
     Ablate(ablate::Args),
     /// Train and cross-validate the learned ablation detector on hand labels.
     AblateTrain(ablate::TrainArgs),
+    /// Score an ablation detector (rules, learned, an LLM tagger) against hand labels.
+    AblateScore(ablate::ScoreArgs),
     /// Generate the synthetic ability suite (math, code, general) in the real formats.
     Synth(synth::Args),
 }
@@ -80,6 +82,7 @@ pub fn run_data(cmd: DataCmd) -> anyhow::Result<()> {
         DataCmd::Fetch(a) => fetch::run(a),
         DataCmd::Ablate(a) => ablate::run(a),
         DataCmd::AblateTrain(a) => ablate::run_train(a),
+        DataCmd::AblateScore(a) => ablate::run_score(a),
         DataCmd::Synth(a) => synth::run(a),
     }
 }

@@ -655,6 +655,90 @@ pub fn read_labels(path: &Path) -> Result<Vec<Label>> {
     Ok(out)
 }
 
+/// Counts of one labelled section (or of all): conversations scored, and the code and math
+/// verdicts against the labels.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SectionCounts {
+    pub section: String,
+    pub scored: usize,
+    pub code: Counts,
+    pub math: Counts,
+}
+
+/// Any detector's verdicts scored against hand labels ([`score_detector`]).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LabelScore {
+    pub detector: String,
+    /// Labels read.
+    pub labels: usize,
+    /// Labelled ids that are not conversations of the input (excluded by the reader or
+    /// absent); not scored.
+    pub not_in_input: Vec<String>,
+    /// Conversations the detector could not classify (id, error); not scored.
+    pub failed: Vec<(String, String)>,
+    /// Per section, in order of first appearance.
+    pub sections: Vec<SectionCounts>,
+    /// Every scored conversation.
+    pub pooled: SectionCounts,
+}
+
+/// Classify every labelled conversation of `examples` with `detector` and score its verdicts
+/// against `labels`, per section and pooled. Labels without a conversation and conversations the
+/// detector fails on are listed, not scored. `tick` is called once per labelled conversation
+/// classified (for a progress bar).
+pub fn score_detector(
+    detector: &dyn Detector,
+    labels: &[Label],
+    examples: &[Example],
+    tick: &mut dyn FnMut(),
+) -> LabelScore {
+    let by_id: std::collections::HashMap<&str, &Example> =
+        examples.iter().map(|e| (e.id.as_str(), e)).collect();
+    let counts = |section: &str| SectionCounts {
+        section: section.to_string(),
+        scored: 0,
+        code: Counts::default(),
+        math: Counts::default(),
+    };
+    let mut out = LabelScore {
+        detector: detector.name(),
+        labels: labels.len(),
+        not_in_input: Vec::new(),
+        failed: Vec::new(),
+        sections: Vec::new(),
+        pooled: counts("all"),
+    };
+    for l in labels {
+        let Some(ex) = by_id.get(l.id.as_str()) else {
+            out.not_in_input.push(l.id.clone());
+            continue;
+        };
+        let decision = detector.decide(ex);
+        tick();
+        let cats = match decision {
+            Ok(d) => d.categories,
+            Err(e) => {
+                out.failed.push((l.id.clone(), e.to_string()));
+                continue;
+            }
+        };
+        if !out.sections.iter().any(|s| s.section == l.section) {
+            out.sections.push(counts(&l.section));
+        }
+        let section = out
+            .sections
+            .iter_mut()
+            .find(|s| s.section == l.section)
+            .expect("just added");
+        for c in [section, &mut out.pooled] {
+            c.scored += 1;
+            c.code.add(cats.contains(&Category::Code), l.code);
+            c.math.add(cats.contains(&Category::Math), l.math);
+        }
+    }
+    out
+}
+
 /// The labelled conversations with their features and Gram matrices.
 pub struct Labelled {
     pub labels: Vec<Label>,
