@@ -953,13 +953,13 @@ fn labelled(shared: &Path) -> (learned::Labelled, Vec<String>) {
 }
 
 /// The shipped file, checked section by section: for the shipped choice of each category (with
-/// the configurations fitted together with it, as in training), every sampled section is scored
-/// again by a model trained on everything else (the other sections and the active-1 picks) at
+/// the configurations fitted together with it, as in training), every section (the active-1
+/// picks are folds since learned-v8) is scored again by a model trained on everything else at
 /// the threshold the stored table records for it, and must give the stored counts; the shipped
 /// choice must be the best stored row; the nested estimate must agree with the table on every
 /// fold section; the k-fold rows and the weights must be what this code produces. (The
 /// thresholds themselves, chosen by leaving one section out within the other folds, take a
-/// model per pair of sections, 231 per configuration group: `data ablate-train` computes them,
+/// model per pair of sections, 300 per configuration group: `data ablate-train` computes them,
 /// and `nested_estimate_never_reads_the_labels_it_judges` checks that machinery on a small
 /// fixture.) The floors are what the shipped choices reach (see the book's ablation chapter).
 #[test]
