@@ -793,7 +793,6 @@ fn ablate_score_measures_an_http_tagger_against_hand_labels() {
     assert_eq!(r["detector"], "http-tagger:m");
     assert_eq!(r["labels"], 6);
     assert_eq!(r["not_in_input"], serde_json::json!(["lonely", "ghost"]));
-    let c = |v: &Value| (v["tp"].as_u64(), v["fp"].as_u64(), v["fn"].as_u64());
     // The canned tagger calls "both" math only (its question holds "15%"): code misses it.
     let want = [
         ("a", 2, (1, 0, 0), (1, 0, 0)),
@@ -808,11 +807,10 @@ fn ablate_score_measures_an_http_tagger_against_hand_labels() {
         .collect();
     assert_eq!(got.len(), want.len());
     for (g, (name, scored, code, math)) in got.iter().zip(want) {
-        let some = |(a, b, c): (u64, u64, u64)| (Some(a), Some(b), Some(c));
         assert_eq!(g["section"], name);
         assert_eq!(g["scored"], scored, "{name}");
-        assert_eq!(c(&g["code"]), some(code), "{name}");
-        assert_eq!(c(&g["math"]), some(math), "{name}");
+        assert_eq!(json_counts(&g["code"]), code, "{name}");
+        assert_eq!(json_counts(&g["math"]), math, "{name}");
     }
 }
 
@@ -843,13 +841,7 @@ fn ablate_score_reproduces_the_pinned_blind_judgements() {
             .success();
         serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap()
     };
-    let c = |v: &Value| {
-        (
-            v["tp"].as_u64().unwrap(),
-            v["fp"].as_u64().unwrap(),
-            v["fn"].as_u64().unwrap(),
-        )
-    };
+    let c = json_counts;
     let v7 = root.join(DETECTOR_V7).display().to_string();
     let r = run(&[LABELS_9, LABELS_10], &["--detector-file", &v7]);
     assert_eq!(r["detector"], "learned-v7");
@@ -1035,15 +1027,10 @@ fn learned_detector_reproduces_the_shipped_tables_section_by_section_and_its_wei
             };
             let mut c = learned::Counts::default();
             for (i, p) in probs {
-                let (v, t) = (
+                c.add(
                     learned::verdict(&set, i, cat, &choice, p),
                     set.labels[i].is(cat),
                 );
-                c.add_counts(&learned::Counts {
-                    tp: usize::from(v && t),
-                    fp: usize::from(v && !t),
-                    fn_: usize::from(!v && t),
-                });
             }
             assert_eq!(
                 c, stored.counts,
@@ -1074,27 +1061,15 @@ fn learned_detector_reproduces_the_shipped_tables_section_by_section_and_its_wei
             enriched.precision(),
             enriched.recall()
         );
-        let (min_p, min_r) = match cat {
-            Category::Code => (FLOOR_CODE_P, FLOOR_CODE_R),
-            Category::Math => (FLOOR_MATH_P, FLOOR_MATH_R),
-        };
-        assert!(
-            best.pooled.precision() >= min_p && best.pooled.recall() >= min_r,
-            "{cat}: left-out precision {:.3} recall {:.3} below {min_p}/{min_r}",
-            best.pooled.precision(),
-            best.pooled.recall()
-        );
+        let (code, math) = ((FLOOR_CODE_P, FLOOR_CODE_R), (FLOOR_MATH_P, FLOOR_MATH_R));
+        above_floors(&best.pooled, cat, code, math, "left out");
         let nested = nested_agrees_with_the_table(file, cat, &sections, 25);
         assert_eq!(nested.pooled, nested.pooled_all, "every section is a fold");
-        let (min_p, min_r) = match cat {
-            Category::Code => (NESTED_CODE_P, NESTED_CODE_R),
-            Category::Math => (NESTED_MATH_P, NESTED_MATH_R),
-        };
-        assert!(
-            nested.pooled.precision() >= min_p && nested.pooled.recall() >= min_r,
-            "{cat}: nested estimate below its floors: {:?}",
-            nested.lines()
+        let (code, math) = (
+            (NESTED_CODE_P, NESTED_CODE_R),
+            (NESTED_MATH_P, NESTED_MATH_R),
         );
+        above_floors(&nested.pooled, cat, code, math, "nested");
         // k-fold CV of the same choice, re-scored on the same folds.
         let cv = learned::cross_validate(&set, cat, &configs, folds, &seeds, &sections);
         for r in cv
@@ -1138,6 +1113,35 @@ fn learned_detector_reproduces_the_shipped_tables_section_by_section_and_its_wei
             _ => panic!("{cat}: retrained and shipped models differ in kind"),
         }
     }
+}
+
+/// Precision and recall of `c` reach the floors of `cat` (`code` or `math`: precision, recall).
+fn above_floors(
+    c: &learned::Counts,
+    cat: Category,
+    code: (f64, f64),
+    math: (f64, f64),
+    what: &str,
+) {
+    let (min_p, min_r) = match cat {
+        Category::Code => code,
+        Category::Math => math,
+    };
+    assert!(
+        c.precision() >= min_p && c.recall() >= min_r,
+        "{cat}, {what}: precision {:.3} recall {:.3} below {min_p}/{min_r}",
+        c.precision(),
+        c.recall()
+    );
+}
+
+/// `{"tp", "fp", "fn"}` of a JSON report.
+fn json_counts(v: &Value) -> (u64, u64, u64) {
+    let n = |k: &str| {
+        v[k].as_u64()
+            .unwrap_or_else(|| panic!("no count {k:?} in {v}"))
+    };
+    (n("tp"), n("fp"), n("fn"))
 }
 
 /// The nested estimate stored in `file` for `cat` agrees with the stored table on every fold

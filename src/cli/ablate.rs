@@ -11,7 +11,7 @@ use mixprobe::data::ablate_learned::{
 use mixprobe::data::read::{Format, ReadOptions, read_file};
 use mixprobe::util;
 use serde_json::json;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -103,13 +103,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         .into());
     }
     let detector = build_detector(&args.det)?;
-    let loaded = read_file(
-        &args.input,
-        Some(Format::ShareGpt),
-        &ReadOptions {
-            skip_invalid: args.skip_invalid,
-        },
-    )?;
+    let loaded = read_sharegpt(&args.input, args.skip_invalid)?;
     let raw = ablate::raw_records(&args.input)?;
     let name = detector.name();
     let result = ablate::ablate(loaded.examples, &remove, detector.as_ref());
@@ -210,6 +204,34 @@ fn build_detector(det: &DetectorArgs) -> anyhow::Result<Box<dyn Detector>> {
     Ok(detector)
 }
 
+/// Read a ShareGPT file (malformed records fail, or are skipped and counted).
+fn read_sharegpt(path: &Path, skip_invalid: bool) -> anyhow::Result<mixprobe::data::read::Loaded> {
+    Ok(read_file(
+        path,
+        Some(Format::ShareGpt),
+        &ReadOptions { skip_invalid },
+    )?)
+}
+
+/// Append a label read from `path`, refusing an id an earlier label file already labels.
+fn push_new_label(
+    labels: &mut Vec<learned::Label>,
+    seen: &mut HashSet<String>,
+    path: &Path,
+    label: learned::Label,
+) -> anyhow::Result<()> {
+    if !seen.insert(label.id.clone()) {
+        return Err(UserError(format!(
+            "{}: id {:?} is also labelled in an earlier --labels file",
+            path.display(),
+            label.id
+        ))
+        .into());
+    }
+    labels.push(label);
+    Ok(())
+}
+
 /// True when both paths name the same existing file.
 fn same_file(a: &std::path::Path, b: &std::path::Path) -> bool {
     match (a.canonicalize(), b.canonicalize()) {
@@ -247,27 +269,13 @@ pub struct ScoreArgs {
 /// `mixprobe data ablate-score`: a detector's precision and recall on hand labels.
 pub fn run_score(args: ScoreArgs) -> anyhow::Result<()> {
     let detector = build_detector(&args.det)?;
-    let mut labels: Vec<learned::Label> = Vec::new();
+    let (mut labels, mut seen): (Vec<learned::Label>, _) = (Vec::new(), HashSet::new());
     for path in &args.labels {
         for l in learned::read_labels(path)? {
-            if labels.iter().any(|k| k.id == l.id) {
-                return Err(UserError(format!(
-                    "{}: id {:?} is also labelled in an earlier --labels file",
-                    path.display(),
-                    l.id
-                ))
-                .into());
-            }
-            labels.push(l);
+            push_new_label(&mut labels, &mut seen, path, l)?;
         }
     }
-    let loaded = read_file(
-        &args.input,
-        Some(Format::ShareGpt),
-        &ReadOptions {
-            skip_invalid: args.skip_invalid,
-        },
-    )?;
+    let loaded = read_sharegpt(&args.input, args.skip_invalid)?;
     let bar = mixprobe::eval::generation::progress_bar(
         "ablate-score",
         "labelled conversations",
@@ -381,7 +389,7 @@ pub fn run_train(args: TrainArgs) -> anyhow::Result<()> {
     if args.seeds.is_empty() {
         return Err(UserError("--seeds needs at least one seed".into()).into());
     }
-    let mut labels: Vec<learned::Label> = Vec::new();
+    let (mut labels, mut seen): (Vec<learned::Label>, _) = (Vec::new(), HashSet::new());
     let mut train_only: Vec<String> = Vec::new();
     for (path, always) in args
         .labels
@@ -403,24 +411,10 @@ pub fn run_train(args: TrainArgs) -> anyhow::Result<()> {
             if always && !train_only.contains(&l.section) {
                 train_only.push(l.section.clone());
             }
-            if labels.iter().any(|k| k.id == l.id) {
-                return Err(UserError(format!(
-                    "{}: id {:?} is also labelled in an earlier --labels file",
-                    path.display(),
-                    l.id
-                ))
-                .into());
-            }
-            labels.push(l);
+            push_new_label(&mut labels, &mut seen, path, l)?;
         }
     }
-    let loaded = read_file(
-        &args.data,
-        Some(Format::ShareGpt),
-        &ReadOptions {
-            skip_invalid: args.skip_invalid,
-        },
-    )?;
+    let loaded = read_sharegpt(&args.data, args.skip_invalid)?;
     let (set, missing) = Labelled::new(&RuleDetector::default(), labels, &loaded.examples);
     if !missing.is_empty() {
         eprintln!(

@@ -1448,7 +1448,8 @@ pub struct Counts {
 }
 
 impl Counts {
-    fn add(&mut self, verdict: bool, truth: bool) {
+    /// Count one verdict against its truth.
+    pub fn add(&mut self, verdict: bool, truth: bool) {
         match (verdict, truth) {
             (true, true) => self.tp += 1,
             (true, false) => self.fp += 1,
