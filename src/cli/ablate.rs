@@ -247,7 +247,7 @@ pub struct ScoreArgs {
     #[arg(long)]
     pub input: PathBuf,
     /// Hand-label files, comma-separated, as for `data ablate-train` (`id<TAB>code<TAB>math`,
-    /// `# section NAME` headers; e.g. tests/fixtures/ablation_labels.tsv …
+    /// `# section NAME` headers, NAME one word; e.g. tests/fixtures/ablation_labels.tsv …
     /// ablation_labels_blind10.tsv, ablation_labels_active1.tsv). Only the labelled
     /// conversations are classified.
     #[arg(long, value_delimiter = ',', required = true)]
@@ -337,7 +337,7 @@ pub fn run_score(args: ScoreArgs) -> anyhow::Result<()> {
 #[derive(clap::Args)]
 pub struct TrainArgs {
     /// Hand-label files, comma-separated: `id<TAB>code<TAB>math` lines (0/1), `#` comments,
-    /// `# section NAME` headers (e.g. tests/fixtures/ablation_labels.tsv,
+    /// `# section NAME` headers, NAME one word (e.g. tests/fixtures/ablation_labels.tsv,
     /// tests/fixtures/ablation_labels_blind4.tsv … ablation_labels_blind10.tsv); their sections
     /// are the left-out folds, at least three, since selection leaves one section out and
     /// chooses thresholds by leaving one out of the rest.

@@ -604,7 +604,9 @@ impl Label {
 }
 
 /// Read a label file: `id<TAB>code<TAB>math` lines with 0/1 bits; `#` lines are comments, and
-/// `# section NAME` starts a section.
+/// `# section NAME` starts a section, NAME being one word (no spaces). A comment that merely
+/// begins with "section" followed by several words (a wrapped sentence) is a comment, not a
+/// header: it must not move the labels after it into a section named by prose.
 pub fn read_labels(path: &Path) -> Result<Vec<Label>> {
     let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
     let mut section = String::new();
@@ -613,7 +615,10 @@ pub fn read_labels(path: &Path) -> Result<Vec<Label>> {
     for (n, line) in text.lines().enumerate() {
         let at = Location::Line(n + 1);
         if let Some(name) = line.strip_prefix("# section ") {
-            section = name.trim().to_string();
+            let name = name.trim();
+            if !name.is_empty() && !name.contains(char::is_whitespace) {
+                section = name.to_string();
+            }
         }
         if line.starts_with('#') || line.trim().is_empty() {
             continue;
@@ -2744,7 +2749,13 @@ mod tests {
     fn label_files_are_checked() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("l.tsv");
-        std::fs::write(&p, "# c\n# section s1\na\t1\t0\n# section s2\nb\t0\t1\n").unwrap();
+        // The third `#` line is a wrapped comment sentence, as in ablation_labels_blind6.tsv; it
+        // must not rename the section of the label after it.
+        std::fs::write(
+            &p,
+            "# c\n# section s1\na\t1\t0\n# section s2\n# section has an empty turn, or no id\nb\t0\t1\n",
+        )
+        .unwrap();
         let l = read_labels(&p).unwrap();
         assert_eq!(l.len(), 2);
         assert_eq!(
