@@ -23,7 +23,7 @@ a record with an empty or whitespace-only turn, an unknown role or no assistant 
 as mixprobe's reader does). The script checks that it scores as many labelled conversations, and
 as many positives, as the detector file records, and says so when it does not.
 
-Usage (about 25 minutes on 2 cores):
+Usage (17 minutes on 2 cores, session 12):
   python3 bench/ablation/peer.py --data ../shared/data/sharegpt/sharegpt_v3_subset_10k.jsonl.gz \
       --labels tests/fixtures/ablation_labels.tsv,...,tests/fixtures/ablation_labels_active1.tsv \
       --detector data/ablation/detector-v8.json --out out/ablation-peer.json
@@ -41,7 +41,14 @@ try:
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
 except ImportError:
-    sys.exit("needs: pip install scikit-learn numpy scipy")
+    print("needs: pip install scikit-learn numpy scipy", file=sys.stderr)
+    sys.exit(2)
+
+
+def fail(message):
+    """A user error: the message on stderr, exit code 2 (mixprobe's convention)."""
+    print(f"peer.py: {message}", file=sys.stderr)
+    sys.exit(2)
 
 ROLES = {"human": "U", "user": "U", "gpt": "A", "chatgpt": "A", "assistant": "A", "bard": "A",
          "bing": "A", "system": "S"}
@@ -61,11 +68,11 @@ def read_labels(paths):
                 if line.startswith("#") or not line.strip():
                     continue
                 fields = line.split("\t")
-                if len(fields) != 3 or fields[1].strip() not in "01" or fields[2].strip() not in "01":
-                    sys.exit(f"{path}:{n}: expected id<TAB>code<TAB>math with 0/1 bits")
+                if len(fields) != 3 or fields[1].strip() not in ("0", "1") or fields[2].strip() not in ("0", "1"):
+                    fail(f"{path}:{n}: expected id<TAB>code<TAB>math with 0/1 bits")
                 cid = fields[0].strip()
                 if cid in out:
-                    sys.exit(f"{path}:{n}: id {cid!r} is labelled twice")
+                    fail(f"{path}:{n}: id {cid!r} is labelled twice")
                 out[cid] = (int(fields[1]), int(fields[2]), section)
     return out
 
@@ -122,18 +129,29 @@ def main():
     ap.add_argument("--smoke", type=int, default=0, help="score only the first N sections (a quick check)")
     args = ap.parse_args()
 
-    labels = read_labels(args.labels.split(","))
+    try:
+        labels = read_labels(args.labels.split(","))
+    except OSError as e:
+        fail(f"--labels: {e}")
     texts = {}
     opener = gzip.open if args.data.endswith(".gz") else open
-    with opener(args.data, "rt", encoding="utf-8") as f:
-        for line in f:
-            if not line.strip():
-                continue
-            r = json.loads(line)
-            if r.get("id") in labels:
-                t = conversation_text(r)
-                if t is not None:
-                    texts[r["id"]] = t
+    try:
+        with opener(args.data, "rt", encoding="utf-8") as f:
+            records = []
+            for n, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                try:
+                    records.append(json.loads(line))
+                except json.JSONDecodeError as e:
+                    fail(f"{args.data}:{n}: not a JSON record ({e}); expected ShareGPT JSONL")
+    except (OSError, EOFError, UnicodeDecodeError) as e:
+        fail(f"--data {args.data}: {e}")
+    for r in records:
+        if isinstance(r, dict) and r.get("id") in labels:
+            t = conversation_text(r)
+            if t is not None:
+                texts[r["id"]] = t
     ids = [i for i in labels if i in texts]
     docs = [texts[i] for i in ids]
     sec = np.array([labels[i][2] for i in ids])
@@ -143,7 +161,11 @@ def main():
           f"{len(sections)} sections; code positives {ys['code'].sum()}, math positives {ys['math'].sum()}")
     ref = None
     if args.detector:
-        ref = json.load(open(args.detector, encoding="utf-8"))
+        try:
+            with open(args.detector, encoding="utf-8") as f:
+                ref = json.load(f)
+        except (OSError, json.JSONDecodeError) as e:
+            fail(f"--detector {args.detector}: {e}")
         tr = ref["training"]
         want = (tr["labelled"], tr["code_positives"], tr["math_positives"])
         have = (len(ids), int(ys["code"].sum()), int(ys["math"].sum()))
@@ -195,7 +217,8 @@ def main():
         print(f"\nSMOKE: {int(judged.sum())} conversations of {len(outer)} sections judged; "
               "the reference row covers every section and is not comparable")
     result = {"labelled": len(ids), "judged": int(judged.sum()), "sections": len(sections), "grid": grid, "inner_folds": args.inner}
-    print("\nnested estimate over every labelled conversation (P / R, tp fp fn)")
+    scope = "the judged sections only" if args.smoke else "every labelled conversation"
+    print(f"\nnested estimate over {scope} (P / R, tp fp fn)")
     for cat, y in ys.items():
         tp, fp, fn = counts(verdicts[cat][judged], y[judged])
         p, r = tp / max(tp + fp, 1), tp / max(tp + fn, 1)
