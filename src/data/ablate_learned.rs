@@ -2749,7 +2749,7 @@ mod tests {
     fn label_files_are_checked() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("l.tsv");
-        // The third `#` line is a wrapped comment sentence, as in ablation_labels_blind6.tsv; it
+        // The last `#` line is a wrapped comment sentence, as in ablation_labels_blind6.tsv; it
         // must not rename the section of the label after it.
         std::fs::write(
             &p,
