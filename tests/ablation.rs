@@ -1144,9 +1144,8 @@ fn json_counts(v: &Value) -> (u64, u64, u64) {
     (n("tp"), n("fp"), n("fn"))
 }
 
-/// The nested estimate stored in `file` for `cat` agrees with the stored table on every fold
-/// section (the chosen row's threshold and counts there), marks exactly the `folds` as folds,
-/// judges `sections` sections in all, and adds up.
+/// The nested estimate stored in `file` for `cat` agrees with the stored table (see
+/// [`nested_matches_rows`]) and judges `sections` sections in all.
 fn nested_agrees_with_the_table(
     file: &learned::DetectorFile,
     cat: Category,
@@ -1159,17 +1158,28 @@ fn nested_agrees_with_the_table(
         .find(|n| n.category == cat)
         .expect("the file records the nested estimate")
         .clone();
+    nested_matches_rows(&nested, &file.loso, folds);
+    assert_eq!(nested.sections.len(), sections);
+    for line in nested.lines().iter().take(3) {
+        println!("  {line}");
+    }
+    nested
+}
+
+/// `nested` marks exactly the `folds` as folds, agrees with the leave-one-section-out `rows` on
+/// every fold section (the chosen row's threshold and counts there), and its pooled counts are
+/// the sums of its sections (fold sections, and all).
+fn nested_matches_rows(nested: &learned::Nested, rows: &[learned::LosoRow], folds: &[String]) {
     let (mut folded, mut every) = (learned::Counts::default(), learned::Counts::default());
     for s in &nested.sections {
         every.add_counts(&s.counts);
         assert_eq!(s.fold, folds.contains(&s.section), "{}", s.section);
         if s.fold {
             folded.add_counts(&s.counts);
-            let row = file
-                .loso
+            let row = rows
                 .iter()
-                .find(|r| r.category == cat && r.name() == s.chosen)
-                .unwrap();
+                .find(|r| r.category == nested.category && r.name() == s.chosen)
+                .expect("the chosen candidate is a row of the table");
             let there = row
                 .sections
                 .iter()
@@ -1178,12 +1188,7 @@ fn nested_agrees_with_the_table(
             assert_eq!((there.threshold, there.counts), (s.threshold, s.counts));
         }
     }
-    assert_eq!(nested.sections.len(), sections);
     assert_eq!((folded, every), (nested.pooled, nested.pooled_all));
-    for line in nested.lines().iter().take(3) {
-        println!("  {line}");
-    }
-    nested
 }
 
 /// Floors of the shipped choices' nested estimate (see [`learned::Nested`]) over every labelled
@@ -1425,27 +1430,11 @@ fn nested_estimate_never_reads_the_labels_it_judges() {
     let (set, rows, nested) = run(all.clone());
     let names: Vec<&str> = nested.sections.iter().map(|s| s.section.as_str()).collect();
     assert_eq!(names, ["part0", "part1", "part2", "extra"]);
-    let (mut folded, mut every) = (learned::Counts::default(), learned::Counts::default());
+    nested_matches_rows(&nested, &rows, &folds);
     for s in &nested.sections {
-        every.add_counts(&s.counts);
-        if s.fold {
-            folded.add_counts(&s.counts);
-            let row = rows
-                .iter()
-                .find(|r| r.name() == s.chosen)
-                .expect("the chosen candidate is a row of the table");
-            let there = row
-                .sections
-                .iter()
-                .find(|t| t.section == s.section)
-                .unwrap();
-            assert_eq!((there.threshold, there.counts), (s.threshold, s.counts));
-        }
         let size = set.labels.iter().filter(|l| l.section == s.section).count();
         assert_eq!(size, 12, "{}", s.section);
     }
-    assert_eq!((nested.pooled, nested.pooled_all), (folded, every));
-    assert!(!nested.sections[3].fold);
     for l in nested.lines() {
         println!("{l}");
     }
@@ -1673,8 +1662,6 @@ struct Blind {
     excluded: usize,
 }
 
-/// Rules-v2 and the shipped learned detector on the sections of one blind sample: prints each
-/// section's and the pooled confusion counts, returns the pooled `[detector][code, math]`.
 /// learned-v7, shipped from session 7 to session 10 and kept in the repository as the detector
 /// that held-out-9 and held-out-10 judged blind (and the one the held-out-4..8 in-sample lines
 /// print).
@@ -1686,13 +1673,15 @@ fn learned_v7() -> LearnedDetector {
 /// learned-v7's file (data/ablation/detector-v7.json).
 const DETECTOR_V7: &str = "data/ablation/detector-v7.json";
 
+/// Rules-v2 and learned-v7 on the sections of one blind sample: prints each section's and the
+/// pooled confusion counts, returns the pooled `[detector][code, math]`.
 fn score_label_file(shared: &Path, sample: Blind) -> Pooled {
     let labels =
         learned::read_labels(&Path::new(env!("CARGO_MANIFEST_DIR")).join(sample.file)).unwrap();
     score_labels(shared, &labels, sample).0
 }
 
-/// Pooled confusion counts, `[detector (rules-v2, shipped learned)][category (code, math)]`.
+/// Pooled confusion counts, `[detector (rules-v2, learned-v7)][category (code, math)]`.
 type Pooled = [[Score; 2]; 2];
 
 /// [`score_label_file`] on labels already read (`sample.file` names them in messages); also

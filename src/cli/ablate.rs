@@ -165,7 +165,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 
 /// The detector the flags ask for.
 fn build_detector(det: &DetectorArgs) -> anyhow::Result<Box<dyn Detector>> {
-    let detector: Box<dyn Detector> = match det.detector {
+    if det.detector_file.is_some() && det.detector != DetectorKind::Learned {
+        return Err(UserError("--detector-file needs --detector learned".into()).into());
+    }
+    Ok(match det.detector {
         DetectorKind::Rules => Box::new(RuleDetector::default()),
         DetectorKind::Learned => Box::new(match &det.detector_file {
             Some(path) => {
@@ -196,12 +199,7 @@ fn build_detector(det: &DetectorArgs) -> anyhow::Result<Box<dyn Detector>> {
                 Duration::from_secs(det.api_timeout),
             ))
         }
-    };
-
-    if det.detector_file.is_some() && det.detector != DetectorKind::Learned {
-        return Err(UserError("--detector-file needs --detector learned".into()).into());
-    }
-    Ok(detector)
+    })
 }
 
 /// Read a ShareGPT file (malformed records fail, or are skipped and counted).

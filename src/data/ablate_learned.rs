@@ -727,15 +727,14 @@ pub fn score_detector(
                 continue;
             }
         };
-        if !out.sections.iter().any(|s| s.section == l.section) {
-            out.sections.push(counts(&l.section));
-        }
-        let section = out
-            .sections
-            .iter_mut()
-            .find(|s| s.section == l.section)
-            .expect("just added");
-        for c in [section, &mut out.pooled] {
+        let at = match out.sections.iter().position(|s| s.section == l.section) {
+            Some(at) => at,
+            None => {
+                out.sections.push(counts(&l.section));
+                out.sections.len() - 1
+            }
+        };
+        for c in [&mut out.sections[at], &mut out.pooled] {
             c.scored += 1;
             c.code.add(cats.contains(&Category::Code), l.code);
             c.math.add(cats.contains(&Category::Math), l.math);
@@ -1470,6 +1469,19 @@ impl Counts {
         self.fn_ += other.fn_;
     }
 
+    /// `P … R … F1 … (tp … fp … fn …)`, as the tables print it.
+    pub fn summary(&self) -> String {
+        format!(
+            "P {:.3} R {:.3} F1 {:.3} (tp {} fp {} fn {})",
+            self.precision(),
+            self.recall(),
+            self.f1(),
+            self.tp,
+            self.fp,
+            self.fn_
+        )
+    }
+
     /// Precision (0 when nothing was detected).
     pub fn precision(&self) -> f64 {
         self.tp as f64 / (self.tp + self.fp).max(1) as f64
@@ -1566,15 +1578,10 @@ impl LosoRow {
             })
             .collect();
         format!(
-            "{:<5} {:<44} P {:.3} R {:.3} F1 {:.3} (tp {} fp {} fn {}) | {}",
+            "{:<5} {:<44} {} | {}",
             self.category.as_str(),
             format!("{}{t}", self.name()),
-            self.pooled.precision(),
-            self.pooled.recall(),
-            self.pooled.f1(),
-            self.pooled.tp,
-            self.pooled.fp,
-            self.pooled.fn_,
+            self.pooled.summary(),
             parts.join(", ")
         )
     }
@@ -1754,27 +1761,16 @@ pub struct Nested {
 impl Nested {
     /// The pooled counts, then per section the choice, as table lines.
     pub fn lines(&self) -> Vec<String> {
-        let c = |c: &Counts| {
-            format!(
-                "P {:.3} R {:.3} F1 {:.3} (tp {} fp {} fn {})",
-                c.precision(),
-                c.recall(),
-                c.f1(),
-                c.tp,
-                c.fp,
-                c.fn_
-            )
-        };
         let mut out = vec![format!(
             "{:<5} nested, fold sections: {}",
             self.category.as_str(),
-            c(&self.pooled)
+            self.pooled.summary()
         )];
         if self.pooled_all != self.pooled {
             out.push(format!(
                 "{:<5} nested, every labelled section: {}",
                 self.category.as_str(),
-                c(&self.pooled_all)
+                self.pooled_all.summary()
             ));
         }
         for s in &self.sections {
@@ -2189,7 +2185,7 @@ pub struct Contribution {
 impl LearnedDetector {
     /// The detector shipped with the binary (`data/ablation/detector-v8.json`).
     pub fn shipped() -> Result<LearnedDetector> {
-        Self::from_text(SHIPPED, "the embedded detector-v7.json")
+        Self::from_text(SHIPPED, "the embedded detector-v8.json")
     }
 
     /// A detector from a file's text (`what` names it in errors).
